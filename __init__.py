@@ -1,0 +1,44 @@
+"""pivf: learn physics from video with swappable, differentiable physics plugins.
+
+The Python API mirrors the CLI: ``pivf.physics("spring", k=4.0)``, ``pivf.integrator("euler",
+substeps=5)``, ``pivf.decoder("spatial_transformer", ...)`` return configured plugin instances.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pivf.core.hookspecs import hookimpl
+from pivf.core.registry import registry
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "decoder", "encoder", "hookimpl", "integrator", "physics", "plugins", "task"]
+
+
+def physics(name: str, **params: Any):
+    """A physics system (an ``nn.Module``) with validated params."""
+    return registry().create("physics", name, **params)
+
+
+def integrator(name: str, **options: Any):
+    """An integrator with validated options (e.g. ``substeps``)."""
+    return registry().create("integrator", name, **options)
+
+
+def decoder(name: str, **params: Any):
+    """A decoder (an ``nn.Module``) with validated params."""
+    return registry().create("decoder", name, **params)
+
+
+def encoder(name: str, **params: Any):
+    """An encoder (an ``nn.Module``) with validated params."""
+    return registry().create("encoder", name, **params)
+
+
+def task(name: str, **params: Any):
+    """A dataset task (generator and renderer) with validated params."""
+    return registry().create("task", name, **params)
+
+
+def plugins(kind: str | None = None) -> list[dict[str, str]]:
+    """The installed plugins, one dict per plugin, as ``pivf plugins --json`` prints them."""
+    return [row.as_dict() for row in registry().rows(kind)]

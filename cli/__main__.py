@@ -1,0 +1,3 @@
+from pivf.cli.main import main
+
+main()

@@ -1,0 +1,58 @@
+"""The experiment flags shared by ``train``, ``config show`` and ``compare``, declared once.
+
+``with_config_flags`` appends these options to a command's signature and hands the command a fully
+resolved ``ExperimentConfig`` instead, so every command layers config sources the same way.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+from pivf.core.config import ExperimentConfig, resolve_config
+
+PANEL = "Experiment"
+
+# flag name → (dotted config path or None, annotation)
+_FLAGS: dict[str, tuple[str | None, Any]] = {
+    "task": ("data.task", Annotated[Optional[str], typer.Option(help="task preset, e.g. spring_color, 3bp_color, pendulum (see `pivf data tasks`)", rich_help_panel=PANEL)]),
+    "data": ("data.path", Annotated[Optional[Path], typer.Option(help="dataset .npz; default: generate and cache a small one for the task", rich_help_panel=PANEL)]),
+    "physics": ("physics.name", Annotated[Optional[str], typer.Option(help="physics plugin (see `pivf plugins --kind physics`)", rich_help_panel=PANEL)]),
+    "integrator": ("integrator.name", Annotated[Optional[str], typer.Option(help="integrator plugin: euler, leapfrog, yoshida, rk4, dopri5, ...", rich_help_panel=PANEL)]),
+    "encoder": ("encoder.name", Annotated[Optional[str], typer.Option(help="encoder plugin", rich_help_panel=PANEL)]),
+    "decoder": ("decoder.name", Annotated[Optional[str], typer.Option(help="decoder plugin", rich_help_panel=PANEL)]),
+    "epochs": ("training.epochs", Annotated[Optional[int], typer.Option(help="training epochs", rich_help_panel=PANEL)]),
+    "batch_size": ("training.batch_size", Annotated[Optional[int], typer.Option(help="sequences per batch", rich_help_panel=PANEL)]),
+    "lr": ("training.lr", Annotated[Optional[float], typer.Option(help="learning rate", rich_help_panel=PANEL)]),
+    "seed": ("training.seed", Annotated[Optional[int], typer.Option(help="random seed", rich_help_panel=PANEL)]),
+    "device": ("training.device", Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N", rich_help_panel=PANEL)]),
+    "out": ("logging.out", Annotated[Optional[Path], typer.Option(help="parent directory for run directories", rich_help_panel=PANEL)]),
+    "config": (None, Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML or TOML config file", rich_help_panel=PANEL)]),
+    "set": (None, Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override: section.field=value (repeatable)", rich_help_panel=PANEL)]),
+}
+
+
+def config_from_flags(values: dict[str, Any], **extra_flags: Any) -> ExperimentConfig:
+    flags = {path: values.get(name) for name, (path, _) in _FLAGS.items() if path}
+    flags.update(extra_flags)
+    task = flags.pop("data.task")
+    return resolve_config(task=task, config_file=values.get("config"), flags=flags, overrides=values.get("set"))
+
+
+def with_config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``command(config, ...)``: the CLI sees the shared flags, the command a resolved config."""
+    own = [p for name, p in inspect.signature(command).parameters.items() if name != "config"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+              for name, (_, annotation) in _FLAGS.items()]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        shared_values = {name: kwargs.pop(name) for name in _FLAGS}
+        return command(config_from_flags(shared_values), **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
+    del wrapper.__wrapped__  # typer must read the new signature, not the wrapped one
+    return wrapper

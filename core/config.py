@@ -1,0 +1,244 @@
+"""The experiment config: pydantic models and the layering of its sources.
+
+Sources, lowest to highest priority: built-in defaults, the task preset, a YAML/TOML file
+(``--config``), CLI flags, then ``--set section.field=value`` overrides. Plugin sections hold the
+plugin ``name`` plus that plugin's params; once the name is known the params are validated by the
+plugin's own model, so a typo in ``physics.k`` fails before anything runs.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pivf.core.errors import ConfigError
+from pivf.core.plugin import format_validation_error
+from pivf.core.presets import DEFAULT_TASK, PRESETS
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PluginChoice(BaseModel):
+    """A plugin section: ``name`` plus the plugin's own params (validated by that plugin)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class DataConfig(Section):
+    task: str = DEFAULT_TASK
+    path: Path | None = Field(None, description="a .npz dataset; empty → generate (and cache) a small one")
+    image_size: int = Field(32, ge=8)
+    n_objects: int = Field(2, ge=1)
+    input_steps: int = Field(4, ge=1, description="frames the encoder sees before prediction starts")
+    pred_steps: int = Field(6, ge=1, description="frames predicted and trained on")
+    extrap_steps: int = Field(20, ge=0, description="further frames predicted at test time")
+    dt: float = Field(0.3, gt=0, description="time between frames")
+    n_train: int = Field(1000, ge=1, description="size of the generated embedded dataset")
+    n_valid: int = Field(100, ge=1)
+    n_test: int = Field(100, ge=1)
+    cache_dir: Path = Path("~/.cache/pivf/data")
+
+
+class TrainingConfig(Section):
+    epochs: int = Field(500, ge=0)
+    batch_size: int = Field(100, ge=1)
+    lr: float = Field(6e-4, gt=0)
+    optimizer: Literal["rmsprop_tf", "rmsprop", "adam"] = "rmsprop_tf"
+    grad_clip: float = Field(1.0, ge=0, description="element-wise gradient clip (0 disables)")
+    anneal_at: float = Field(0.75, gt=0, le=1, description="fraction of epochs after which lr is divided by 5")
+    anneal_factor: float = Field(0.2, gt=0, le=1)
+    recons_weight: float = Field(3.0, ge=0, description="α in loss = pred + α·recons")
+    objective: Literal["paig", "hgn"] = "paig"
+    seed: int = 0
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    eval_every: int = Field(10, ge=1, description="epochs between validations")
+
+
+class LoggingConfig(Section):
+    out: Path = Field(Path("runs"), description="parent directory of run directories")
+    run_name: str | None = None
+    tensorboard: bool = True
+    log_every: int = Field(50, ge=1, description="steps between scalar logs")
+    checkpoint_every: int = Field(5, ge=1, description="epochs between checkpoints")
+
+
+class ExperimentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataConfig = DataConfig()
+    physics: PluginChoice = PluginChoice(name="spring")
+    integrator: PluginChoice = PluginChoice(name="euler")
+    encoder: PluginChoice = PluginChoice(name="paig_unet")
+    decoder: PluginChoice = PluginChoice(name="spatial_transformer")
+    training: TrainingConfig = TrainingConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+
+PLUGIN_SECTIONS = {"physics": "physics", "integrator": "integrator", "encoder": "encoder", "decoder": "decoder"}
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A YAML or TOML file as a dict; missing or malformed files are user errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml", ".json"):
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(f"config file {path}: unknown extension '{path.suffix}'; use .yaml, .yml, .toml or .json")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        detail = str(exc).replace("\n", " ")
+        raise ConfigError(f"config file {path} is malformed: {' '.join(detail.split())}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``section.field=value`` → (["section", "field"], value); the value is parsed as YAML."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects section.field=value, got '{item}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            if key in PLUGIN_SECTIONS and "name" in value and value["name"] != out[key].get("name"):
+                out[key] = copy.deepcopy(value)  # a different plugin: the old one's params do not apply
+            else:
+                out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: '{part}' is not a section")
+    node[path[-1]] = value
+
+
+def resolve_config(
+    task: str | None = None,
+    config_file: Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    validate_plugins: bool = True,
+) -> ExperimentConfig:
+    """Merge every source in priority order and validate the result (plugins included)."""
+    file_layer = read_config_file(config_file) if config_file else {}
+    flag_layer: dict[str, Any] = {}
+    for dotted, value in (flags or {}).items():
+        if value is not None:
+            _set_path(flag_layer, dotted.split("."), value)
+    set_layer: dict[str, Any] = {}
+    for item in overrides or []:
+        path, value = parse_override(item)
+        _set_path(set_layer, path, value)
+
+    chosen_task = task or _lookup(set_layer, "data.task") or _lookup(flag_layer, "data.task") \
+        or _lookup(file_layer, "data.task") or DEFAULT_TASK
+    layers = [ExperimentConfig().to_dict()]
+    if chosen_task in PRESETS:
+        layers.append(PRESETS[chosen_task])
+    layers.extend([file_layer, flag_layer, set_layer, {"data": {"task": chosen_task}}])
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = deep_merge(merged, layer)
+    try:
+        config = ExperimentConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "config")) from None
+    if validate_plugins:
+        config = validate_plugin_sections(config)
+    return config
+
+
+def _lookup(tree: dict[str, Any], dotted: str) -> Any:
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
+    """Check each plugin section against its plugin's params model; fill in the plugin's defaults."""
+    from pivf.core.registry import registry
+
+    reg = registry()
+    resolved = config.to_dict()
+    for section, kind in PLUGIN_SECTIONS.items():
+        choice: PluginChoice = getattr(config, section)
+        try:
+            cls = reg.get(kind, choice.name)
+        except Exception as exc:
+            raise type(exc)(f"{section}.name: {exc}") from None
+        params = cls.validate_params(choice.params)
+        resolved[section] = {"name": choice.name, **json.loads(params.model_dump_json())}
+    config = ExperimentConfig.model_validate(resolved)
+    check_compatibility(config)
+    return config
+
+
+def check_compatibility(config: ExperimentConfig) -> None:
+    """Refuse plugin combinations that cannot work together, before anything runs."""
+    from pivf.core.registry import registry
+
+    reg = registry()
+    physics = reg.get("physics", config.physics.name)
+    integrator = reg.get("integrator", config.integrator.name)
+    encoder = reg.get("encoder", config.encoder.name)
+    decoder = reg.get("decoder", config.decoder.name)
+    if physics.has_constraints and not integrator.supports_constraints:
+        raise ConfigError(
+            f"integrator '{integrator.name}' cannot apply the hard constraints (wall bounces) of physics "
+            f"'{physics.name}'; use one of: {', '.join(n for n in reg.names('integrator') if reg.get('integrator', n).supports_constraints)}")
+    for section, plugin in (("encoder", encoder), ("decoder", decoder)):
+        if physics.state not in plugin.states:
+            fitting = [n for n in reg.names(section) if physics.state in reg.get(section, n).states]
+            raise ConfigError(
+                f"{section} '{plugin.name}' works on {'/'.join(plugin.states)} states but physics "
+                f"'{physics.name}' has {physics.state} states; use {section} {' or '.join(fitting) or '(none installed)'}")
+
+
+def dump_yaml(config: ExperimentConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

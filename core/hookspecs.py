@@ -1,0 +1,50 @@
+"""The whole plugin contract of pivf.
+
+A plugin is a module registered under the ``pivf`` entry-point group that implements any of these
+hooks with ``@pivf.hookimpl``. Each hook returns a list of plugin *classes*; every class carries a
+unique ``name``, a one-line ``description`` and a pydantic ``Params`` model (see ``pivf.core.plugin``).
+"""
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "pivf"
+ENTRY_POINT_GROUP = "pivf"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def pivf_physics() -> list[type]:
+    """Physics systems (subclasses of ``pivf.core.physics.PhysicsSystem``): the equations of motion."""
+
+
+@hookspec
+def pivf_integrators() -> list[type]:
+    """Integrators (subclasses of ``pivf.core.integrator.Integrator``) that roll a physics system forward."""
+
+
+@hookspec
+def pivf_decoders() -> list[type]:
+    """Decoders (``pivf.core.model.Decoder``): render a state (positions or latent q) into frames."""
+
+
+@hookspec
+def pivf_encoders() -> list[type]:
+    """Encoders (``pivf.core.model.Encoder``): infer the initial state from the first frames."""
+
+
+@hookspec
+def pivf_tasks() -> list[type]:
+    """Dataset tasks (``pivf.core.data.task.Task``): generate and render sequences for ``pivf data generate``."""
+
+
+#: hook name for each plugin kind, in the order ``pivf plugins`` lists them
+HOOK_OF_KIND: dict[str, str] = {
+    "physics": "pivf_physics",
+    "integrator": "pivf_integrators",
+    "decoder": "pivf_decoders",
+    "encoder": "pivf_encoders",
+    "task": "pivf_tasks",
+}

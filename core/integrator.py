@@ -1,0 +1,73 @@
+"""The contract of an integrator: roll a physics system from ``(q0, p0)`` through frame times ``t``.
+
+Each frame interval is split into ``substeps`` equal steps; outputs are time-major ``(T, *q0.shape)``
+with ``T = len(t)`` and the first entry the initial state. States are collected in a list and stacked
+once: writing into a preallocated tensor makes backward quadratic in the number of frames.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from pivf.core.physics import PhysicsSystem
+from pivf.core.plugin import Plugin, PluginParams
+
+
+class IntegratorParams(PluginParams):
+    substeps: int = Field(5, ge=1, description="integration steps per frame interval")
+
+
+class Integrator(Plugin):
+    """Base for integrator plugins; a fixed-step method only overrides ``step``."""
+
+    kind: ClassVar[str] = "integrator"
+    Params: ClassVar[type[PluginParams]] = IntegratorParams
+    #: global order of accuracy, checked by a convergence test
+    order: ClassVar[int] = 1
+    symplectic: ClassVar[bool] = False
+    time_reversible: ClassVar[bool] = False
+    #: False for methods that cannot apply ``physics.constrain`` between steps (adaptive ODE solvers)
+    supports_constraints: ClassVar[bool] = True
+
+    def __init__(self, params: PluginParams | None = None) -> None:
+        self.params = self.validate_params(params)
+
+    @property
+    def substeps(self) -> int:
+        return self.params.substeps
+
+    def step(self, physics: PhysicsSystem, q: Tensor, p: Tensor, h: float) -> tuple[Tensor, Tensor]:
+        """One step of size ``h`` (negative runs time backwards)."""
+        raise NotImplementedError
+
+    def advance(self, physics: PhysicsSystem, q: Tensor, p: Tensor, dt: float) -> tuple[Tensor, Tensor]:
+        """Move the state across one frame interval of length ``dt``."""
+        h = dt / self.substeps
+        for _ in range(self.substeps):
+            q, p = self.step(physics, q, p, h)
+            q, p = physics.constrain(q, p)
+        return q, p
+
+    def rollout(self, physics: PhysicsSystem, q0: Tensor, p0: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """States at every time in ``t`` (a 1-D tensor), starting from ``(q0, p0)`` at ``t[0]``."""
+        intervals = frame_intervals(t)
+        qs, ps = [q0], [p0]
+        q, p = q0, p0
+        for dt in intervals:
+            q, p = self.advance(physics, q, p, dt)
+            qs.append(q)
+            ps.append(p)
+        return torch.stack(qs), torch.stack(ps)
+
+    def describe(self) -> dict[str, object]:
+        return {"order": self.order, "symplectic": self.symplectic, "time_reversible": self.time_reversible}
+
+
+def frame_intervals(t: Tensor) -> list[float]:
+    """Frame intervals as Python floats: read once per rollout, so no device sync happens per step."""
+    if t.ndim != 1 or t.numel() < 1:
+        raise ValueError(f"t must be a 1-D tensor of frame times, got shape {tuple(t.shape)}")
+    return torch.diff(t.detach().to("cpu", torch.float64)).tolist()

@@ -1,0 +1,54 @@
+"""Contracts of the vision plugins around the physics: encoders infer the initial state from
+frames, decoders render states back into frames."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from pivf.core.physics import StateKind
+from pivf.core.plugin import Plugin, PluginParams
+
+
+@dataclass
+class EncoderOutput:
+    """What the pipeline needs from an encoder.
+
+    ``q0, p0`` start the rollout at the last input frame. ``positions`` (B, T, N, D) are per-frame
+    object positions for the reconstruction loss (None for latent encoders). ``kl`` is the KL term
+    of a variational encoder (None when deterministic).
+    """
+
+    q0: Tensor
+    p0: Tensor
+    positions: Tensor | None = None
+    kl: Tensor | None = None
+
+
+class Encoder(Plugin, nn.Module):
+    """frames (B, T, C, H, W) in [0, 1] → initial state; ``states`` lists the state kinds it produces."""
+
+    kind: ClassVar[str] = "encoder"
+    states: ClassVar[tuple[StateKind, ...]] = ("objects",)
+
+    def __init__(self, params: PluginParams | None = None) -> None:
+        nn.Module.__init__(self)
+        self.params = self.validate_params(params)
+
+    def forward(self, frames: Tensor, input_steps: int) -> EncoderOutput:
+        raise NotImplementedError
+
+
+class Decoder(Plugin, nn.Module):
+    """state q of shape (B, *state) → frames (B, C, H, W) in [0, 1]."""
+
+    kind: ClassVar[str] = "decoder"
+    states: ClassVar[tuple[StateKind, ...]] = ("objects",)
+
+    def __init__(self, params: PluginParams | None = None) -> None:
+        nn.Module.__init__(self)
+        self.params = self.validate_params(params)
+
+    def forward(self, q: Tensor) -> Tensor:
+        raise NotImplementedError

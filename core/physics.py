@@ -1,0 +1,96 @@
+"""The contract of a physics system: the equations of motion the pipeline integrates.
+
+State is ``(q, p)``. For known-equation systems q are object positions and p their velocities,
+shape ``(B, N, D)``, in image pixel units (x = column, y = row). For latent systems (HGN) q and p are
+canonical coordinates of any shape, e.g. ``(B, 16, 4, 4)``.
+
+A system defines either ``dq_dt``/``dp_dt`` directly or a ``hamiltonian``; then the derivatives follow
+by autograd (with ``create_graph`` while training so the loss reaches H's weights). Integrators call
+``dq_dt`` and ``dp_dt`` separately so symplectic schemes use the partitioned form
+dq/dt = ∂H/∂p, dp/dt = −∂H/∂q, never "velocity = p".
+"""
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from pivf.core.plugin import Plugin, PluginParams
+
+StateKind = Literal["objects", "latent"]
+
+
+class PhysicsSystem(Plugin, nn.Module):
+    """Base class for physics plugins (an ``nn.Module`` so its physical parameters can be learned)."""
+
+    kind: ClassVar[str] = "physics"
+    #: "objects" for (B, N, D) coordinates, "latent" for abstract canonical coordinates
+    state: ClassVar[StateKind] = "objects"
+    #: values used to generate data; the params model holds the *initial* values a learner starts from
+    ground_truth: ClassVar[dict[str, float]] = {}
+    #: True when ``constrain`` changes the state (e.g. wall bounces), which smooth ODE solvers cannot honour
+    has_constraints: ClassVar[bool] = False
+    #: True when the flow conserves ``energy`` (no damping, no actuation)
+    conservative: ClassVar[bool] = True
+
+    def __init__(self, params: PluginParams | None = None) -> None:
+        nn.Module.__init__(self)
+        self.params = self.validate_params(params)
+
+    # --- the equations of motion -------------------------------------------------------------
+    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
+        """Energy per sample, shape ``(B,)``. Define it to get the derivatives by autograd."""
+        raise NotImplementedError(f"physics '{self.name}' defines no Hamiltonian")
+
+    def dq_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        return self._hamiltonian_grad(q, p, wrt="p")
+
+    def dp_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        return -self._hamiltonian_grad(q, p, wrt="q")
+
+    def derivatives(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        return self.dq_dt(q, p), self.dp_dt(q, p)
+
+    def constrain(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        """Applied after every integrator substep; identity unless the system has hard constraints."""
+        return q, p
+
+    # --- diagnostics and reports ---------------------------------------------------------------
+    def energy(self, q: Tensor, p: Tensor) -> Tensor:
+        """Total energy per sample, ``(B,)`` (for a batch of time steps, any leading shape)."""
+        return self.hamiltonian(q, p)
+
+    def learned_parameters(self) -> dict[str, float]:
+        """Learnable physical parameters in physical units (e.g. ``{"k": 4.1}``)."""
+        return {}
+
+    def state_shape(self) -> tuple[int, ...]:
+        """Shape of one sample's q (and p), for samplers and shape checks; () when free."""
+        return ()
+
+    # --- helpers for subclasses ----------------------------------------------------------------
+    def _hamiltonian_grad(self, q: Tensor, p: Tensor, wrt: str) -> Tensor:
+        training = torch.is_grad_enabled()
+        with torch.enable_grad():
+            q_ = q if q.requires_grad else q.detach().requires_grad_(True)
+            p_ = p if p.requires_grad else p.detach().requires_grad_(True)
+            h = self.hamiltonian(q_, p_).sum()
+            target = p_ if wrt == "p" else q_
+            (grad,) = torch.autograd.grad(h, target, create_graph=training, allow_unused=True)
+        if grad is None:
+            grad = torch.zeros_like(target)
+        return grad if training else grad.detach()
+
+
+def log_parameter(value: float, learnable: bool = True) -> nn.Parameter:
+    """A positive physical constant stored as its log, so gradient steps never make it negative."""
+    return nn.Parameter(torch.tensor(math.log(value)), requires_grad=learnable)
+
+
+class ObjectParams(PluginParams):
+    """Params shared by systems over object coordinates."""
+
+    n_objects: int = 2
+    dim: int = 2
