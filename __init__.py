@@ -11,7 +11,7 @@ from pivf.core.hookspecs import hookimpl
 from pivf.core.registry import registry
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "decoder", "encoder", "hookimpl", "integrator", "physics", "plugins", "task"]
+__all__ = ["__version__", "decoder", "encoder", "hookimpl", "integrator", "list_plugins", "physics", "task"]
 
 
 def physics(name: str, **params: Any):
@@ -39,6 +39,6 @@ def task(name: str, **params: Any):
     return registry().create("task", name, **params)
 
 
-def plugins(kind: str | None = None) -> list[dict[str, str]]:
+def list_plugins(kind: str | None = None) -> list[dict[str, str]]:
     """The installed plugins, one dict per plugin, as ``pivf plugins --json`` prints them."""
     return [row.as_dict() for row in registry().rows(kind)]

@@ -2,17 +2,36 @@
 from __future__ import annotations
 
 import json
-import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
+from pivf.cli.data import data_app
 from pivf.cli.options import with_config_flags
 from pivf.core.config import ExperimentConfig, dump_yaml
 from pivf.core.errors import PivfUserError
 
+_state = {"debug": False}
+
+
+class _UserErrorsAsExitCode(TyperGroup):
+    """Print a user error as one line and exit 2 (under the console script and CliRunner alike)."""
+
+    def invoke(self, ctx: typer.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except PivfUserError as exc:
+            if _state["debug"]:
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
     name="pivf",
+    cls=_UserErrorsAsExitCode,
     help="Learn physics from video: train PAIG/HGN models with swappable physics and integrator plugins.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -21,8 +40,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the resolved experiment config.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-
-_state = {"debug": False}
+app.add_typer(data_app, name="data")
 
 
 @app.callback()
@@ -63,15 +81,79 @@ def config_show(
     typer.echo(json.dumps(config.to_dict(), indent=2) if as_json else dump_yaml(config), nl=not as_json)
 
 
-def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+@app.command("train")
+@with_config_flags
+def train_command(
+    config: ExperimentConfig,
+    resume: Annotated[Optional[Path], typer.Option(help="continue this run directory from its last checkpoint "
+                                                        "(its own config.yaml is used)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output; print the final metrics as JSON")] = False,
+) -> None:
+    """Train a model: encoder → velocity estimator → integrator(physics) → decoder.
+
+    With no --data, a small dataset for the task is generated and cached first, so this works on a
+    fresh machine. Writes a run directory with config.yaml, metrics.json, checkpoints, TensorBoard
+    events, rollouts.png and templates.png. Under torchrun it trains data-parallel.
+    """
+    from pivf.core import train as training
+
+    log = (lambda _msg: None) if quiet else typer.echo
+    metrics = training.resume(resume, log=log, quiet=quiet) if resume else training.train(config, log=log, quiet=quiet)
+    if quiet:
+        typer.echo(json.dumps(metrics))
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by `pivf train`")],
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+) -> None:
+    """Re-evaluate a run's checkpoint on the test split (prediction, extrapolation, reconstruction)."""
+    from pivf.core.evaluate import evaluate_run
+
+    if checkpoint not in ("best", "last"):
+        raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
+    typer.echo(json.dumps(evaluate_run(run_dir, checkpoint, device, log=typer.echo), indent=2))
+
+
+@app.command("compare")
+@with_config_flags
+def compare_command(
+    config: ExperimentConfig,
+    integrators: Annotated[str, typer.Option(help="comma-separated integrators, e.g. euler,leapfrog,yoshida,rk4")]
+        = "euler,leapfrog,yoshida,rk4",
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
+    jobs: Annotated[int, typer.Option(help="runs trained at once (separate processes; they share the GPU)")] = 1,
+    report: Annotated[Optional[Path], typer.Option(help="only rebuild the summary of this finished sweep")] = None,
+) -> None:
+    """Train one physics with several integrators (and seeds) and summarise them.
+
+    Runs land in OUT/<physics>/<integrator>/seed<k> (--out), so `tensorboard --logdir OUT` overlays one
+    curve per integrator; OUT gets a custom-scalars layout, summary.csv, summary.md and summary.png.
+    """
+    from pivf.core import compare
+
+    if report is not None:
+        compare.write_summary(report, log=typer.echo)
+        return
+    names = [n.strip() for n in integrators.split(",") if n.strip()]
     try:
-        app()
-    except PivfUserError as exc:
-        if _state["debug"]:
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise PivfUserError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
+    if jobs < 1:
+        raise PivfUserError(f"--jobs: must be at least 1, got {jobs}")
+    out = Path(config.logging.out)
+    configs = compare.sweep_configs(config, names, seed_list, out)
+    compare.write_layout(out, names)
+    compare.run_sweep(configs, jobs, log=typer.echo)
+    compare.write_summary(out, log=typer.echo)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
 
 
 if __name__ == "__main__":

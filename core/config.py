@@ -49,9 +49,10 @@ class DataConfig(Section):
     pred_steps: int = Field(6, ge=1, description="frames predicted and trained on")
     extrap_steps: int = Field(20, ge=0, description="further frames predicted at test time")
     dt: float = Field(0.3, gt=0, description="time between frames")
-    n_train: int = Field(1000, ge=1, description="size of the generated embedded dataset")
+    n_train: int = Field(500, ge=1, description="size of the generated embedded dataset")
     n_valid: int = Field(100, ge=1)
     n_test: int = Field(100, ge=1)
+    seed: int = Field(0, description="seed of the generated dataset (kept apart from training.seed)")
     cache_dir: Path = Path("~/.cache/pivf/data")
 
 
@@ -68,6 +69,20 @@ class TrainingConfig(Section):
     seed: int = 0
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     eval_every: int = Field(10, ge=1, description="epochs between validations")
+
+
+class HgnConfig(Section):
+    """Settings of the HGN objective (``training.objective: hgn``)."""
+
+    mode: Literal["predict", "reconstruct"] = Field(
+        "predict", description="predict: infer from the first input_steps frames and predict the rest; "
+                               "reconstruct: reconstruct the given sequence (autoencoding)")
+    variational: bool = True
+    kl_weight: float = Field(1e-2, ge=0, description="fixed β of the KL term (when geco is off)")
+    geco: bool = False
+    geco_tolerance: float = Field(0.033, gt=0, description="GECO: per-pixel RMS error the constraint aims at")
+    geco_alpha: float = Field(0.99, ge=0, lt=1, description="GECO: moving-average factor of the constraint")
+    geco_rate: float = Field(0.1, gt=0, description="GECO: speed of the Lagrange multiplier update")
 
 
 class LoggingConfig(Section):
@@ -87,6 +102,7 @@ class ExperimentConfig(BaseModel):
     encoder: PluginChoice = PluginChoice(name="paig_unet")
     decoder: PluginChoice = PluginChoice(name="spatial_transformer")
     training: TrainingConfig = TrainingConfig()
+    hgn: HgnConfig = HgnConfig()
     logging: LoggingConfig = LoggingConfig()
 
     def to_dict(self) -> dict[str, Any]:
@@ -232,6 +248,12 @@ def check_compatibility(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"integrator '{integrator.name}' cannot apply the hard constraints (wall bounces) of physics "
             f"'{physics.name}'; use one of: {', '.join(n for n in reg.names('integrator') if reg.get('integrator', n).supports_constraints)}")
+    for field in ("latent_channels", "latent_size"):
+        values = {section: getattr(config, section).params[field] for section in ("encoder", "physics", "decoder")
+                  if field in getattr(config, section).params}
+        if len(set(values.values())) > 1:
+            raise ConfigError("the latent state must have one shape: " + ", ".join(
+                f"{section}.{field} = {value}" for section, value in values.items()) + " differ")
     for section, plugin in (("encoder", encoder), ("decoder", decoder)):
         if physics.state not in plugin.states:
             fitting = [n for n in reg.names(section) if physics.state in reg.get(section, n).states]

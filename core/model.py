@@ -27,7 +27,11 @@ class EncoderOutput:
 
 
 class Encoder(Plugin, nn.Module):
-    """frames (B, T, C, H, W) in [0, 1] → initial state; ``states`` lists the state kinds it produces."""
+    """frames (B, T, C, H, W) in [0, 1] → initial state at the last input frame.
+
+    ``states`` lists the state kinds it produces. Params named ``image_size``, ``channels``,
+    ``n_objects`` or ``input_steps`` are filled in from the data by the pipeline.
+    """
 
     kind: ClassVar[str] = "encoder"
     states: ClassVar[tuple[StateKind, ...]] = ("objects",)
@@ -36,12 +40,15 @@ class Encoder(Plugin, nn.Module):
         nn.Module.__init__(self)
         self.params = self.validate_params(params)
 
-    def forward(self, frames: Tensor, input_steps: int) -> EncoderOutput:
+    def forward(self, frames: Tensor) -> EncoderOutput:
         raise NotImplementedError
 
 
 class Decoder(Plugin, nn.Module):
-    """state q of shape (B, *state) → frames (B, C, H, W) in [0, 1]."""
+    """state q of shape (B, *state) → frames (B, C, H, W) in [0, 1].
+
+    Params named ``image_size``, ``channels`` or ``n_objects`` are filled in from the data.
+    """
 
     kind: ClassVar[str] = "decoder"
     states: ClassVar[tuple[StateKind, ...]] = ("objects",)

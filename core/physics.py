@@ -74,8 +74,11 @@ class PhysicsSystem(Plugin, nn.Module):
     def _hamiltonian_grad(self, q: Tensor, p: Tensor, wrt: str) -> Tensor:
         training = torch.is_grad_enabled()
         with torch.enable_grad():
-            q_ = q if q.requires_grad else q.detach().requires_grad_(True)
-            p_ = p if p.requires_grad else p.detach().requires_grad_(True)
+            # Differentiate w.r.t. fresh nodes (views), not q and p themselves: inside an integrator
+            # step q is often computed from p (or p from q), and autograd would then add that path
+            # and return a total derivative instead of the partial ∂H/∂p (or ∂H/∂q).
+            q_ = q.view_as(q) if q.requires_grad else q.detach().requires_grad_(True)
+            p_ = p.view_as(p) if p.requires_grad else p.detach().requires_grad_(True)
             h = self.hamiltonian(q_, p_).sum()
             target = p_ if wrt == "p" else q_
             (grad,) = torch.autograd.grad(h, target, create_graph=training, allow_unused=True)

@@ -8,12 +8,12 @@ from typing import Any
 _PAIG_TRAINING = {"epochs": 500, "batch_size": 100, "optimizer": "rmsprop_tf", "grad_clip": 1.0, "anneal_at": 0.75}
 
 
-def _paig(task: str, physics: str, image_size: int, n_objects: int, input_steps: int, pred_steps: int,
+def _paig(task: str, physics: dict[str, Any], image_size: int, n_objects: int, input_steps: int, pred_steps: int,
           extrap_steps: int, dt: float, lr: float, alpha: float) -> dict[str, Any]:
     return {
         "data": {"task": task, "image_size": image_size, "n_objects": n_objects, "input_steps": input_steps,
                  "pred_steps": pred_steps, "extrap_steps": extrap_steps, "dt": dt},
-        "physics": {"name": physics},
+        "physics": physics,
         "integrator": {"name": "euler", "substeps": 5},
         "encoder": {"name": "paig_unet"},
         "decoder": {"name": "spatial_transformer"},
@@ -23,7 +23,7 @@ def _paig(task: str, physics: str, image_size: int, n_objects: int, input_steps:
 
 def _hgn(task: str) -> dict[str, Any]:
     return {
-        "data": {"task": task, "image_size": 32, "n_objects": 1, "input_steps": 5, "pred_steps": 25,
+        "data": {"task": task, "image_size": 32, "n_objects": 1, "input_steps": 5, "pred_steps": 29,
                  "extrap_steps": 30, "dt": 0.125},
         "physics": {"name": "hamiltonian_latent"},
         "integrator": {"name": "leapfrog", "substeps": 1},
@@ -34,12 +34,13 @@ def _hgn(task: str) -> dict[str, Any]:
     }
 
 
+# 3bp keeps PAIG's clipped forces: early in training the encoder's positions can nearly coincide.
 PRESETS: dict[str, dict[str, Any]] = {
-    "bouncing_balls": _paig("bouncing_balls", "bouncing", 32, 2, 4, 6, 20, 0.3, 3e-4, 2.0),
-    "spring_color": _paig("spring_color", "spring", 32, 2, 4, 6, 20, 0.3, 6e-4, 3.0),
-    "spring_color_half": _paig("spring_color_half", "spring", 32, 2, 4, 6, 20, 0.3, 6e-4, 3.0),
-    "3bp_color": _paig("3bp_color", "gravity", 36, 3, 4, 12, 24, 0.5, 1e-3, 5.0),
-    "mnist_spring_color": _paig("mnist_spring_color", "spring", 64, 2, 3, 7, 20, 0.3, 6e-4, 3.0),
+    "bouncing_balls": _paig("bouncing_balls", {"name": "bouncing"}, 32, 2, 4, 6, 20, 0.3, 3e-4, 2.0),
+    "spring_color": _paig("spring_color", {"name": "spring"}, 32, 2, 4, 6, 20, 0.3, 6e-4, 3.0),
+    "spring_color_half": _paig("spring_color_half", {"name": "spring"}, 32, 2, 4, 6, 20, 0.3, 6e-4, 3.0),
+    "3bp_color": _paig("3bp_color", {"name": "gravity", "paig_clipping": True}, 36, 3, 4, 12, 24, 0.5, 1e-3, 5.0),
+    "mnist_spring_color": _paig("mnist_spring_color", {"name": "spring"}, 64, 2, 3, 7, 20, 0.3, 6e-4, 3.0),
     **{env: _hgn(env) for env in ("mass_spring", "pendulum", "two_body", "three_body", "damped_spring",
                                   "double_pendulum")},
 }

@@ -126,7 +126,7 @@ class Registry:
             did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
             raise UnknownPluginError(f"unknown {kind} '{name}'{did_you_mean}; available: {', '.join(known) or 'none'}")
         if len(rows) > 1:
-            providers = " and ".join(f"{r.distribution} {r.version}".strip() for r in rows)
+            providers = " and ".join(sorted(f"{r.distribution} {r.version}".strip() for r in rows))
             raise PluginConflictError(f"{kind} '{name}' is provided by both {providers}; uninstall one of them")
         assert rows[0].cls is not None
         return rows[0].cls

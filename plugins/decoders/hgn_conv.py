@@ -1,1 +1,58 @@
-"""Not yet implemented: registers no plugin."""
+"""HGN's decoder: the latent position q (C, s, s) → an image of side s·2^k, from q alone.
+
+k residual blocks each double the resolution: nearest-neighbour ×2, then two 3×3 convs with leaky
+ReLU, plus the upsampled input as a skip (through a 1×1 conv where the widths differ). A 3×3 conv
+to the image channels and a sigmoid finish. The skip path stays linear (no squashing after the sum),
+so a block can pass its input through unchanged.
+
+Only q is decoded: the image must not see p, or the model could store motion in the picture instead
+of in the dynamics.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from pivf.core.hgn import LatentImageParams
+from pivf.core.hookspecs import hookimpl
+from pivf.core.model import Decoder
+
+
+class HgnDecoderParams(LatentImageParams):
+    filters: int = Field(64, ge=1, description="width of every residual block")
+
+
+class UpsamplingBlock(nn.Module):
+    def __init__(self, fan_in: int, width: int) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(nn.Conv2d(fan_in, width, 3, padding=1), nn.LeakyReLU(),
+                                   nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU())
+        self.skip = nn.Conv2d(fan_in, width, 1) if fan_in != width else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        return self.convs(x) + self.skip(x)
+
+
+class HgnConvDecoder(Decoder):
+    name = "hgn_conv"
+    description = "HGN: residual upsampling conv decoder from the latent q alone"
+    Params = HgnDecoderParams
+    states = ("latent",)
+
+    def __init__(self, params: HgnDecoderParams | None = None) -> None:
+        super().__init__(params)
+        p = self.params
+        widths = [p.latent_channels] + [p.filters] * p.doublings
+        self.blocks = nn.Sequential(*(UpsamplingBlock(a, b) for a, b in zip(widths[:-1], widths[1:])))
+        self.out = nn.Conv2d(p.filters, p.channels, 3, padding=1)
+
+    def forward(self, q: Tensor) -> Tensor:
+        return torch.sigmoid(self.out(self.blocks(q)))
+
+
+@hookimpl
+def pivf_decoders() -> list[type]:
+    return [HgnConvDecoder]

@@ -1,1 +1,88 @@
-"""Not yet implemented: registers no plugin."""
+"""HGN's inference network: frames → z (variational or not) → the initial latent state (q, p).
+
+The first ``input_steps`` frames are stacked on channels and go through 3×3 ReLU convs at full
+resolution (an input conv, then ``hidden_layers`` wider ones). Two linear heads give the mean and
+log-variance of z; z is sampled by the reparametrisation trick while training and is the mean in
+eval mode. The "transformer" halves the resolution k times (stride-2 convs) down to the latent
+side and splits its channels into q and p. Its last conv is linear: a ReLU there (as in one public
+re-implementation) would force q0, p0 ≥ 0 and confine the dynamics to one orthant.
+
+The state is inferred at the last input frame. ``variational`` must agree with ``hgn.variational``
+(the HGN objective checks this on every step); a deterministic encoder returns no KL and has no
+prior to sample from.
+"""
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from pivf.core.hgn import LatentImageParams
+from pivf.core.hookspecs import hookimpl
+from pivf.core.model import Encoder, EncoderOutput
+
+
+class HgnEncoderParams(LatentImageParams):
+    input_steps: int = Field(5, ge=1, description="frames stacked on channels; the state is inferred at the last")
+    variational: bool = Field(True, description="sample z ~ N(mean, var) and report its KL from N(0, I)")
+    first_channels: int = Field(32, ge=1, description="width of the input conv")
+    hidden_channels: int = Field(64, ge=1, description="width of the hidden convs")
+    hidden_layers: int = Field(6, ge=0, description="hidden 3×3 convs after the input conv")
+    z_channels: int = Field(48, ge=1, description="channels of z (at full image resolution)")
+    transformer_channels: int = Field(64, ge=1, description="width of the transformer's inner convs")
+
+
+def _transformer(fan_in: int, width: int, fan_out: int, halvings: int) -> nn.Sequential:
+    """``halvings`` stride-2 3×3 convs, ReLU between them and none after the last."""
+    layers: list[nn.Module] = []
+    for i in range(halvings):
+        last = i == halvings - 1
+        layers.append(nn.Conv2d(fan_in, fan_out if last else width, 3, stride=2, padding=1))
+        if not last:
+            layers.append(nn.ReLU())
+        fan_in = width
+    return nn.Sequential(*layers)
+
+
+class HgnEncoder(Encoder):
+    name = "hgn"
+    description = "HGN: conv encoder over stacked input frames (variational z) + transformer to latent (q, p)"
+    Params = HgnEncoderParams
+    states = ("latent",)
+
+    def __init__(self, params: HgnEncoderParams | None = None) -> None:
+        super().__init__(params)
+        p = self.params
+        layers: list[nn.Module] = []
+        fan_in = p.channels * p.input_steps
+        for width in [p.first_channels] + [p.hidden_channels] * p.hidden_layers:
+            layers += [nn.Conv2d(fan_in, width, 3, padding=1), nn.ReLU()]
+            fan_in = width
+        self.features = nn.Sequential(*layers)
+        self.mean = nn.Conv2d(fan_in, p.z_channels, 3, padding=1)
+        self.log_var = nn.Conv2d(fan_in, p.z_channels, 3, padding=1) if p.variational else None
+        self.transformer = _transformer(p.z_channels, p.transformer_channels, 2 * p.latent_channels, p.doublings)
+
+    def prior_shape(self) -> tuple[int, ...] | None:
+        if not self.params.variational:
+            return None
+        return (self.params.z_channels, self.params.image_size, self.params.image_size)
+
+    def transform(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        q, p = self.transformer(z).chunk(2, dim=1)
+        return q, p
+
+    def forward(self, frames: Tensor) -> EncoderOutput:
+        h = self.features(frames[:, : self.params.input_steps].flatten(1, 2))
+        mean = self.mean(h)
+        if self.log_var is None:
+            return EncoderOutput(*self.transform(mean))
+        log_var = self.log_var(h)
+        z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
+        kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).flatten(1).sum(1)  # per sample, summed over z
+        return EncoderOutput(*self.transform(z), kl=kl)
+
+
+@hookimpl
+def pivf_encoders() -> list[type]:
+    return [HgnEncoder]

@@ -1,1 +1,142 @@
-"""Not yet implemented: registers no plugin."""
+"""Learned Hamiltonians (HGN): a network gives the energy H(q, p); the motion follows from its gradients.
+
+dq/dt = ∂H/∂p and dp/dt = −∂H/∂q come from autograd with ``create_graph`` while training (the base
+class does this), so the loss on a rollout reaches the network's weights through second derivatives.
+That is why the activations are smooth: with ReLU the second derivatives vanish and H never trains.
+
+``separable`` (default) splits H = K(p) + V(q) into two networks. Leapfrog and Yoshida are explicit
+*and* symplectic only for separable H; for a general H(q, p) they lose symplecticity and the energy
+drifts. The output layers have no bias: a constant in H moves no derivative, so it could never learn.
+
+Two plugins share this: ``hamiltonian`` (an MLP over object coordinates (B, N, D)) and
+``hamiltonian_latent`` (a conv net over latent maps (B, C, H, W), summed over space as HGN does).
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from pivf.core.hookspecs import hookimpl
+from pivf.core.physics import ObjectParams, PhysicsSystem, StateKind
+from pivf.core.plugin import PluginParams
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"softplus": nn.Softplus, "tanh": nn.Tanh, "swish": nn.SiLU}
+
+
+class LearnedHamiltonianParams(PluginParams):
+    activation: Literal["softplus", "tanh", "swish"] = Field("softplus", description="smooth nonlinearity")
+    separable: bool = Field(True, description="H = K(p) + V(q) with two networks (needed by leapfrog/yoshida)")
+
+
+class LearnedHamiltonian(PhysicsSystem):
+    """H(q, p) from networks; subclasses say how one network turns a state into per-sample energies."""
+
+    #: dimension along which q and p are joined for a non-separable network
+    join_dim: ClassVar[int] = -1
+
+    def __init__(self, params: PluginParams | None = None) -> None:
+        super().__init__(params)
+        if self.params.separable:
+            self.kinetic = self._energy_net(joint=False)
+            self.potential = self._energy_net(joint=False)
+        else:
+            self.joint = self._energy_net(joint=True)
+
+    def _energy_net(self, joint: bool) -> nn.Module:
+        """A network from one state (or q and p joined) to energies of shape (...,)."""
+        raise NotImplementedError
+
+    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
+        if self.params.separable:
+            return self.kinetic(p) + self.potential(q)
+        return self.joint(torch.cat((q, p), dim=self.join_dim))
+
+
+# --- over object coordinates -------------------------------------------------------------------
+
+class HamiltonianParams(ObjectParams, LearnedHamiltonianParams):
+    hidden: list[int] = Field([128, 128], min_length=1, description="hidden layer widths of each MLP")
+
+
+class _MLPEnergy(nn.Module):
+    """(..., N, D) → (...,): an MLP over the flattened objects."""
+
+    def __init__(self, in_features: int, hidden: list[int], activation: type[nn.Module]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width in hidden:
+            layers += [nn.Linear(in_features, width), activation()]
+            in_features = width
+        layers.append(nn.Linear(in_features, 1, bias=False))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(-2)).squeeze(-1)
+
+
+class Hamiltonian(LearnedHamiltonian):
+    name = "hamiltonian"
+    description = "learned Hamiltonian (MLP) over object coordinates; smooth activations, separable option"
+    Params = HamiltonianParams
+
+    def _energy_net(self, joint: bool) -> nn.Module:
+        size = self.params.n_objects * self.params.dim * (2 if joint else 1)
+        return _MLPEnergy(size, self.params.hidden, ACTIVATIONS[self.params.activation])
+
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.params.n_objects, self.params.dim)
+
+
+# --- over latent maps --------------------------------------------------------------------------
+
+class LatentHamiltonianParams(LearnedHamiltonianParams):
+    latent_channels: int = Field(16, ge=1, description="channels of q (and of p)")
+    latent_size: int = Field(4, ge=2, description="spatial side of the latent maps (for samplers; the net takes any ≥ 2)")
+    conv_channels: list[int] = Field([32, 64, 64, 64], min_length=2,
+                                     description="widths: 3×3 conv, 2×2 stride-2 conv, then padded 2×2 convs")
+
+
+class _ConvEnergy(nn.Module):
+    """(..., C, H, W) → (...,): HGN's energy conv net, summed over space.
+
+    HGN's layers are conv k3 s1 p1 → conv k2 s2 → 2×[pad (0,1,0,1), conv k2 s1] → conv k2 (1×1 map
+    for 4×4 input). Here the last conv is padded like the middle ones, so any side ≥ 2 works; its
+    one-channel map is summed over space, which is how HGN turns the map into a scalar energy.
+    """
+
+    def __init__(self, in_channels: int, widths: list[int], activation: type[nn.Module]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1), activation(),
+                                   nn.Conv2d(widths[0], widths[1], 2, stride=2), activation()]
+        for before, width in zip(widths[1:-1], widths[2:]):
+            layers += [nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(before, width, 2), activation()]
+        layers += [nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(widths[-1], 1, 2, bias=False)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        leading = x.shape[:-3]
+        energy_map = self.net(x.reshape(-1, *x.shape[-3:]))
+        return energy_map.sum((-3, -2, -1)).reshape(leading)
+
+
+class LatentHamiltonian(LearnedHamiltonian):
+    name = "hamiltonian_latent"
+    description = "learned Hamiltonian (conv net, HGN) over latent maps q, p of shape (C, H, W)"
+    Params = LatentHamiltonianParams
+    state: ClassVar[StateKind] = "latent"
+    join_dim = -3
+
+    def _energy_net(self, joint: bool) -> nn.Module:
+        channels = self.params.latent_channels * (2 if joint else 1)
+        return _ConvEnergy(channels, self.params.conv_channels, ACTIVATIONS[self.params.activation])
+
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.params.latent_channels, self.params.latent_size, self.params.latent_size)
+
+
+@hookimpl
+def pivf_physics() -> list[type]:
+    return [Hamiltonian, LatentHamiltonian]

@@ -1,0 +1,106 @@
+"""Training throughput of an HGN preset, in sequences per second, on one device.
+
+Runs full training steps (forward, KL, backward through the learned Hamiltonian's second
+derivatives, Adam) on a fixed batch held on the device, as the training loop does. Warm-up steps
+come first (allocator, cuDNN autotuning, compilation); the clock runs only over the timed steps, with
+the device synchronised just before and after them.
+
+``--compile`` compiles the encoder and decoder (the Hamiltonian's double backward cannot be
+compiled); ``--bf16`` runs those two under bfloat16 autocast while the physics stays float32.
+
+    python benchmarks/hgn_throughput.py --device cuda --steps 50
+    python benchmarks/hgn_throughput.py --set integrator.name=yoshida --set integrator.substeps=1
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import torch
+from torch import Tensor, nn
+
+from pivf.core.build import build_pipeline
+from pivf.core.config import resolve_config
+from pivf.core.data.dataset import as_float
+from pivf.core.hgn import HgnObjective
+from pivf.core.model import EncoderOutput
+from pivf.core.train import resolve_device
+
+
+class Bfloat16(nn.Module):
+    """Runs a vision module under bf16 autocast and hands float32 back, so the physics stays float32."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor | EncoderOutput:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            out = self.module(x)
+        if isinstance(out, EncoderOutput):
+            return dataclasses.replace(out, q0=out.q0.float(), p0=out.p0.float(),
+                                       kl=None if out.kl is None else out.kl.float())
+        return out.float()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="pendulum", help="an HGN preset")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the encoder and decoder")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="config override, as for `pivf train --set`")
+    args = parser.parse_args()
+
+    config = resolve_config(task=args.task, overrides=args.set)
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    pipeline = build_pipeline(config).to(device)
+    for part in ("encoder", "decoder"):
+        module = getattr(pipeline, part)
+        if args.bf16:
+            module = Bfloat16(module)
+        if args.compile:
+            module.compile()
+        setattr(pipeline, part, module)
+    objective = HgnObjective(config)
+    optimizer = torch.optim.Adam(pipeline.parameters(), lr=config.training.lr)
+    size = config.data.image_size
+    batch = torch.randint(0, 256, (args.batch_size, objective.train_length, size, size, 3),
+                          dtype=torch.uint8, device=device)
+
+    def step() -> Tensor:
+        losses = objective.losses(pipeline, as_float(batch))
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        optimizer.step()
+        return losses["loss"].detach()
+
+    for _ in range(args.warmup):
+        step()
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step()
+    synchronize(device)
+    elapsed = time.perf_counter() - started
+    if not torch.isfinite(loss):
+        raise SystemExit("the loss is not finite; the figure would be meaningless")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"hgn_throughput task={args.task} device={name} integrator={config.integrator.name} "
+          f"batch={args.batch_size} frames={objective.train_length} compile={args.compile} bf16={args.bf16}: "
+          f"{args.steps * args.batch_size / elapsed:.2f} sequences/s ({args.steps} steps in {elapsed:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

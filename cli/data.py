@@ -1,0 +1,94 @@
+"""``pivf data``: generate a task's dataset, list the tasks, inspect a dataset."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from pivf.core.config import parse_override
+from pivf.core.errors import PivfUserError
+
+data_app = typer.Typer(help="Generate, list and inspect datasets.", no_args_is_help=True)
+
+
+def _task_params(items: list[str] | None) -> dict[str, Any]:
+    """``--set image_size=64 --set ground_truth.k=3`` → {"image_size": 64, "ground_truth": {"k": 3}}."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        path, value = parse_override(item)
+        node = params
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return params
+
+
+@data_app.command("generate")
+def generate_command(
+    task: Annotated[str, typer.Argument(help="task name (see `pivf data tasks`)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder to write the train and test files into")],
+    n_train: Annotated[int, typer.Option(min=0, help="training sequences")] = 5000,
+    n_valid: Annotated[int, typer.Option(min=0, help="validation sequences")] = 500,
+    n_test: Annotated[int, typer.Option(min=0, help="test sequences (short ones in the train file, long ones in the test file)")] = 500,
+    seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same bytes on the same kind of device")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "cpu",
+    params: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="task param: field=value (repeatable), e.g. image_size=64")] = None,
+) -> None:
+    """Simulate and render a task's dataset: a train file (train/valid/short test) and a long test file."""
+    from pivf.core.data.generate import generate_dataset, make_task
+    from pivf.core.train import resolve_device
+
+    instance = make_task(task, _task_params(params))
+    total = n_train + n_valid + 2 * n_test
+    start = time.perf_counter()
+    with typer.progressbar(length=total, label=f"{instance.name}", file=None) as bar:
+        paths = generate_dataset(instance, out, n_train, n_valid, n_test, seed, str(resolve_device(device)),
+                                 progress=bar.update)
+    elapsed = time.perf_counter() - start
+    for path in paths:
+        typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json').name}")
+    typer.echo(f"{total} sequences in {elapsed:.1f} s")
+
+
+@data_app.command("tasks")
+def tasks_command() -> None:
+    """List the tasks, one line each: name, physics, frame size, sequence lengths, description."""
+    from pivf.core.registry import registry
+
+    for row in registry().rows("task"):
+        if row.cls is None:
+            continue
+        params = row.cls.validate_params()
+        size = f"{params.image_size}px"
+        lengths = f"{params.train_length}/{params.test_length} frames"
+        typer.echo(f"{row.name:<20} {row.cls.physics:<16} {size:<6} {lengths:<16} {row.description}")
+
+
+@data_app.command("info")
+def info_command(
+    path: Annotated[Path, typer.Argument(help="a dataset folder, train file or test file")],
+    task: Annotated[Optional[str], typer.Option(help="task of files that have no sidecar and an unfamiliar name")] = None,
+    preview: Annotated[Optional[Path], typer.Option(help="where to write the preview PNG (default: beside the data)")] = None,
+) -> None:
+    """Shapes, parameters and provenance of a dataset, and a preview PNG of its test sequences."""
+    from pivf.core.data.dataset import load_dataset
+    from pivf.core.data.preview import write_preview
+
+    dataset = load_dataset(path, task=task)
+    info = dataset.info
+    typer.echo(f"task          {info.task} (physics {info.physics}; metadata from {info.source})")
+    typer.echo(f"files         {', '.join(str(f) for f in info.files)}")
+    for split in ("train", "valid", "test"):
+        frames = getattr(dataset, split)
+        typer.echo(f"{split:<13} {tuple(frames.shape)} {str(frames.dtype).removeprefix('torch.')}")
+    truth = ", ".join(f"{key}={value:g}" for key, value in info.ground_truth.items()) or "none"
+    typer.echo(f"ground truth  {truth}")
+    typer.echo(f"dt            {info.dt:g}; {info.image_size}px, {info.channels} channels, {info.n_objects} objects; "
+               f"seed {info.seed if info.seed is not None else 'unknown'}")
+    frames = dataset.test if len(dataset.test) else dataset.train
+    if not len(frames):
+        raise PivfUserError(f"{path}: no sequences to preview")
+    target = preview or info.files[0].with_name(f"{info.files[0].stem}_preview.png")
+    typer.echo(f"preview       {write_preview(frames, target)}")

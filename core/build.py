@@ -1,0 +1,69 @@
+"""Turn a resolved config into plugin instances and a pipeline."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pivf.core.config import DataConfig, ExperimentConfig, PluginChoice
+from pivf.core.data.dataset import Dataset, load_dataset
+from pivf.core.data.generate import ensure_dataset
+from pivf.core.errors import ConfigError
+from pivf.core.pipeline import Pipeline
+from pivf.core.registry import registry
+
+
+def _data_fields(data: DataConfig, channels: int) -> dict[str, Any]:
+    return {"image_size": data.image_size, "channels": channels, "n_objects": data.n_objects,
+            "input_steps": data.input_steps}
+
+
+def create_plugin(kind: str, choice: PluginChoice, data: DataConfig, channels: int = 3,
+                  implied: dict[str, Any] | None = None) -> Any:
+    """Instantiate a plugin; params the data (image size, object count, ...) or other sections imply win."""
+    cls = registry().get(kind, choice.name)
+    params = dict(choice.params)
+    for field, value in {**_data_fields(data, channels), **(implied or {})}.items():
+        if field in cls.Params.model_fields:
+            params[field] = value
+    return cls(cls.validate_params(params))
+
+
+def build_pipeline(config: ExperimentConfig, channels: int = 3) -> Pipeline:
+    data = config.data
+    # the HGN objective decides whether the encoder is variational (it owns the KL term)
+    implied = {"variational": config.hgn.variational} if config.training.objective == "hgn" else {}
+    return Pipeline(
+        encoder=create_plugin("encoder", config.encoder, data, channels, implied),
+        physics=create_plugin("physics", config.physics, data, channels),
+        integrator=create_plugin("integrator", config.integrator, data, channels),
+        decoder=create_plugin("decoder", config.decoder, data, channels),
+        dt=data.dt,
+    )
+
+
+def open_dataset(config: ExperimentConfig, log: Callable[[str], None] = print) -> Dataset:
+    """The configured dataset, or a small one generated (and cached) for the task when none is given."""
+    data = config.data
+    path = data.path
+    if path is None:
+        log(f"no --data given: using a generated {data.task} dataset ({data.n_train} train sequences, cached)")
+        path = ensure_dataset(data.task, data.n_train, data.n_valid, data.n_test, data.seed, data.cache_dir)
+    dataset = load_dataset(path, task=data.task)
+    info = dataset.info
+    mismatched = [f"{name} {mine} (data: {theirs})" for name, mine, theirs in (
+        ("data.image_size", data.image_size, info.image_size),
+        ("data.n_objects", data.n_objects, info.n_objects),
+    ) if mine != theirs and (name != "data.n_objects" or _object_state(config))]
+    if mismatched:
+        raise ConfigError(f"config does not match the dataset {path}: " + ", ".join(mismatched))
+    needed = data.input_steps + data.pred_steps
+    if info.train_length < needed:
+        raise ConfigError(f"data.input_steps + data.pred_steps = {needed} but the training sequences of {path} "
+                          f"have {info.train_length} frames")
+    if abs(info.dt - data.dt) > 1e-9:
+        log(f"note: data.dt is {data.dt} but the dataset was made with dt {info.dt}")
+    return dataset
+
+
+def _object_state(config: ExperimentConfig) -> bool:
+    return registry().get("physics", config.physics.name).state == "objects"

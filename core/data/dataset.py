@@ -1,0 +1,211 @@
+"""Load a dataset: the train file's train/valid splits, the test file's long test split, metadata.
+
+Metadata comes from the JSON sidecar pivf writes beside each file. Files without one (the
+original PAIG downloads) get it from their name, whose tokens carry the parameters
+(``color_spring_vx8_vy8_sl12_r2_k4_e6.npz``), or from the task's defaults when the caller names
+the task. Every defect (a missing key, a truncated archive, a wrong dtype or shape, a checksum that
+does not match) is a ``DataError`` of one line, which the CLI prints and exits 2 on.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import Tensor
+
+from pivf.core.data.npz import read_npz, sha256_file
+from pivf.core.data.task import Task
+from pivf.core.errors import DataError, PivfUserError
+from pivf.core.plugin import format_validation_error
+from pivf.core.registry import registry
+
+SIDECAR_FORMAT = "pivf-dataset"
+FORMAT_VERSION = 1
+
+
+class TaskRecord(BaseModel):
+    """What made a dataset: ``Task.describe()``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)  # a newer pivf may record more
+
+    task: str
+    physics: str
+    params: dict[str, Any]
+    ground_truth: dict[str, float]
+    dt: float
+    image_size: int
+    n_objects: int
+
+
+class Sidecar(TaskRecord):
+    """The JSON written beside each .npz: the task record, the file's role and how to check it."""
+
+    format: Literal["pivf-dataset"]
+    format_version: int
+    channels: int
+    role: Literal["train", "test"]
+    data_file: str
+    companion: str
+    lengths: dict[str, int]
+    counts: dict[str, int]
+    seed: int | None
+    chunk_size: int
+    device: str
+    sha256: str
+
+
+def sidecar_path(path: Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+class DatasetInfo(TaskRecord):
+    """What the trainer needs to know about the data, and where it came from."""
+
+    channels: int
+    train_length: int
+    test_length: int
+    seed: int | None
+    source: Literal["sidecar", "file name", "task defaults"]
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """uint8 video tensors (N, T, H, W, C), as stored; ``as_float`` makes model input of them."""
+
+    train: Tensor
+    valid: Tensor
+    test: Tensor
+    info: DatasetInfo
+
+
+def as_float(frames: Tensor) -> Tensor:
+    """uint8 (..., T, H, W, C) → float (..., T, C, H, W) in [0, 1]: a permute, never a reshape."""
+    return frames.movedim(-1, -3).float().div_(255)
+
+
+# --- finding the files and their metadata ------------------------------------------------------
+
+def _read_sidecar(path: Path) -> Sidecar | None:
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    try:
+        return Sidecar.model_validate(json.loads(side.read_text()))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{side}: not valid JSON ({exc})") from None
+    except ValidationError as exc:
+        raise DataError(format_validation_error(exc, str(side))) from None
+
+
+def _task_from_name(file_name: str, task: str | None) -> tuple[Task, int] | None:
+    """The task (with the name's params) and sequence length a file name encodes."""
+    names = [task] if task else registry().names("task")
+    for name in names:
+        cls = registry().get("task", name)
+        parsed = cls.params_from_file_name(file_name)
+        if parsed is not None:
+            params, length = parsed
+            try:
+                return registry().create("task", name, **params), length
+            except PivfUserError as exc:
+                raise DataError(f"{file_name}: its name gives parameters task '{name}' rejects ({exc})") from None
+    return None
+
+
+def _pair_without_sidecar(path: Path, task: str | None) -> tuple[Path, Path | None, Task, str]:
+    """(train file, test file or None, task, source) for files named as the original ones.
+
+    Of the files in the folder that the same task with the same parameters wrote, the one with the
+    shortest sequences is the train file and the one with the longest the test file.
+    """
+    found = _task_from_name(path.name, task)
+    if found is None:
+        if task is None:
+            raise DataError(f"{path}: no sidecar {sidecar_path(path).name} and the name matches no task's files; "
+                            "name the task (--task) to load it with that task's defaults")
+        return path, None, registry().create("task", task), "task defaults"
+    instance = found[0]
+    pair = []
+    for sibling in sorted(path.parent.glob("*.npz")):
+        other = _task_from_name(sibling.name, instance.name)
+        if other is not None and other[0].describe() == instance.describe():
+            pair.append((other[1], sibling))
+    pair.sort()
+    return pair[0][1], (pair[-1][1] if len(pair) > 1 else None), instance, "file name"
+
+
+def _resolve(path: Path, task: str | None) -> tuple[Path, Path | None, Sidecar | None, Task | None, str]:
+    """(train file, test file or None, train file's sidecar, task when there is no sidecar, source)."""
+    if path.is_dir():
+        files = sorted(path.glob("*.npz"))
+        if not files:
+            raise DataError(f"{path}: no .npz dataset in this folder")
+        trains = [f for f in files if (meta := _read_sidecar(f)) is not None and meta.role == "train"]
+        if len(trains) > 1:
+            raise DataError(f"{path}: several datasets here ({', '.join(f.name for f in trains)}); pass one file")
+        path = trains[0] if trains else files[0]
+    meta = _read_sidecar(path)
+    if meta is None:
+        train, test, instance, source = _pair_without_sidecar(path, task)
+        return train, test, None, instance, source
+    companion = path.with_name(meta.companion)
+    if meta.role == "test":  # its own train_x and valid_x are empty: take them from the train file if present
+        if not companion.is_file():
+            return path, None, meta, None, "sidecar"
+        path, companion, meta = companion, path, _read_sidecar(companion)
+        if meta is None:
+            raise DataError(f"{path}: the sidecar of its test file names it, but it has none itself")
+    return path, (companion if companion.is_file() else None), meta, None, "sidecar"
+
+
+# --- checks ------------------------------------------------------------------------------------
+
+def _read_checked(path: Path, meta: Sidecar | None) -> dict[str, np.ndarray]:
+    if meta is not None and sha256_file(path) != meta.sha256:
+        raise DataError(f"{path}: sha256 differs from its sidecar's; the file changed or is damaged")
+    arrays = read_npz(path)
+    if meta is None:
+        return arrays
+    for key, array in arrays.items():
+        expected = (meta.counts[key], meta.lengths[key], meta.image_size, meta.image_size, meta.channels)
+        if array.shape != expected:
+            raise DataError(f"{path}: '{key}' has shape {array.shape}, its sidecar says {expected}")
+    return arrays
+
+
+def _check_frames(path: Path, arrays: dict[str, np.ndarray], image_size: int) -> None:
+    for key, array in arrays.items():
+        height, width = array.shape[2:4]
+        if (height, width) != (image_size, image_size):
+            raise DataError(f"{path}: '{key}' frames are {height}×{width}, the task's are {image_size}×{image_size}")
+        if array.size and not array.any():
+            raise DataError(f"{path}: '{key}' holds only black frames")
+
+
+def load_dataset(path: Path | str, task: str | None = None) -> Dataset:
+    """A dataset from a train file, a test file or a folder holding one pair.
+
+    ``test`` is the test file's long ``test_x`` when the pair is complete, else the file's own.
+    ``task`` names the task for files that have no sidecar and whose names do not encode one.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"dataset not found: {path}")
+    train_path, test_path, meta, instance, source = _resolve(path, task)
+    train_arrays = _read_checked(train_path, meta)
+    test_arrays = train_arrays if test_path is None else _read_checked(test_path, _read_sidecar(test_path))
+    record = TaskRecord.model_validate(meta.model_dump() if meta is not None else instance.describe())
+    for file, arrays in ((train_path, train_arrays), (test_path, test_arrays)):
+        if file is not None:
+            _check_frames(file, arrays, record.image_size)
+    train, valid, test = (torch.from_numpy(a) for a in (train_arrays["train_x"], train_arrays["valid_x"], test_arrays["test_x"]))
+    info = DatasetInfo(**record.model_dump(), channels=train.shape[-1], train_length=train.shape[1],
+                       test_length=test.shape[1], seed=meta.seed if meta is not None else None, source=source,
+                       files=tuple(p for p in (train_path, test_path) if p is not None))
+    return Dataset(train=train, valid=valid, test=test, info=info)

@@ -1,0 +1,110 @@
+"""The original PAIG file layout: a .npz holding ``train_x``, ``valid_x`` and ``test_x``, each uint8
+(N, T, H, W, C). Written as a stream and atomically, read with one-line errors.
+
+``np.savez_compressed`` needs every array in memory at once. The writer here emits each array's
+.npy header and then its bytes chunk by chunk into the zip member, so generating a dataset holds
+one chunk of sequences, never the dataset. It writes to a temporary file in the same folder and
+renames it into place only once complete, so a crash never leaves a half-written file under the
+real name.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from pivf.core.errors import DataError
+
+SPLITS = ("train_x", "valid_x", "test_x")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class NpzWriter:
+    """``with NpzWriter(path) as w: w.write("train_x", shape, chunks)``; renamed into place on success.
+
+    ``compresslevel`` 1 is zlib's fastest: on these mostly-black frames it compresses within a few
+    percent of the default level at several times the speed.
+    """
+
+    def __init__(self, path: Path, compresslevel: int = 1) -> None:
+        self.path = Path(path)
+        self.compresslevel = compresslevel
+        self._zip: zipfile.ZipFile | None = None
+
+    def __enter__(self) -> NpzWriter:
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self._zip = zipfile.ZipFile(self.tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=self.compresslevel)
+        return self
+
+    def write(self, key: str, shape: tuple[int, ...], chunks: Iterable[np.ndarray]) -> None:
+        """Member ``key`` of uint8 ``shape``, from C-ordered chunks that concatenate along axis 0."""
+        assert self._zip is not None, "use NpzWriter as a context manager"
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
+        written = 0
+        with self._zip.open(f"{key}.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            for chunk in chunks:
+                if chunk.dtype != np.uint8 or chunk.shape[1:] != shape[1:]:
+                    raise ValueError(f"{key}: chunk {chunk.dtype} {chunk.shape} does not fit uint8 {shape}")
+                member.write(np.ascontiguousarray(chunk).data)
+                written += chunk.shape[0]
+        if written != shape[0]:
+            raise ValueError(f"{key}: wrote {written} rows, header says {shape[0]}")
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        assert self._zip is not None
+        self._zip.close()
+        try:
+            if exc_type is None:
+                with open(self.tmp, "rb+") as handle:
+                    os.fsync(handle.fileno())
+                self.tmp.chmod(0o644)  # mkstemp makes it private; a dataset is for sharing
+                os.replace(self.tmp, self.path)
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """All three splits of a PAIG-layout file; any defect is a ``DataError`` of one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"dataset file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in SPLITS if key not in archive.files]
+            if missing:
+                found = ", ".join(archive.files) or "nothing"
+                raise DataError(f"{path}: missing key '{missing[0]}' (found: {found}); a dataset needs {', '.join(SPLITS)}")
+            arrays = {key: archive[key] for key in SPLITS}
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: truncated or corrupt .npz ({reason})") from None
+    for key, array in arrays.items():
+        check_split(path, key, array)
+    return arrays
+
+
+def check_split(path: Path, key: str, array: np.ndarray) -> None:
+    """uint8 video of shape (N, T, H, W, C) with C = 1 or 3."""
+    if array.dtype != np.uint8:
+        raise DataError(f"{path}: '{key}' has dtype {array.dtype}, expected uint8 (frames 0-255)")
+    if array.ndim != 5 or array.shape[-1] not in (1, 3):
+        raise DataError(f"{path}: '{key}' has shape {array.shape}, expected (N, T, H, W, C) with C = 1 or 3")

@@ -1,0 +1,209 @@
+"""The contract of a dataset task: simulate sequences of a physical system and render them as video.
+
+A task is a plugin of kind ``task``, returned by a module's ``pivf_tasks`` hook, so a third-party
+physics package can ship the data for its system and ``pivf data generate NAME`` works for it::
+
+    class MyTask(BallTask):              # or Task, for anything that is not balls on black
+        name = "my_system"
+        description = "one line for `pivf data tasks`"
+        physics = "my_physics"           # the physics plugin whose equations make the data
+        Params = MyTaskParams            # a TaskParams subclass with this task's defaults
+
+        def sample_initial(self, n, generator):
+            ...                          # (q0, p0), float64 on the CPU, drawn from `generator` only
+
+    @pivf.hookimpl
+    def pivf_tasks():
+        return [MyTask]
+
+What a task must provide:
+
+- ``sample_initial(n, generator) -> (q0, p0)``: n initial states in the physics' coordinates, drawn
+  only from ``generator`` (a CPU ``torch.Generator``) so a seed fixes the data.
+- ``render(trajectory) -> uint8 (N, T, H, W, C)``: the frames. ``BallTask`` draws discs.
+
+What it may override:
+
+- ``accept(q, p) -> bool (N,)``: rejection test on the finely sampled trajectory (walls, close
+  encounters); rejected sequences are redrawn, as in the original generators.
+- ``observe(q, p, generator) -> (N, T, K, 2)``: where each drawn object appears, in pixels
+  (x = column, y = row, origin at the image's top-left corner). Default: q itself.
+- ``physics_params()``: the params handed to ``pivf.physics(self.physics, ...)``.
+- ``file_name(role)`` and ``params_from_file_name(name)``: file names that carry the parameters.
+- ``simulate(n, length, generator, device)`` entirely, for data that is not an ODE solution.
+
+Ground truth is solved by ``simulate.reference_rollout`` (classic RK4 in float64 with ``substeps``
+steps per frame and the physics' constraints), never by a learner's integrator.
+"""
+from __future__ import annotations
+
+import math
+from copy import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import Tensor
+
+from pivf.core.errors import DataError
+from pivf.core.physics import PhysicsSystem
+from pivf.core.plugin import Plugin, PluginParams
+from pivf.core.registry import registry
+from pivf.core.data.names import NameTemplate
+from pivf.core.data.simulate import reference_rollout
+
+Role = Literal["train", "test"]
+
+#: proposals drawn at once while rejection sampling
+MAX_PROPOSALS = 8192
+#: state values (q and p at every solver step) simulated at once: 80 MB in float64
+MAX_SOLVER_VALUES = 10_000_000
+#: rounds of proposals before a task is declared unable to produce its data
+MAX_ROUNDS = 200
+#: proposals without a single acceptance after which the parameters are declared hopeless
+HOPELESS = 50_000
+
+
+class TaskParams(PluginParams):
+    image_size: int = Field(32, ge=8, description="frame height and width in pixels")
+    n_objects: int = Field(2, ge=1, description="objects in the scene")
+    train_length: int = Field(12, ge=2, description="frames per training and validation sequence")
+    test_length: int = Field(30, ge=2, description="frames per test (extrapolation) sequence")
+    dt: float = Field(0.3, gt=0, description="time between frames")
+    ground_truth: dict[str, float] = Field({}, description="overrides of the physical constants the data is made with")
+    substeps: int = Field(10, ge=1, description="reference RK4 steps per frame interval; rejection tests run at each")
+
+    @model_validator(mode="after")
+    def _test_sequences_are_longer(self) -> TaskParams:
+        if self.test_length <= self.train_length:
+            raise ValueError("test_length must exceed train_length: the test file holds the long extrapolation sequences")
+        return self
+
+
+def with_default(params: type[PluginParams], field: str, value: Any) -> Any:
+    """``params.field``'s declaration (type, bounds, description) with a new default, for a task's
+    own Params: ``dt: float = with_default(TaskParams, "dt", 0.5)``."""
+    declared = copy(params.model_fields[field])
+    declared.default = value
+    return declared
+
+
+@dataclass
+class Trajectory:
+    """N sequences of T frames: states ``q``, ``p`` (N, T, *state) in the physics' own coordinates,
+    and ``positions`` (N, T, K, 2), where each of the K drawn objects appears, in pixels."""
+
+    q: Tensor
+    p: Tensor
+    positions: Tensor
+
+    def __len__(self) -> int:
+        return self.q.shape[0]
+
+    def __getitem__(self, index: slice | Tensor) -> Trajectory:
+        return Trajectory(self.q[index], self.p[index], self.positions[index])
+
+
+class Task(Plugin):
+    """Base class of task plugins (see the module docstring for the contract)."""
+
+    kind: ClassVar[str] = "task"
+    Params: ClassVar[type[PluginParams]] = TaskParams
+    #: name of the physics plugin whose equations generate the data
+    physics: ClassVar[str] = ""
+    #: the task's own physical constants, over the physics plugin's ``ground_truth``
+    ground_truth: ClassVar[dict[str, float]] = {}
+    #: colour channels of the frames
+    channels: ClassVar[int] = 3
+    #: sequences simulated and written at a time; fixed per task so a seed gives the same bytes
+    chunk_size: ClassVar[int] = 1000
+    #: file-name stem with ``{field}`` slots filled from params, ground truth and ``length``
+    #: (see ``names.NameTemplate``); empty means ``<name>_sl{length}``
+    name_template: ClassVar[str] = ""
+
+    def __init__(self, params: PluginParams | None = None) -> None:
+        self.params = self.validate_params(params)
+
+    # --- to implement ----------------------------------------------------------------------------
+    def sample_initial(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError(f"task '{self.name}' does not sample initial states")
+
+    def render(self, trajectory: Trajectory) -> Tensor:
+        raise NotImplementedError(f"task '{self.name}' does not render")
+
+    # --- may override ----------------------------------------------------------------------------
+    def accept(self, q: Tensor, p: Tensor) -> Tensor:
+        return torch.ones(q.shape[0], dtype=torch.bool, device=q.device)
+
+    def observe(self, q: Tensor, p: Tensor, generator: torch.Generator) -> Tensor:
+        return q
+
+    def physics_params(self) -> dict[str, Any]:
+        return self.true_parameters()
+
+    def file_name(self, role: Role) -> str:
+        """The file's name, with the parameters in it (the original PAIG names for PAIG tasks)."""
+        values = {**self.params.model_dump(), **self.true_parameters(), "length": self.length(role)}
+        return NameTemplate(self.name_template or f"{self.name}_sl{{length}}").format(values)
+
+    @classmethod
+    def params_from_file_name(cls, file_name: str) -> tuple[dict[str, Any], int] | None:
+        """(params, sequence length) encoded in a file name of this task, or None if it is not one."""
+        values = NameTemplate(cls.name_template or f"{cls.name}_sl{{length}}").parse(file_name)
+        if values is None:
+            return None
+        length = int(values.pop("length"))
+        params = {key: value for key, value in values.items() if key in cls.Params.model_fields}
+        overrides = {key: value for key, value in values.items() if key not in params}
+        return ({**params, "ground_truth": overrides} if overrides else params), length
+
+    # --- provided ----------------------------------------------------------------------------------
+    def true_parameters(self) -> dict[str, float]:
+        """The physical constants the data is made with."""
+        physics_cls = registry().get("physics", self.physics)
+        return {**physics_cls.ground_truth, **self.ground_truth, **self.params.ground_truth}
+
+    def physics_system(self, device: torch.device | str = "cpu") -> PhysicsSystem:
+        system = registry().create("physics", self.physics, **self.physics_params())
+        return system.to(device=device, dtype=torch.float64).requires_grad_(False)
+
+    def length(self, role: Role) -> int:
+        return self.params.train_length if role == "train" else self.params.test_length
+
+    def simulate(self, n: int, length: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Trajectory:
+        """n accepted sequences of ``length`` frames (rejection sampling over ``sample_initial``)."""
+        physics = self.physics_system(device)
+        kept_q, kept_p = [], []
+        accepted = proposed = 0
+        for _ in range(MAX_ROUNDS):
+            if accepted >= n or (accepted == 0 and proposed >= HOPELESS):
+                break
+            rate = (accepted + 1) / (proposed + 2)  # Laplace's estimate: finite before any acceptance
+            m = min(MAX_PROPOSALS, math.ceil((n - accepted) / rate * 1.2) + 8)
+            q0, p0 = self.sample_initial(m, generator)
+            points = (length - 1) * self.params.substeps + 1
+            rows = max(1, MAX_SOLVER_VALUES // (2 * points * q0[0].numel()))
+            for start in range(0, m, rows):  # bounds the memory the finely sampled states take
+                q, p = self._accepted_frames(physics, q0[start:start + rows].to(device), p0[start:start + rows].to(device), length)
+                kept_q.append(q)
+                kept_p.append(p)
+                accepted += len(q)
+            proposed += m
+        if accepted < n:
+            raise DataError(f"task '{self.name}': only {accepted} of {proposed} simulated sequences passed its "
+                            f"rejection test ({accepted / proposed:.3%}); the parameters leave too little room")
+        q, p = torch.cat(kept_q)[:n], torch.cat(kept_p)[:n]
+        return Trajectory(q, p, self.observe(q, p, generator))
+
+    def _accepted_frames(self, physics: PhysicsSystem, q0: Tensor, p0: Tensor, length: int) -> tuple[Tensor, Tensor]:
+        stride = self.params.substeps
+        q, p = reference_rollout(physics, q0, p0, self.params.dt, length, stride)
+        ok = self.accept(q, p)
+        return q[ok, ::stride], p[ok, ::stride]
+
+    def describe(self) -> dict[str, Any]:
+        """What a dataset's sidecar records about the task."""
+        return {"task": self.name, "physics": self.physics, "params": self.params.model_dump(mode="json"),
+                "ground_truth": self.true_parameters(), "dt": self.params.dt,
+                "image_size": self.params.image_size, "n_objects": self.params.n_objects}

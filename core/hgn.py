@@ -1,0 +1,259 @@
+"""The HGN objective (Toth et al. 2020), its evaluation metrics and its inference helpers.
+
+HGN runs through the same pipeline as PAIG: the ``hgn`` encoder infers a latent state ``(q, p)`` at
+the last input frame, a learned Hamiltonian (``hamiltonian_latent``) moves it, and the ``hgn_conv``
+decoder renders each ``q``. Only what is compared, and how it is scored, differs.
+
+Which frames are compared (I = ``input_steps``, P = ``pred_steps``, the window is frames 0..I+P−1):
+
+- ``predict``: the encoder sees frames 0..I−1; the decoded inferred state and its P successors are
+  compared with frames I−1..I+P−1 (the HGN paper's "5 frames in, predict the rest" protocol).
+- ``reconstruct``: the same encoding, and the inferred state is also run *backwards* I−1 steps, so
+  the whole window is reconstructed, every frame the encoder saw included. With a long input
+  (e.g. ``input_steps=30, pred_steps=1``) this is the autoencoding setup of the HGN paper.
+
+Loss: per-pixel MSE (mean over frames, channels and pixels) plus a KL term. The encoder reports each
+sample's KL from N(0, I) summed over its latent z; here it is averaged over the batch and divided by
+the number of compared pixels per sequence (frames·C·H·W), so β does not depend on image or
+sequence size. Then either ``loss = MSE + β·KL`` (β = ``hgn.kl_weight``) or GECO (``hgn.geco``):
+
+    C = MSE − tol²,  C_ma ← α·C_ma + (1−α)·C (detached; C_ma starts at the first C),
+    loss = KL + λ·Ĉ  where Ĉ has C_ma's value and C's gradient,
+    λ ← clamp(λ·exp(rate·C_ma), 1e-10, 1e10)  after each training step.
+
+λ and C_ma live on the objective as device tensors (no host sync per step); ``state_dict`` and
+``load_state_dict`` carry them through checkpoints. A deterministic encoder has no KL: loss = MSE.
+
+Metrics (``evaluate``) use the papers' units: ``mse`` is the pixel MSE ×1e4 over the training
+window (``extrap_mse`` past it, on longer sequences); ``vpt`` is the median over sequences of the
+valid prediction time, the number of leading predicted frames whose error
+mean((gt−pred)²)/mean(gt²) stays ≤ 0.025, and ``vpt_rel`` that as a fraction of the predicted
+frames; ``h_std`` is the std of the energy along each forward rollout, averaged over sequences, and
+``h_rel_std`` the same divided by |mean energy|. ``loss`` (what model selection minimises) is ``mse``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import Tensor
+
+from pivf.core.config import ExperimentConfig
+from pivf.core.errors import ConfigError
+from pivf.core.model import EncoderOutput
+from pivf.core.data.dataset import as_float
+from pivf.core.objectives import Objective
+from pivf.core.pipeline import Pipeline, PipelineOutput
+from pivf.core.plugin import PluginParams
+
+#: normalised per-frame error above which a prediction is no longer valid (VPT)
+VPT_THRESHOLD = 0.025
+#: the papers report pixel MSE in units of 1e-4
+MSE_SCALE = 1e4
+LAMBDA_MIN, LAMBDA_MAX = 1e-10, 1e10
+
+
+class LatentImageParams(PluginParams):
+    """The geometry HGN's encoder and decoder share: images of side latent_size·2^k."""
+
+    image_size: int = Field(32, ge=2)
+    channels: int = Field(3, ge=1)
+    latent_channels: int = Field(16, ge=1, description="channels of q (and of p)")
+    latent_size: int = Field(4, ge=1, description="spatial side of q and p")
+
+    @model_validator(mode="after")
+    def _image_is_latent_doubled(self) -> LatentImageParams:
+        ratio, rest = divmod(self.image_size, self.latent_size)
+        if rest or ratio < 2 or ratio & (ratio - 1):
+            raise ValueError(f"image_size must be latent_size·2^k with k ≥ 1, got image_size {self.image_size} "
+                             f"and latent_size {self.latent_size}")
+        return self
+
+    @property
+    def doublings(self) -> int:
+        """k in image_size = latent_size·2^k: stride-2 convs in, upsampling blocks out."""
+        return (self.image_size // self.latent_size).bit_length() - 1
+
+
+@runtime_checkable
+class LatentPrior(Protocol):
+    """An encoder with a N(0, I) prior over its z and a map from z to the initial state."""
+
+    def prior_shape(self) -> tuple[int, ...] | None:
+        """Shape of one z; None when the encoder is deterministic (no prior was learned)."""
+
+    def transform(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """z → (q0, p0)."""
+
+
+class HgnObjective(Objective):
+    """HGN's loss and metrics (see the module docs); holds GECO's λ from step to step."""
+
+    name = "hgn"
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        super().__init__(config)
+        self.settings = config.hgn
+        if self.settings.geco and not self.settings.variational:
+            raise ConfigError("hgn.geco trades the KL term against the reconstruction; it needs hgn.variational: true")
+        self.geco_lambda = torch.ones(())
+        self.constraint_ma: Tensor | None = None
+
+    @property
+    def first_frame(self) -> int:
+        """The frame the first decoded state is compared with."""
+        return 0 if self.settings.mode == "reconstruct" else self.input_steps - 1
+
+    def decode_window(self, pipeline: Pipeline, frames: Tensor, steps: int) -> tuple[Tensor, PipelineOutput]:
+        """Decoded frames aligned with ``frames[:, first_frame:]``, and the forward pipeline output."""
+        out = pipeline(frames, steps=steps)
+        backward = self.input_steps - 1 - self.first_frame
+        if backward == 0:
+            return out.frames, out
+        q, _ = pipeline.rollout(out.encoded.q0, out.encoded.p0, backward, dt=-pipeline.dt)
+        return torch.cat([pipeline.decode(q[1:].flip(0)), out.frames], dim=1), out
+
+    def losses(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
+        window = frames[:, : self.train_length]
+        decoded, out = self.decode_window(pipeline, window, self.pred_steps)
+        target = window[:, self.first_frame:]
+        mse = F.mse_loss(decoded, target)
+        losses = {"mse": mse.detach() * MSE_SCALE}
+        kl = self._kl(out.encoded)
+        if kl is None:
+            losses["loss"] = mse
+            return losses
+        losses["kl"] = kl.detach().mean()
+        kl_term = kl.mean() / target[0].numel()
+        if not self.settings.geco:
+            losses["loss"] = mse + self.settings.kl_weight * kl_term
+            return losses
+        weighted, lam, ma = self._geco(mse, update=pipeline.training)
+        losses.update(loss=kl_term + weighted, geco_lambda=lam, geco_constraint=ma)
+        return losses
+
+    def _kl(self, encoded: EncoderOutput) -> Tensor | None:
+        variational = self.settings.variational
+        if (encoded.kl is not None) != variational:
+            raise ConfigError(f"hgn.variational is {str(variational).lower()} but the encoder is "
+                              f"{'variational' if encoded.kl is not None else 'deterministic'}; "
+                              f"set encoder.variational to {str(variational).lower()}")
+        return encoded.kl
+
+    def _geco(self, mse: Tensor, update: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """λ·Ĉ (Ĉ: C_ma's value, C's gradient), the λ used and C_ma; moves λ and C_ma when ``update``."""
+        s = self.settings
+        constraint = mse - s.geco_tolerance**2
+        observed = constraint.detach()
+        ma = observed if self.constraint_ma is None else \
+            s.geco_alpha * self.constraint_ma.to(observed.device) + (1 - s.geco_alpha) * observed
+        lam = self.geco_lambda.to(mse.device)
+        weighted = lam * (constraint + (ma - observed))
+        if update:
+            self.constraint_ma = ma
+            self.geco_lambda = (lam * torch.exp(s.geco_rate * ma)).clamp(LAMBDA_MIN, LAMBDA_MAX)
+        return weighted, lam, ma
+
+    def state_dict(self) -> dict[str, Any]:
+        """GECO's multiplier and moving average, for checkpoints (they must survive a resume)."""
+        return {"geco_lambda": self.geco_lambda.detach().cpu(),
+                "constraint_ma": None if self.constraint_ma is None else self.constraint_ma.detach().cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.geco_lambda = state["geco_lambda"]
+        self.constraint_ma = state["constraint_ma"]
+
+    def report(self, metrics: dict[str, float]) -> dict[str, float]:
+        """HGN's metrics keep their own names (``mse``, ``vpt``, ``h_std``, ...)."""
+        return {key: value for key, value in metrics.items() if key != "loss"}
+
+    def evaluate(self, pipeline: Pipeline, data: Tensor, batch_size: int) -> dict[str, float]:
+        """Metrics over a split (uint8 (N, T, H, W, C), T ≥ ``train_length``), see the module docs."""
+        with inference(pipeline):
+            parts = [self._sequence_metrics(pipeline, as_float(data[start:start + batch_size]))
+                     for start in range(0, data.shape[0], batch_size)]
+        per_sequence = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+        predicted = data.shape[1] - self.input_steps
+        vpt = per_sequence.pop("vpt").double().quantile(0.5)
+        metrics = {key: value.double().mean() for key, value in per_sequence.items()}
+        metrics.update(loss=metrics["mse"], vpt=vpt, vpt_rel=vpt / predicted)
+        return {key: float(value) for key, value in metrics.items()}
+
+    def _sequence_metrics(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
+        """Per-sequence metrics of one batch, each of shape (B,)."""
+        decoded, out = self.decode_window(pipeline, frames, frames.shape[1] - self.input_steps)
+        error = (decoded - frames[:, self.first_frame:]).pow(2).flatten(2).mean(-1)  # (B, frames)
+        window = self.train_length - self.first_frame
+        metrics = {"mse": error[:, :window].mean(1) * MSE_SCALE}
+        if error.shape[1] > window:
+            metrics["extrap_mse"] = error[:, window:].mean(1) * MSE_SCALE
+        ahead = self.input_steps - self.first_frame  # first decoded frame past the last input frame
+        metrics["vpt"] = valid_prediction_time(decoded[:, ahead:], frames[:, self.input_steps:])
+        energy = pipeline.physics.energy(out.q, out.p)  # (1 + steps, B)
+        metrics["h_std"] = energy.std(0, correction=0)
+        metrics["h_rel_std"] = metrics["h_std"] / energy.mean(0).abs().clamp_min(1e-12)
+        if out.encoded.kl is not None:
+            metrics["kl"] = out.encoded.kl
+        return metrics
+
+
+def valid_prediction_time(prediction: Tensor, target: Tensor, threshold: float = VPT_THRESHOLD) -> Tensor:
+    """Leading frames of each sequence whose error mean((gt−pred)²)/mean(gt²) stays ≤ ``threshold``.
+
+    Inputs (B, T, C, H, W); returns (B,) integers in 0..T. A later frame that happens to fall back
+    under the threshold does not count: the prediction already failed once.
+    """
+    error = (prediction - target).pow(2).flatten(2).mean(-1) / target.pow(2).flatten(2).mean(-1).clamp_min(1e-12)
+    return (error <= threshold).long().cumprod(1).sum(1)
+
+
+# --- inference ---------------------------------------------------------------------------------
+
+@contextmanager
+def inference(pipeline: Pipeline) -> Iterator[None]:
+    """Eval mode (the encoder returns its mean) and no graph, restoring the mode afterwards."""
+    was_training = pipeline.training
+    pipeline.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        pipeline.train(was_training)
+
+
+def rollout_frames(pipeline: Pipeline, q0: Tensor, p0: Tensor, steps: int, speed: float = 1.0) -> Tensor:
+    """Frames (B, 1 + steps, C, H, W) of the rollout from ``(q0, p0)``.
+
+    ``speed`` scales the time step: −1 runs time backwards, 2 plays twice as fast, 0.5 half as fast.
+    """
+    with inference(pipeline):
+        q, _ = pipeline.rollout(q0, p0, steps, dt=speed * pipeline.dt)
+        return pipeline.decode(q)
+
+
+def predict(pipeline: Pipeline, frames: Tensor, steps: int, speed: float = 1.0) -> Tensor:
+    """Infer the state at the last input frame of ``frames`` (B, T, C, H, W) and roll it out."""
+    with inference(pipeline):
+        encoded = pipeline.encoder(frames)
+    return rollout_frames(pipeline, encoded.q0, encoded.p0, steps, speed)
+
+
+def sample(pipeline: Pipeline, n: int, steps: int, speed: float = 1.0,
+           generator: torch.Generator | None = None) -> Tensor:
+    """``n`` new videos: z from the prior N(0, I), mapped to (q0, p0) by the encoder's transformer.
+
+    The prior is over the encoder's z (where the KL term acts), not over (q, p) directly.
+    """
+    encoder = pipeline.encoder
+    shape = encoder.prior_shape() if isinstance(encoder, LatentPrior) else None
+    if shape is None:
+        raise ValueError(f"encoder '{encoder.name}' has no prior to sample from; use a variational HGN encoder")
+    device = next(pipeline.parameters()).device
+    z = torch.randn((n, *shape), generator=generator, device=device)
+    with inference(pipeline):
+        q0, p0 = encoder.transform(z)
+    return rollout_frames(pipeline, q0, p0, steps, speed)

@@ -1,0 +1,41 @@
+"""PNG figures for run directories: rollouts and decoder templates."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from pivf.core.runs import atomic_write_bytes
+
+
+def to_uint8_image(grid: Tensor) -> np.ndarray:
+    """(C, H, W) floats in [0, 1] → (H, W, 3) uint8."""
+    grid = grid.detach().float().clamp(0, 1).cpu()
+    if grid.shape[0] == 1:
+        grid = grid.expand(3, -1, -1)
+    return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def frame_grid(rows: list[Tensor], pad: int = 1) -> Tensor:
+    """Rows of frames (T, C, H, W) (equal C, H, W; rows may differ in T) → one (C, H', W') image."""
+    c, h, w = rows[0].shape[1:]
+    cols = max(r.shape[0] for r in rows)
+    canvas = torch.ones(c, len(rows) * (h + pad) + pad, cols * (w + pad) + pad)
+    for i, row in enumerate(rows):
+        for j, frame in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            canvas[:, y:y + h, x:x + w] = frame.detach().float().cpu()
+    return canvas
+
+
+def save_png(image: Tensor, path: Path, scale: int = 3) -> None:
+    pil = Image.fromarray(to_uint8_image(image))
+    if scale > 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())

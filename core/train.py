@@ -1,0 +1,320 @@
+"""The training loop, top to bottom.
+
+Performance habits: the dataset stays on the device as uint8 and batches are indexed there; nothing
+inside a step reads a value back to the host (losses and a non-finite flag are accumulated as
+tensors and read every ``log_every`` steps); the original loss is kept exactly, so its thresholds
+keep their meaning.
+
+Robustness: checkpoints (model, optimiser, objective state, RNG states, epoch) are written
+atomically, and only when every weight is finite, so a good checkpoint is never replaced by a bad
+one. A non-finite loss is neutralised in the step it happens (its update is zeroed) and, at the next
+read-back, the run rolls back to the last good checkpoint with the learning rate halved; after
+``MAX_FAILURES`` rollbacks it stops with a clear message. ``resume`` continues a run exactly.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pivf.core.build import build_pipeline, open_dataset
+from pivf.core.config import ExperimentConfig, read_config_file, validate_plugin_sections
+from pivf.core.data.dataset import as_float
+from pivf.core.distributed import (average_gradients, broadcast_parameters, init_world, local_device_name,
+                                   ranks_in_sync, shutdown)
+from pivf.core.errors import ConfigError, PivfUserError
+from pivf.core.images import frame_grid, save_png
+from pivf.core.objectives import Objective, make_objective
+from pivf.core.optim import make_optimizer
+from pivf.core.pipeline import Pipeline
+from pivf.core.progress import Progress
+from pivf.core.runs import atomic_torch_save, new_run_dir, write_metrics
+
+Log = Callable[[str], None]
+MAX_FAILURES = 3
+
+
+class TrainingDiverged(PivfUserError):
+    """Training kept producing non-finite values; the last good checkpoint is intact."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device: 'cuda' requested but no CUDA device is available; use 'cpu' or 'auto'")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return "cpu"
+
+
+def parameter_report(pipeline: Pipeline, truth: dict[str, float]) -> dict[str, dict[str, float]]:
+    report = {}
+    for name, learned in pipeline.physics.learned_parameters().items():
+        entry = {"learned": learned}
+        if name in truth:
+            entry["true"] = truth[name]
+            entry["rel_error"] = abs(learned - truth[name]) / abs(truth[name])
+        report[name] = entry
+    return report
+
+
+def rollout_rows(pipeline: Pipeline, objective: Objective, data: Tensor, examples: int = 3) -> list[Tensor]:
+    """Per example: prediction (inputs prepended), truth, reconstruction — each (T, C, H, W)."""
+    frames = as_float(data[:examples])
+    with torch.no_grad():
+        out = pipeline(frames[:, : objective.train_length], steps=frames.shape[1] - objective.input_steps)
+    rows = []
+    for i in range(frames.shape[0]):
+        rows.append(torch.cat([frames[i, : objective.input_steps], out.frames[i, 1:]]))
+        rows.append(frames[i])
+        if out.recons is not None:
+            rows.append(out.recons[i])
+    return rows
+
+
+def save_figures(pipeline: Pipeline, objective: Objective, data: Tensor, run_dir: Path) -> None:
+    """rollouts.png and, for decoders with templates, templates.png."""
+    save_png(frame_grid(rollout_rows(pipeline, objective, data)), run_dir / "rollouts.png")
+    templates = getattr(pipeline.decoder, "templates", None)
+    if templates is not None:
+        masks, contents = templates()
+        save_png(frame_grid([masks.expand_as(contents), contents]), run_dir / "templates.png", scale=4)
+
+
+def load_run_config(run_dir: Path) -> ExperimentConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise PivfUserError(f"{run_dir} is not a run directory (no config.yaml)")
+    return validate_plugin_sections(ExperimentConfig.model_validate(read_config_file(path)))
+
+
+class Trainer:
+    """One run: builds everything from the config, then ``fit`` trains, evaluates and writes the run."""
+
+    def __init__(self, config: ExperimentConfig, log: Log = print, run_dir: Path | None = None,
+                 quiet: bool = False) -> None:
+        self.config = config
+        tcfg = config.training
+        self.world = init_world(tcfg.device)
+        self.device = resolve_device(local_device_name(self.world, tcfg.device))
+        self.log = log if self.world.is_main else (lambda _msg: None)
+        torch.manual_seed(tcfg.seed)
+        self.dataset = open_dataset(config, self.log)
+        self.train_x, self.valid_x, self.test_x = (
+            s.to(self.device) for s in (self.dataset.train, self.dataset.valid, self.dataset.test))
+        self.pipeline = build_pipeline(config, channels=self.dataset.info.channels).to(self.device)
+        self.objective = make_objective(config)
+        self.params = [p for p in self.pipeline.parameters() if p.requires_grad]
+        broadcast_parameters(self.params, self.world)
+        self.optimizer = make_optimizer(tcfg.optimizer, self.params, tcfg.lr)
+        self.generator = torch.Generator(device=self.device).manual_seed(tcfg.seed)
+        self.run_dir = run_dir or (new_run_dir(config) if self.world.is_main else Path(config.logging.out))
+        self.epoch = 0  # epochs completed
+        self.step = 0
+        self.best = math.inf
+        self.failures = 0
+        self.lr_scale = 1.0
+        self.wall = 0.0
+        self.quiet = quiet
+        self.writer = None
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        objective_state = getattr(self.objective, "state_dict", None)
+        return {"model": self.pipeline.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "objective": objective_state() if objective_state else None, "epoch": self.epoch,
+                "step": self.step, "best": self.best, "failures": self.failures, "lr_scale": self.lr_scale,
+                "wall": self.wall, "rng": torch.get_rng_state(), "generator": self.generator.get_state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.pipeline.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["objective"] is not None:
+            self.objective.load_state_dict(state["objective"])
+        self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
+        self.failures, self.lr_scale, self.wall = state["failures"], state["lr_scale"], state["wall"]
+        torch.set_rng_state(state["rng"])
+        self.generator.set_state(state["generator"])
+
+    def weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.pipeline.parameters())
+
+    def save(self, name: str) -> None:
+        if self.world.is_main and self.weights_finite():
+            atomic_torch_save(self.state(), self.run_dir / "checkpoints" / f"{name}.pt")
+
+    def checkpoint_path(self, name: str) -> Path:
+        return self.run_dir / "checkpoints" / f"{name}.pt"
+
+    def resume(self) -> None:
+        path = self.checkpoint_path("last")
+        if not path.is_file():
+            raise PivfUserError(f"cannot resume {self.run_dir}: no checkpoint at {path}")
+        self.load_state(torch.load(path, map_location=self.device, weights_only=False))
+        self.log(f"resuming {self.run_dir} after epoch {self.epoch} (step {self.step})")
+
+    def roll_back(self) -> None:
+        """Return to the last good checkpoint with a halved learning rate, or stop."""
+        failures = self.failures + 1
+        if failures > MAX_FAILURES:
+            raise TrainingDiverged(
+                f"training diverged (non-finite loss) {failures} times; stopped. The last good checkpoint "
+                f"is {self.checkpoint_path('last')}; try a lower --lr")
+        self.load_state(torch.load(self.checkpoint_path("last"), map_location=self.device, weights_only=False))
+        self.failures = failures
+        self.lr_scale *= 0.5
+        self.log(f"non-finite loss: rolled back to epoch {self.epoch}, learning rate ×{self.lr_scale:g} "
+                 f"(failure {failures}/{MAX_FAILURES})")
+
+    # --- the loop ------------------------------------------------------------------------------------
+    def learning_rate(self, epoch: int) -> float:
+        tcfg = self.config.training
+        annealed = epoch >= int(tcfg.anneal_at * tcfg.epochs) and epoch > 0
+        return tcfg.lr * self.lr_scale * (tcfg.anneal_factor if annealed else 1.0)
+
+    def fit(self) -> dict[str, Any]:
+        cfg, tcfg = self.config, self.config.training
+        objective, pipeline = self.objective, self.pipeline
+        n_train = self.train_x.shape[0]
+        batch_size = min(tcfg.batch_size, n_train // self.world.size)
+        steps_per_epoch = n_train // (batch_size * self.world.size)  # remainder dropped, as the original
+        if self.world.is_main and cfg.logging.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # slow import, only when logging
+
+            self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.step or None)
+        if self.epoch == 0 and self.step == 0:
+            self.save("last")  # the state every rollback can return to
+        progress = Progress(tcfg.epochs * steps_per_epoch, self.log, enabled=not self.quiet and self.world.is_main)
+        self.log(f"training {cfg.physics.name}+{cfg.integrator.name} on {cfg.data.task} ({n_train} sequences, "
+                 f"{tcfg.epochs} epochs, {describe_device(self.device)}"
+                 f"{f', {self.world.size} processes' if self.world.active else ''}) → {self.run_dir}")
+        running: dict[str, Tensor] = {}
+        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        started = time.perf_counter() - self.wall
+        while self.epoch < tcfg.epochs:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate(self.epoch)
+            order = torch.randperm(n_train, device=self.device, generator=self.generator)
+            shard = order[self.world.rank::self.world.size]
+            diverged = False
+            for i in range(steps_per_epoch):
+                batch = as_float(self.train_x[shard[i * batch_size:(i + 1) * batch_size], : objective.train_length])
+                losses = objective.losses(pipeline, batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                average_gradients(self.params, self.world)
+                finite = torch.isfinite(losses["loss"])
+                nonfinite |= ~finite
+                grads = [p.grad for p in self.params if p.grad is not None]
+                for g in grads:  # a non-finite step must not move the weights
+                    torch.where(finite, g, torch.zeros((), device=g.device, dtype=g.dtype), out=g)
+                if tcfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_value_(self.params, tcfg.grad_clip)
+                self.optimizer.step()
+                self.step += 1
+                for key, value in losses.items():
+                    running[key] = running.get(key, 0.0) + value.detach()
+                if self.step % cfg.logging.log_every == 0 or i == steps_per_epoch - 1:
+                    if bool(nonfinite):
+                        diverged = True
+                        break
+                    count = self.step % cfg.logging.log_every or cfg.logging.log_every
+                    values = {k: float(v) / count for k, v in running.items()}
+                    running = {}
+                    self._scalars("train", values)
+                    self._scalars("param", pipeline.physics.learned_parameters())
+                    self._scalars("perf", {"lr": self.optimizer.param_groups[0]["lr"],
+                                           "samples_per_s": self.step * batch_size * self.world.size
+                                           / max(time.perf_counter() - started, 1e-9)})
+                    progress.update(self.step, self.epoch + 1, values)
+            if diverged or not self.weights_finite():
+                nonfinite.zero_()
+                running = {}
+                self.roll_back()
+                continue
+            self.epoch += 1
+            self.wall = time.perf_counter() - started
+            self._end_of_epoch(progress, batch_size)
+        return self._finish(batch_size)
+
+    def _end_of_epoch(self, progress: Progress, batch_size: int) -> None:
+        tcfg, logging = self.config.training, self.config.logging
+        last = self.epoch == tcfg.epochs
+        if self.epoch % tcfg.eval_every == 0 or last:
+            valid = self.objective.evaluate(self.pipeline, self.valid_x[:, : self.objective.train_length], batch_size)
+            self._scalars("valid", valid)
+            learned = ", ".join(f"{k}={v:.3f}" for k, v in self.pipeline.physics.learned_parameters().items())
+            progress.message(f"epoch {self.epoch}/{tcfg.epochs}  " + "  ".join(f"{k} {v:.3f}" for k, v in valid.items())
+                             + (f"  {learned}" if learned else ""))
+            if valid["loss"] < self.best:
+                self.best = valid["loss"]
+                self.save("best")
+        if self.epoch % logging.checkpoint_every == 0 or last:
+            self.save("last")
+
+    def _finish(self, batch_size: int) -> dict[str, Any]:
+        cfg = self.config
+        test = self.objective.evaluate(self.pipeline, self.test_x, batch_size)
+        truth = self.dataset.info.ground_truth
+        metrics = {
+            "task": cfg.data.task, "physics": cfg.physics.name, "integrator": cfg.integrator.name,
+            "decoder": cfg.decoder.name, "seed": cfg.training.seed, "device": describe_device(self.device),
+            "eval": {"split": "test", **self.objective.report(test)},
+            "params": parameter_report(self.pipeline, truth),
+            "train": {"epochs": cfg.training.epochs, "steps": self.step, "wall_s": round(self.wall, 2),
+                      "samples_per_s": round(self.step * batch_size * self.world.size / self.wall, 1)
+                      if self.wall > 0 else 0.0, "rollbacks": self.failures,
+                      "processes": self.world.size, "ranks_in_sync": ranks_in_sync(self.params, self.world)},
+        }
+        if self.world.is_main:
+            write_metrics(self.run_dir, metrics)
+            save_figures(self.pipeline, self.objective, self.test_x, self.run_dir)
+            self._scalars("test", test)
+            self._tensorboard_summary(metrics, truth)
+            self.log(f"test: {json.dumps(metrics['eval'])}  params: {json.dumps(metrics['params'])}")
+        shutdown(self.world)
+        return metrics
+
+    # --- TensorBoard ----------------------------------------------------------------------------------
+    def _scalars(self, prefix: str, values: dict[str, float]) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(f"{prefix}/{key}", value, self.step)
+
+    def _tensorboard_summary(self, metrics: dict[str, Any], truth: dict[str, float]) -> None:
+        if self.writer is None:
+            return
+        self._scalars("param_true", truth)
+        grid = frame_grid(rollout_rows(self.pipeline, self.objective, self.test_x))
+        self.writer.add_image("rollouts", grid.clamp(0, 1), self.step)
+        cfg = self.config
+        hparams = {"task": cfg.data.task, "physics": cfg.physics.name, "integrator": cfg.integrator.name,
+                   "substeps": cfg.integrator.params.get("substeps", 0), "seed": cfg.training.seed,
+                   "lr": cfg.training.lr}
+        final = {f"hparam/{k}": v for k, v in metrics["eval"].items() if isinstance(v, float)}
+        final.update({f"hparam/{k}_rel_error": v["rel_error"] for k, v in metrics["params"].items() if "rel_error" in v})
+        self.writer.add_hparams(hparams, final, run_name=".", global_step=self.step)
+        self.writer.close()
+
+
+def train(config: ExperimentConfig, log: Log = print, quiet: bool = False) -> dict[str, Any]:
+    return Trainer(config, log=log, quiet=quiet).fit()
+
+
+def resume(run_dir: Path, log: Log = print, quiet: bool = False) -> dict[str, Any]:
+    """Continue a run from its last checkpoint: same config, model, optimiser, RNG and epoch."""
+    trainer = Trainer(load_run_config(run_dir), log=log, run_dir=Path(run_dir), quiet=quiet)
+    trainer.resume()
+    return trainer.fit()

@@ -1,0 +1,66 @@
+"""Charged particles: N bodies that attract or repel by Coulomb's law.
+
+A worked example of a third-party physics plugin for pivf: a params model, a learnable constant
+stored as a log, ground-truth values for data generation, a Hamiltonian for energy checks, and a
+hook that registers the class. See docs/plugins.md in the pivf repository for the walk-through.
+"""
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+import pivf
+from pivf.core.physics import ObjectParams, PhysicsSystem, log_parameter
+
+
+class ChargedParams(ObjectParams):
+    coulomb: float = Field(1.0, gt=0, description="initial Coulomb constant (learned)")
+    charges: list[float] = Field([1.0, -1.0], min_length=1, description="fixed charge of each particle")
+    softening: float = Field(1.0, ge=0, description="added to squared distances so close passes stay finite")
+    learnable: bool = True
+
+
+class ChargedParticles(PhysicsSystem):
+    name = "charged_particles"
+    description = "N charged particles under Coulomb forces; learnable Coulomb constant"
+    Params = ChargedParams
+    ground_truth = {"coulomb": 50.0}
+
+    def __init__(self, params: ChargedParams | None = None) -> None:
+        super().__init__(params)
+        if len(self.params.charges) != self.params.n_objects:
+            raise ValueError(f"charges: need one per object ({self.params.n_objects}), got {len(self.params.charges)}")
+        self.log_coulomb = log_parameter(self.params.coulomb, self.params.learnable)
+        self.register_buffer("charges", torch.tensor(self.params.charges))
+
+    def _geometry(self, q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Pairwise q_i − q_j, softened distances and charge products, each over (..., N, N)."""
+        diff = q.unsqueeze(-2) - q.unsqueeze(-3)
+        dist = ((diff**2).sum(-1) + self.params.softening).sqrt()
+        charge_products = self.charges.unsqueeze(-1) * self.charges.unsqueeze(-2)
+        return diff, dist, charge_products
+
+    def dq_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        return p
+
+    def dp_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        diff, dist, charge_products = self._geometry(q)
+        # −∂V/∂q_i = k Σ_j q_i q_j (q_i − q_j) / d³: like charges push apart; the i = j term is zero
+        coupling = charge_products / dist**3
+        return self.log_coulomb.exp() * (coupling.unsqueeze(-1) * diff).sum(-2)
+
+    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
+        _, dist, charge_products = self._geometry(q)
+        n = q.shape[-2]
+        pairs = torch.triu(torch.ones(n, n, dtype=torch.bool, device=q.device), diagonal=1)
+        potential = (self.log_coulomb.exp() * charge_products / dist)[..., pairs].sum(-1)
+        return 0.5 * (p**2).sum((-1, -2)) + potential
+
+    def learned_parameters(self) -> dict[str, float]:
+        return {"coulomb": self.log_coulomb.exp().item()}
+
+
+@pivf.hookimpl
+def pivf_physics() -> list[type]:
+    return [ChargedParticles]

@@ -1,0 +1,74 @@
+"""Config layering: defaults < task preset < file < flags < --set, with plugin params validated early."""
+from __future__ import annotations
+
+import pytest
+
+from pivf.core.config import resolve_config
+from pivf.core.errors import ConfigError, PluginParamsError, UnknownPluginError
+
+
+def test_defaults_then_preset():
+    config = resolve_config()
+    assert (config.data.task, config.physics.name, config.integrator.name) == ("spring_color", "spring", "euler")
+    assert config.training.lr == 6e-4 and config.training.recons_weight == 3.0
+    three_body = resolve_config(task="3bp_color")
+    assert (three_body.data.image_size, three_body.data.n_objects, three_body.physics.name) == (36, 3, "gravity")
+    assert (three_body.training.lr, three_body.data.dt, three_body.data.pred_steps) == (1e-3, 0.5, 12)
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".yaml", "training:\n  lr: 0.001\n  epochs: 7\nintegrator:\n  name: euler\n  substeps: 3\n"),
+    (".toml", "[training]\nlr = 0.001\nepochs = 7\n[integrator]\nname = 'euler'\nsubsteps = 3\n"),
+])
+def test_each_source_overrides_the_one_below(tmp_path, suffix, text):
+    path = tmp_path / f"exp{suffix}"
+    path.write_text(text)
+    from_file = resolve_config(config_file=path)
+    assert (from_file.training.lr, from_file.training.epochs, from_file.integrator.params["substeps"]) == (1e-3, 7, 3)
+    with_flag = resolve_config(config_file=path, flags={"training.lr": 2e-3})
+    assert (with_flag.training.lr, with_flag.training.epochs) == (2e-3, 7)
+    with_set = resolve_config(config_file=path, flags={"training.lr": 2e-3}, overrides=["training.lr=3e-3"])
+    assert with_set.training.lr == 3e-3
+
+
+def test_plugin_defaults_are_filled_and_switching_plugin_drops_old_params():
+    config = resolve_config(overrides=["physics.k=2.5"])
+    assert config.physics.params["k"] == 2.5 and "l" in config.physics.params
+    switched = resolve_config(flags={"physics.name": "gravity"}, overrides=["training.seed=3"])
+    assert "k" not in switched.physics.params and "g" in switched.physics.params
+
+
+def test_plugin_params_are_validated_before_anything_runs():
+    with pytest.raises(PluginParamsError, match=r"physics 'spring': k: Input should be greater than 0"):
+        resolve_config(overrides=["physics.k=-1"])
+    with pytest.raises(PluginParamsError, match=r"integrator 'euler': substeps: Input should be a valid integer"):
+        resolve_config(overrides=["integrator.substeps=many"])
+    with pytest.raises(UnknownPluginError, match=r"integrator.name: unknown integrator 'leapfrg' \(did you mean 'leapfrog'\?\)"):
+        resolve_config(flags={"integrator.name": "leapfrg"})
+
+
+def test_bad_sections_and_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"training.epochs: Input should be a valid integer"):
+        resolve_config(overrides=["training.epochs=ten"])
+    with pytest.raises(ConfigError, match=r"trainig: unknown field"):
+        resolve_config(overrides=["trainig.lr=1"])
+    with pytest.raises(ConfigError, match="config file not found"):
+        resolve_config(config_file=tmp_path / "missing.yaml")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("training: [unclosed\n")
+    with pytest.raises(ConfigError, match="is malformed") as err:
+        resolve_config(config_file=bad_yaml)
+    assert "\n" not in str(err.value)
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("[training\nlr = 1\n")
+    with pytest.raises(ConfigError, match="is malformed"):
+        resolve_config(config_file=bad_toml)
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"physics.name": "bouncing", "integrator.name": "rk4"}, "cannot apply the hard constraints"),
+    ({"physics.name": "hamiltonian_latent"}, "works on objects states but physics 'hamiltonian_latent' has latent"),
+])
+def test_incompatible_combinations_are_refused(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(flags=flags)

@@ -1,0 +1,81 @@
+"""PAIG's model pieces: exact placement by the spatial transformer, gradients everywhere, TF RMSprop."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import pivf
+from pivf.core.config import resolve_config
+from pivf.core.build import build_pipeline
+from pivf.core.objectives import make_objective
+from pivf.core.optim import TFRMSprop
+
+
+class Constant(nn.Module):
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = nn.Parameter(value)
+
+    def forward(self) -> torch.Tensor:
+        return self.value
+
+
+def _blob_decoder(size: int = 32, sigma: float = 1.0):
+    decoder = pivf.decoder("spatial_transformer", image_size=size, n_objects=1, channels=1, sigma=sigma)
+    t = decoder.template_size
+    coords = torch.arange(t) + 0.5 - t / 2  # template pixel centres around its geometric centre
+    blob = torch.exp(-(coords[:, None] ** 2 + coords[None, :] ** 2) / 4.0)
+    decoder.content_template = Constant(torch.logit(blob.clamp(1e-4, 1 - 1e-4))[None, None])
+    return decoder
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0])
+@pytest.mark.parametrize("x, y", [(11.3, 20.7), (16.0, 16.0), (7.25, 9.5)])
+def test_spatial_transformer_places_template_centre_exactly(x, y, sigma):
+    decoder = _blob_decoder(sigma=sigma)
+    warped = decoder.warp(torch.tensor([[[x, y]]], dtype=torch.float64))[0, 0, 1]  # content channel
+    size = warped.shape[-1]
+    centres = torch.arange(size, dtype=torch.float64) + 0.5  # pixel i covers [i, i+1)
+    total = warped.sum()
+    cx = (warped.sum(0) * centres).sum() / total
+    cy = (warped.sum(1) * centres).sum() / total
+    assert abs(cx - x) < 0.1 and abs(cy - y) < 0.1
+
+
+def test_outside_templates_the_mask_logit_is_minus_five():
+    decoder = pivf.decoder("spatial_transformer", sigma=2.0)
+    warped = decoder.warp(torch.tensor([[[8.0, 8.0], [8.0, 8.0]]]))
+    assert torch.allclose(warped[0, :, 0, 25:, 25:] - 5.0, torch.tensor(-5.0))
+
+
+def test_gradients_reach_every_learned_part():
+    config = resolve_config(overrides=["data.pred_steps=3", "data.input_steps=3"])
+    pipeline = build_pipeline(config)
+    frames = torch.rand(4, 6, 3, 32, 32)
+    losses = make_objective(config).losses(pipeline, frames)
+    losses["loss"].backward()
+    physics = pipeline.physics
+    named = {
+        "k": physics.log_k, "l": physics.log_l,
+        "velocity MLP": pipeline.encoder.velocity[0].weight,
+        "localisation MLP": pipeline.encoder.localise[0].weight,
+        "U-Net": pipeline.encoder.unet.down[0][0][0].weight,
+        "decoder sigma": pipeline.decoder.log_sigma,
+        "decoder templates": pipeline.decoder.content_template.net[0].weight,
+    }
+    for what, param in named.items():
+        assert param.grad is not None and param.grad.abs().sum() > 0, f"no gradient reaches {what}"
+
+
+def test_tf_rmsprop_starts_with_an_accumulator_of_one():
+    w = nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = TFRMSprop([w], lr=0.1)
+    w.grad = torch.tensor([0.5, -3.0])
+    opt.step()
+    expected = torch.tensor([1.0, -2.0]) - 0.1 * w.grad / torch.sqrt(0.9 + 0.1 * w.grad**2 + 1e-10)
+    assert torch.allclose(w.detach(), expected)
+    # PyTorch's RMSprop (accumulator 0) would have moved each weight by ~lr/sqrt(0.1) instead
+    assert abs(w.detach()[0] - 1.0) < 0.1 / math.sqrt(0.1) / 3
