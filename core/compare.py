@@ -21,7 +21,7 @@ from typing import Any
 from pivf.core.config import ExperimentConfig, dump_yaml, validate_plugin_sections
 from pivf.core.errors import PivfUserError
 from pivf.core.registry import registry
-from pivf.core.runs import atomic_write_bytes, atomic_write_text
+from pivf.core.atomic import atomic_write_bytes, atomic_write_text
 
 Log = Callable[[str], None]
 LAYOUT_METRICS = ("valid/pred", "valid/recons", "valid/loss", "train/loss", "perf/samples_per_s")

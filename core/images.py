@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from pivf.core.runs import atomic_write_bytes
+from pivf.core.atomic import atomic_write_bytes
 
 
 def to_uint8_image(grid: Tensor) -> np.ndarray:

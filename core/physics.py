@@ -19,14 +19,16 @@ from torch import Tensor, nn
 
 from pivf.core.plugin import Plugin, PluginParams
 
-StateKind = Literal["objects", "latent"]
+#: "objects": (B, N, D) pixel coordinates an object decoder can draw; "generalized": coordinates
+#: such as angles, which need a task's renderer; "latent": abstract maps inferred by an encoder
+StateKind = Literal["objects", "generalized", "latent"]
 
 
 class PhysicsSystem(Plugin, nn.Module):
     """Base class for physics plugins (an ``nn.Module`` so its physical parameters can be learned)."""
 
     kind: ClassVar[str] = "physics"
-    #: "objects" for (B, N, D) coordinates, "latent" for abstract canonical coordinates
+    #: what q is (see ``StateKind``); encoders and decoders declare which kinds they handle
     state: ClassVar[StateKind] = "objects"
     #: values used to generate data; the params model holds the *initial* values a learner starts from
     ground_truth: ClassVar[dict[str, float]] = {}

@@ -34,7 +34,8 @@ from pivf.core.objectives import Objective, make_objective
 from pivf.core.optim import make_optimizer
 from pivf.core.pipeline import Pipeline
 from pivf.core.progress import Progress
-from pivf.core.runs import atomic_torch_save, new_run_dir, write_metrics
+from pivf.core.atomic import atomic_torch_save
+from pivf.core.runs import new_run_dir, write_metrics
 
 Log = Callable[[str], None]
 MAX_FAILURES = 3

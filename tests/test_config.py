@@ -72,3 +72,8 @@ def test_bad_sections_and_files_are_config_errors(tmp_path):
 def test_incompatible_combinations_are_refused(flags, message):
     with pytest.raises(ConfigError, match=message):
         resolve_config(flags=flags)
+
+
+def test_systems_without_pixel_coordinates_need_an_encoder_that_handles_them():
+    with pytest.raises(ConfigError, match="physics 'pendulum' has generalized states; use encoder \\(none installed\\)"):
+        resolve_config(flags={"physics.name": "pendulum"})

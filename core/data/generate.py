@@ -29,7 +29,7 @@ from pivf.core.data.dataset import SIDECAR_FORMAT, FORMAT_VERSION, Sidecar, side
 from pivf.core.data.npz import SPLITS, NpzWriter, sha256_file
 from pivf.core.data.task import Role, Task
 from pivf.core.registry import registry
-from pivf.core.runs import atomic_write_text
+from pivf.core.atomic import atomic_write_text
 
 #: sequences rendered at once: bounds the float frames held while rendering a chunk
 RENDER_BATCH = 128

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable
@@ -20,6 +19,7 @@ from types import TracebackType
 
 import numpy as np
 
+from pivf.core.atomic import temporary_beside
 from pivf.core.errors import DataError
 
 SPLITS = ("train_x", "valid_x", "test_x")
@@ -46,9 +46,7 @@ class NpzWriter:
         self._zip: zipfile.ZipFile | None = None
 
     def __enter__(self) -> NpzWriter:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = temporary_beside(self.path)
         self._zip = zipfile.ZipFile(self.tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=self.compresslevel)
         return self
 

@@ -5,11 +5,11 @@ artefact of sharing its integrator with the data. The reference is classic fourt
 Runge-Kutta in float64 with many steps per frame (``substeps``, 10-20: PAIG's learner takes 5
 first-order steps in float32), followed by ``physics.constrain`` after each step, which for free
 flight between elastic walls is exact. On these systems its relative energy error stays below
-1e-6 over a test sequence (tests check it).
+1e-5 over a test sequence (tests check it; most stay near 1e-6 or far below).
 
 Fixed steps rather than an adaptive solver: every step is a handful of batched tensor operations,
 which makes the tens of thousands of proposals that rejection sampling needs cheap (torchdiffeq's
-dopri5 at tight tolerance took about 30× longer on the spring task), and wall contacts are tested
+dopri5 at tight tolerance took over 30× longer on the spring task), and wall contacts are tested
 at every step.
 """
 from __future__ import annotations

@@ -23,6 +23,7 @@ class MassSpringParams(PluginParams):
 class MassSpring(PhysicsSystem):
     name = "mass_spring"
     description = "1-D harmonic oscillator H = p²/2m + kq²/2 (HGN); learnable k and m"
+    state = "generalized"  # a displacement along a line, drawn only by its task
     Params = MassSpringParams
     ground_truth = {"k": 2.0, "m": 0.5}
 

@@ -31,6 +31,7 @@ class PendulumParams(PluginParams):
 class Pendulum(PhysicsSystem):
     name = "pendulum"
     description = "rigid pendulum, angle and canonical momentum; learnable g, optional l and actuation torque"
+    state = "generalized"  # an angle, drawn only by its task
     Params = PendulumParams
     ground_truth = {"g": 3.0, "l": 1.0, "m": 0.5}
 

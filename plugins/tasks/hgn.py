@@ -195,6 +195,7 @@ class DoublePendulum(PhysicsSystem):
 
     name = "double_pendulum"
     description = "double pendulum (equal bobs and rods) from its Hamiltonian; learnable g"
+    state = "generalized"
     Params = DoublePendulumPhysicsParams
     ground_truth = {"g": 3.0, "l": 1.0, "m": 1.0}
 
