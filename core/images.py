@@ -39,3 +39,31 @@ def save_png(image: Tensor, path: Path, scale: int = 3) -> None:
     buffer = io.BytesIO()
     pil.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def energy_figure(energy: Tensor, dt: float):  # noqa: ANN201 - a matplotlib Figure (imported lazily)
+    """Energy along rollouts (T, B): one thin line per sequence, relative to its start."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = energy.detach().double().cpu()
+    scale = values[0].abs().clamp_min(1e-12)
+    times = torch.arange(values.shape[0], dtype=torch.float64) * dt
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(times.numpy(), ((values - values[0]) / scale).numpy(), linewidth=0.8)
+    ax.set_xlabel("time")
+    ax.set_ylabel("(E − E₀) / |E₀|")
+    ax.set_title("energy along predicted rollouts")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, path: Path) -> None:  # noqa: ANN001 - a matplotlib Figure
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -29,7 +29,7 @@ from pivf.core.data.dataset import as_float
 from pivf.core.distributed import (average_gradients, broadcast_parameters, init_world, local_device_name,
                                    ranks_in_sync, shutdown)
 from pivf.core.errors import ConfigError, PivfUserError
-from pivf.core.images import frame_grid, save_png
+from pivf.core.images import energy_figure, frame_grid, save_figure, save_png
 from pivf.core.objectives import Objective, make_objective
 from pivf.core.optim import make_optimizer
 from pivf.core.pipeline import Pipeline
@@ -85,9 +85,24 @@ def rollout_rows(pipeline: Pipeline, objective: Objective, data: Tensor, example
     return rows
 
 
+def rollout_energy(pipeline: Pipeline, objective: Objective, data: Tensor, examples: int = 16) -> Tensor | None:
+    """The physics' energy (T, B) along predicted test rollouts, or None for systems without one."""
+    frames = as_float(data[:examples])
+    with torch.no_grad():
+        out = pipeline(frames[:, : objective.train_length], steps=frames.shape[1] - objective.input_steps)
+        try:
+            return pipeline.physics.energy(out.q, out.p)
+        except NotImplementedError:
+            return None
+
+
 def save_figures(pipeline: Pipeline, objective: Objective, data: Tensor, run_dir: Path) -> None:
-    """rollouts.png and, for decoders with templates, templates.png."""
+    """rollouts.png, energy.png (where the physics has an energy) and, for decoders with templates,
+    templates.png."""
     save_png(frame_grid(rollout_rows(pipeline, objective, data)), run_dir / "rollouts.png")
+    energy = rollout_energy(pipeline, objective, data)
+    if energy is not None:
+        save_figure(energy_figure(energy, pipeline.dt), run_dir / "energy.png")
     templates = getattr(pipeline.decoder, "templates", None)
     if templates is not None:
         masks, contents = templates()
@@ -300,6 +315,9 @@ class Trainer:
         self._scalars("param_true", truth)
         grid = frame_grid(rollout_rows(self.pipeline, self.objective, self.test_x))
         self.writer.add_image("rollouts", grid.clamp(0, 1), self.step)
+        energy = rollout_energy(self.pipeline, self.objective, self.test_x)
+        if energy is not None:
+            self.writer.add_figure("energy", energy_figure(energy, self.pipeline.dt), self.step)
         cfg = self.config
         hparams = {"task": cfg.data.task, "physics": cfg.physics.name, "integrator": cfg.integrator.name,
                    "substeps": cfg.integrator.params.get("substeps", 0), "seed": cfg.training.seed,

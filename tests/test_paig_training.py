@@ -73,7 +73,9 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path, one_threa
     assert written == json.loads(json.dumps(metrics))
     assert set(written["eval"]) == {"split", "pred_loss", "extrap_loss", "recons_loss"}
     assert written["params"]["k"]["true"] == 4.0 and written["params"]["l"]["true"] == 6.0
-    for name in ("config.yaml", "rollouts.png", "templates.png", "checkpoints/best.pt", "checkpoints/last.pt"):
+    assert {"rollouts", "energy"} <= set(events.Tags()["images"])
+    for name in ("config.yaml", "rollouts.png", "energy.png", "templates.png", "checkpoints/best.pt",
+                 "checkpoints/last.pt"):
         assert (run_dir / name).stat().st_size > 0, name
     evaluated = evaluate_run(run_dir, checkpoint="last", device="cpu", log=lambda _msg: None)
     assert evaluated["epoch"] == 6
