@@ -41,10 +41,11 @@ def generate_command(
     from pivf.core.train import resolve_device
 
     instance = make_task(task, _task_params(params))
+    torch_device = str(resolve_device(device, option="--device"))
     total = n_train + n_valid + 2 * n_test
     start = time.perf_counter()
     with typer.progressbar(length=total, label=f"{instance.name}", file=None) as bar:
-        paths = generate_dataset(instance, out, n_train, n_valid, n_test, seed, str(resolve_device(device)),
+        paths = generate_dataset(instance, out, n_train, n_valid, n_test, seed, torch_device,
                                  progress=bar.update)
     elapsed = time.perf_counter() - start
     for path in paths:

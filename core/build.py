@@ -4,40 +4,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pivf.core.config import DataConfig, ExperimentConfig, PluginChoice
+from pivf.core.config import ExperimentConfig, PluginChoice
 from pivf.core.data.dataset import Dataset, load_dataset
 from pivf.core.data.generate import ensure_dataset
-from pivf.core.errors import ConfigError
+from pivf.core.errors import ConfigError, DataError
 from pivf.core.pipeline import Pipeline
 from pivf.core.registry import registry
 
 
-def _data_fields(data: DataConfig, channels: int) -> dict[str, Any]:
-    return {"image_size": data.image_size, "channels": channels, "n_objects": data.n_objects,
-            "input_steps": data.input_steps}
-
-
-def create_plugin(kind: str, choice: PluginChoice, data: DataConfig, channels: int = 3,
-                  implied: dict[str, Any] | None = None) -> Any:
-    """Instantiate a plugin; params the data (image size, object count, ...) or other sections imply win."""
+def create_plugin(kind: str, choice: PluginChoice) -> Any:
+    """Instantiate a plugin from a validated section (``validate_plugin_sections`` filled in what the
+    data implies)."""
     cls = registry().get(kind, choice.name)
-    params = dict(choice.params)
-    for field, value in {**_data_fields(data, channels), **(implied or {})}.items():
-        if field in cls.Params.model_fields:
-            params[field] = value
-    return cls(cls.validate_params(params))
+    return cls(cls.validate_params(choice.params))
 
 
-def build_pipeline(config: ExperimentConfig, channels: int = 3) -> Pipeline:
-    data = config.data
-    # the HGN objective decides whether the encoder is variational (it owns the KL term)
-    implied = {"variational": config.hgn.variational} if config.training.objective == "hgn" else {}
+def build_pipeline(config: ExperimentConfig) -> Pipeline:
     return Pipeline(
-        encoder=create_plugin("encoder", config.encoder, data, channels, implied),
-        physics=create_plugin("physics", config.physics, data, channels),
-        integrator=create_plugin("integrator", config.integrator, data, channels),
-        decoder=create_plugin("decoder", config.decoder, data, channels),
-        dt=data.dt,
+        encoder=create_plugin("encoder", config.encoder),
+        physics=create_plugin("physics", config.physics),
+        integrator=create_plugin("integrator", config.integrator),
+        decoder=create_plugin("decoder", config.decoder),
+        dt=config.data.dt,
     )
 
 
@@ -52,10 +40,15 @@ def open_dataset(config: ExperimentConfig, log: Callable[[str], None] = print) -
     info = dataset.info
     mismatched = [f"{name} {mine} (data: {theirs})" for name, mine, theirs in (
         ("data.image_size", data.image_size, info.image_size),
+        ("data.channels", data.channels, info.channels),
         ("data.n_objects", data.n_objects, info.n_objects),
     ) if mine != theirs and (name != "data.n_objects" or _object_state(config))]
     if mismatched:
         raise ConfigError(f"config does not match the dataset {path}: " + ", ".join(mismatched))
+    empty = [name for name, split in (("train", dataset.train), ("valid", dataset.valid), ("test", dataset.test))
+             if split.shape[0] == 0]
+    if empty:
+        raise DataError(f"dataset {path} has no {' and no '.join(empty)} sequences; training needs all three splits")
     needed = data.input_steps + data.pred_steps
     if info.train_length < needed:
         raise ConfigError(f"data.input_steps + data.pred_steps = {needed} but the training sequences of {path} "

@@ -45,6 +45,7 @@ class DataConfig(Section):
     path: Path | None = Field(None, description="a .npz dataset; empty → generate (and cache) a small one")
     image_size: int = Field(32, ge=8)
     n_objects: int = Field(2, ge=1)
+    channels: int = Field(3, ge=1, description="colour channels of the frames")
     input_steps: int = Field(4, ge=1, description="frames the encoder sees before prediction starts")
     pred_steps: int = Field(6, ge=1, description="frames predicted and trained on")
     extrap_steps: int = Field(20, ge=0, description="further frames predicted at test time")
@@ -189,7 +190,7 @@ def resolve_config(
         path, value = parse_override(item)
         _set_path(set_layer, path, value)
 
-    chosen_task = task or _lookup(set_layer, "data.task") or _lookup(flag_layer, "data.task") \
+    chosen_task = _lookup(set_layer, "data.task") or task or _lookup(flag_layer, "data.task") \
         or _lookup(file_layer, "data.task") or DEFAULT_TASK
     layers = [ExperimentConfig().to_dict()]
     if chosen_task in PRESETS:
@@ -216,11 +217,27 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
     return node
 
 
+def data_implied_params(config: ExperimentConfig) -> dict[str, Any]:
+    """Plugin params the data decides (and the HGN objective, for the encoder's KL): a plugin whose
+    params model has one of these fields gets the value from here, so sizes always agree."""
+    data = config.data
+    implied: dict[str, Any] = {"image_size": data.image_size, "channels": data.channels,
+                               "n_objects": data.n_objects, "input_steps": data.input_steps}
+    if config.training.objective == "hgn":
+        implied["variational"] = config.hgn.variational
+    return implied
+
+
 def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
-    """Check each plugin section against its plugin's params model; fill in the plugin's defaults."""
+    """Check each plugin section against its plugin's params model, with the values the data implies
+    filled in (a conflicting explicit value is an error), and fill in the plugin's defaults."""
     from pivf.core.registry import registry
 
     reg = registry()
+    if config.data.path is None and config.data.task not in reg.names("task"):
+        known = ", ".join(reg.names("task"))
+        raise ConfigError(f"data.task: unknown task '{config.data.task}' (and no data.path given); available: {known}")
+    implied = data_implied_params(config)
     resolved = config.to_dict()
     for section, kind in PLUGIN_SECTIONS.items():
         choice: PluginChoice = getattr(config, section)
@@ -228,8 +245,17 @@ def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
             cls = reg.get(kind, choice.name)
         except Exception as exc:
             raise type(exc)(f"{section}.name: {exc}") from None
-        params = cls.validate_params(choice.params)
-        resolved[section] = {"name": choice.name, **json.loads(params.model_dump_json())}
+        params = dict(choice.params)
+        for field, value in implied.items():
+            if field not in cls.Params.model_fields:
+                continue
+            if field in params and params[field] != value:
+                origin = "hgn.variational" if field == "variational" else f"data.{field}"
+                raise ConfigError(f"{section}.{field} = {params[field]!r} conflicts with {origin} = {value!r}; "
+                                  f"set {origin} instead")
+            params[field] = value
+        validated = cls.validate_params(params)
+        resolved[section] = {"name": choice.name, **json.loads(validated.model_dump_json())}
     config = ExperimentConfig.model_validate(resolved)
     check_compatibility(config)
     return config

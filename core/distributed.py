@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -60,6 +61,31 @@ def average_gradients(params: list[Tensor], world: World) -> None:
     flat.div_(world.size)
     for param, synced in zip(params, _unflatten_dense_tensors(flat, grads)):
         param.grad = synced
+
+
+def all_ranks_finite(loss: Tensor, world: World) -> Tensor:
+    """True (a device tensor, no host sync) when the loss is finite on every rank: after the gradient
+    all-reduce one rank's NaN is everyone's, so all must skip the update and roll back together."""
+    finite = torch.isfinite(loss.detach())
+    if world.active:
+        flag = finite.to(torch.float32).reshape(1)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        finite = flag[0] > 0
+    return finite
+
+
+def share_from_main(value: Any, world: World) -> Any:
+    """Rank 0's value on every rank (e.g. the run directory only rank 0 creates)."""
+    if not world.active:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def barrier(world: World) -> None:
+    if world.active:
+        dist.barrier()
 
 
 def broadcast_parameters(params: list[Tensor], world: World) -> None:

@@ -25,7 +25,7 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", device: str = "auto", 
     config, state = load_run(run_dir, checkpoint)
     torch_device = resolve_device(device)
     dataset = open_dataset(config, log)
-    pipeline = build_pipeline(config, channels=dataset.info.channels)
+    pipeline = build_pipeline(config)
     pipeline.load_state_dict(state["model"])
     pipeline.to(torch_device)
     objective = make_objective(config)

@@ -26,13 +26,14 @@ from torch import Tensor
 from pivf.core.build import build_pipeline, open_dataset
 from pivf.core.config import ExperimentConfig, read_config_file, validate_plugin_sections
 from pivf.core.data.dataset import as_float
-from pivf.core.distributed import (average_gradients, broadcast_parameters, init_world, local_device_name,
-                                   ranks_in_sync, shutdown)
+from pivf.core.distributed import (all_ranks_finite, average_gradients, barrier, broadcast_parameters,
+                                   init_world, local_device_name, ranks_in_sync, share_from_main, shutdown)
 from pivf.core.errors import ConfigError, PivfUserError
 from pivf.core.images import energy_figure, frame_grid, save_figure, save_png
 from pivf.core.objectives import Objective, make_objective
 from pivf.core.optim import make_optimizer
-from pivf.core.pipeline import Pipeline
+from pivf.core.physics import PhysicsSystem
+from pivf.core.pipeline import Pipeline, PipelineOutput
 from pivf.core.progress import Progress
 from pivf.core.atomic import atomic_torch_save
 from pivf.core.runs import new_run_dir, write_metrics
@@ -45,12 +46,21 @@ class TrainingDiverged(PivfUserError):
     """Training kept producing non-finite values; the last good checkpoint is intact."""
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, option: str = "training.device") -> torch.device:
+    """A usable device for ``name`` ('auto', 'cpu', 'cuda', 'cuda:N'); ``option`` names it in errors."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("training.device: 'cuda' requested but no CUDA device is available; use 'cpu' or 'auto'")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"{option}: unknown device '{name}'; allowed: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise ConfigError(f"{option}: '{name}' requested but {count} CUDA device(s) are available; "
+                              f"use 'cpu' or 'auto'")
+    elif device.type != "cpu":
+        raise ConfigError(f"{option}: unsupported device '{name}'; allowed: auto, cpu, cuda, cuda:N")
     return device
 
 
@@ -71,42 +81,62 @@ def parameter_report(pipeline: Pipeline, truth: dict[str, float]) -> dict[str, d
     return report
 
 
-def rollout_rows(pipeline: Pipeline, objective: Objective, data: Tensor, examples: int = 3) -> list[Tensor]:
-    """Per example: prediction (inputs prepended), truth, reconstruction — each (T, C, H, W)."""
+@torch.no_grad()
+def predict_examples(pipeline: Pipeline, objective: Objective, data: Tensor, examples: int) -> tuple[Tensor, PipelineOutput]:
+    """Frames and the model's output for the first test sequences, in inference mode (means, not samples)."""
     frames = as_float(data[:examples])
-    with torch.no_grad():
-        out = pipeline(frames[:, : objective.train_length], steps=frames.shape[1] - objective.input_steps)
+    was_training = pipeline.training
+    pipeline.eval()
+    try:
+        return frames, pipeline(frames[:, : objective.train_length], steps=frames.shape[1] - objective.input_steps)
+    finally:
+        pipeline.train(was_training)
+
+
+def rollout_rows(frames: Tensor, out: PipelineOutput, input_steps: int, examples: int = 3) -> list[Tensor]:
+    """Per example: prediction (inputs prepended), truth, reconstruction — each (T, C, H, W)."""
+    frames = frames[:examples]
     rows = []
     for i in range(frames.shape[0]):
-        rows.append(torch.cat([frames[i, : objective.input_steps], out.frames[i, 1:]]))
+        rows.append(torch.cat([frames[i, :input_steps], out.frames[i, 1:]]))
         rows.append(frames[i])
         if out.recons is not None:
             rows.append(out.recons[i])
     return rows
 
 
-def rollout_energy(pipeline: Pipeline, objective: Objective, data: Tensor, examples: int = 16) -> Tensor | None:
-    """The physics' energy (T, B) along predicted test rollouts, or None for systems without one."""
-    frames = as_float(data[:examples])
-    with torch.no_grad():
-        out = pipeline(frames[:, : objective.train_length], steps=frames.shape[1] - objective.input_steps)
-        try:
-            return pipeline.physics.energy(out.q, out.p)
-        except NotImplementedError:
-            return None
+@torch.no_grad()
+def rollout_energy(physics: PhysicsSystem, out: PipelineOutput) -> Tensor | None:
+    """The physics' energy (T, B) along predicted rollouts, or None for systems without one."""
+    try:
+        return physics.energy(out.q, out.p)
+    except NotImplementedError:
+        return None
 
 
-def save_figures(pipeline: Pipeline, objective: Objective, data: Tensor, run_dir: Path) -> None:
+def save_figures(pipeline: Pipeline, objective: Objective, data: Tensor, run_dir: Path, writer=None,  # noqa: ANN001
+                 step: int = 0) -> None:
     """rollouts.png, energy.png (where the physics has an energy) and, for decoders with templates,
-    templates.png."""
-    save_png(frame_grid(rollout_rows(pipeline, objective, data)), run_dir / "rollouts.png")
-    energy = rollout_energy(pipeline, objective, data)
+    templates.png; the first two also go to TensorBoard when a writer is given."""
+    frames, out = predict_examples(pipeline, objective, data, examples=16)
+    grid = frame_grid(rollout_rows(frames, out, objective.input_steps))
+    save_png(grid, run_dir / "rollouts.png")
+    energy = rollout_energy(pipeline.physics, out)
     if energy is not None:
         save_figure(energy_figure(energy, pipeline.dt), run_dir / "energy.png")
+    if writer is not None:
+        writer.add_image("rollouts", grid.clamp(0, 1), step)
+        if energy is not None:
+            writer.add_figure("energy", energy_figure(energy, pipeline.dt), step)
     templates = getattr(pipeline.decoder, "templates", None)
     if templates is not None:
         masks, contents = templates()
         save_png(frame_grid([masks.expand_as(contents), contents]), run_dir / "templates.png", scale=4)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """On the CPU: RNG states must be CPU tensors, and load_state_dict moves the rest where it belongs."""
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def load_run_config(run_dir: Path) -> ExperimentConfig:
@@ -130,13 +160,13 @@ class Trainer:
         self.dataset = open_dataset(config, self.log)
         self.train_x, self.valid_x, self.test_x = (
             s.to(self.device) for s in (self.dataset.train, self.dataset.valid, self.dataset.test))
-        self.pipeline = build_pipeline(config, channels=self.dataset.info.channels).to(self.device)
+        self.pipeline = build_pipeline(config).to(self.device)
         self.objective = make_objective(config)
         self.params = [p for p in self.pipeline.parameters() if p.requires_grad]
         broadcast_parameters(self.params, self.world)
         self.optimizer = make_optimizer(tcfg.optimizer, self.params, tcfg.lr)
         self.generator = torch.Generator(device=self.device).manual_seed(tcfg.seed)
-        self.run_dir = run_dir or (new_run_dir(config) if self.world.is_main else Path(config.logging.out))
+        self.run_dir = share_from_main(run_dir or (new_run_dir(config) if self.world.is_main else None), self.world)
         self.epoch = 0  # epochs completed
         self.step = 0
         self.best = math.inf
@@ -152,7 +182,8 @@ class Trainer:
         return {"model": self.pipeline.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "objective": objective_state() if objective_state else None, "epoch": self.epoch,
                 "step": self.step, "best": self.best, "failures": self.failures, "lr_scale": self.lr_scale,
-                "wall": self.wall, "rng": torch.get_rng_state(), "generator": self.generator.get_state()}
+                "wall": self.wall, "rng": torch.get_rng_state(), "generator": self.generator.get_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.pipeline.load_state_dict(state["model"])
@@ -163,13 +194,16 @@ class Trainer:
         self.failures, self.lr_scale, self.wall = state["failures"], state["lr_scale"], state["wall"]
         torch.set_rng_state(state["rng"])
         self.generator.set_state(state["generator"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
 
     def weights_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.pipeline.parameters())
 
     def save(self, name: str) -> None:
         if self.world.is_main and self.weights_finite():
-            atomic_torch_save(self.state(), self.run_dir / "checkpoints" / f"{name}.pt")
+            atomic_torch_save(self.state(), self.checkpoint_path(name))
+        barrier(self.world)  # other ranks may read it back (rollback) right after
 
     def checkpoint_path(self, name: str) -> Path:
         return self.run_dir / "checkpoints" / f"{name}.pt"
@@ -178,7 +212,7 @@ class Trainer:
         path = self.checkpoint_path("last")
         if not path.is_file():
             raise PivfUserError(f"cannot resume {self.run_dir}: no checkpoint at {path}")
-        self.load_state(torch.load(path, map_location=self.device, weights_only=False))
+        self.load_state(load_checkpoint(path))
         self.log(f"resuming {self.run_dir} after epoch {self.epoch} (step {self.step})")
 
     def roll_back(self) -> None:
@@ -188,9 +222,9 @@ class Trainer:
             raise TrainingDiverged(
                 f"training diverged (non-finite loss) {failures} times; stopped. The last good checkpoint "
                 f"is {self.checkpoint_path('last')}; try a lower --lr")
-        self.load_state(torch.load(self.checkpoint_path("last"), map_location=self.device, weights_only=False))
-        self.failures = failures
-        self.lr_scale *= 0.5
+        lr_scale = self.lr_scale * 0.5  # keeps halving even when several failures share a checkpoint
+        self.load_state(load_checkpoint(self.checkpoint_path("last")))
+        self.failures, self.lr_scale = failures, lr_scale
         self.log(f"non-finite loss: rolled back to epoch {self.epoch}, learning rate ×{self.lr_scale:g} "
                  f"(failure {failures}/{MAX_FAILURES})")
 
@@ -217,6 +251,7 @@ class Trainer:
                  f"{tcfg.epochs} epochs, {describe_device(self.device)}"
                  f"{f', {self.world.size} processes' if self.world.active else ''}) → {self.run_dir}")
         running: dict[str, Tensor] = {}
+        accumulated = 0
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         started = time.perf_counter() - self.wall
         while self.epoch < tcfg.epochs:
@@ -231,7 +266,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 average_gradients(self.params, self.world)
-                finite = torch.isfinite(losses["loss"])
+                finite = all_ranks_finite(losses["loss"], self.world)
                 nonfinite |= ~finite
                 grads = [p.grad for p in self.params if p.grad is not None]
                 for g in grads:  # a non-finite step must not move the weights
@@ -242,13 +277,13 @@ class Trainer:
                 self.step += 1
                 for key, value in losses.items():
                     running[key] = running.get(key, 0.0) + value.detach()
+                accumulated += 1
                 if self.step % cfg.logging.log_every == 0 or i == steps_per_epoch - 1:
                     if bool(nonfinite):
                         diverged = True
                         break
-                    count = self.step % cfg.logging.log_every or cfg.logging.log_every
-                    values = {k: float(v) / count for k, v in running.items()}
-                    running = {}
+                    values = {k: float(v) / accumulated for k, v in running.items()}
+                    running, accumulated = {}, 0
                     self._scalars("train", values)
                     self._scalars("param", pipeline.physics.learned_parameters())
                     self._scalars("perf", {"lr": self.optimizer.param_groups[0]["lr"],
@@ -257,7 +292,7 @@ class Trainer:
                     progress.update(self.step, self.epoch + 1, values)
             if diverged or not self.weights_finite():
                 nonfinite.zero_()
-                running = {}
+                running, accumulated = {}, 0
                 self.roll_back()
                 continue
             self.epoch += 1
@@ -296,7 +331,7 @@ class Trainer:
         }
         if self.world.is_main:
             write_metrics(self.run_dir, metrics)
-            save_figures(self.pipeline, self.objective, self.test_x, self.run_dir)
+            save_figures(self.pipeline, self.objective, self.test_x, self.run_dir, self.writer, self.step)
             self._scalars("test", test)
             self._tensorboard_summary(metrics, truth)
             self.log(f"test: {json.dumps(metrics['eval'])}  params: {json.dumps(metrics['params'])}")
@@ -313,11 +348,6 @@ class Trainer:
         if self.writer is None:
             return
         self._scalars("param_true", truth)
-        grid = frame_grid(rollout_rows(self.pipeline, self.objective, self.test_x))
-        self.writer.add_image("rollouts", grid.clamp(0, 1), self.step)
-        energy = rollout_energy(self.pipeline, self.objective, self.test_x)
-        if energy is not None:
-            self.writer.add_figure("energy", energy_figure(energy, self.pipeline.dt), self.step)
         cfg = self.config
         hparams = {"task": cfg.data.task, "physics": cfg.physics.name, "integrator": cfg.integrator.name,
                    "substeps": cfg.integrator.params.get("substeps", 0), "seed": cfg.training.seed,

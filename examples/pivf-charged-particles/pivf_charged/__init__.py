@@ -7,7 +7,7 @@ hook that registers the class. See docs/plugins.md in the pivf repository for th
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor
 
 import pivf
@@ -20,6 +20,12 @@ class ChargedParams(ObjectParams):
     softening: float = Field(1.0, ge=0, description="added to squared distances so close passes stay finite")
     learnable: bool = True
 
+    @model_validator(mode="after")
+    def _one_charge_per_particle(self) -> "ChargedParams":
+        if len(self.charges) != self.n_objects:
+            raise ValueError(f"charges: need one per object ({self.n_objects}), got {len(self.charges)}")
+        return self
+
 
 class ChargedParticles(PhysicsSystem):
     name = "charged_particles"
@@ -29,8 +35,6 @@ class ChargedParticles(PhysicsSystem):
 
     def __init__(self, params: ChargedParams | None = None) -> None:
         super().__init__(params)
-        if len(self.params.charges) != self.params.n_objects:
-            raise ValueError(f"charges: need one per object ({self.params.n_objects}), got {len(self.params.charges)}")
         self.log_coulomb = log_parameter(self.params.coulomb, self.params.learnable)
         self.register_buffer("charges", torch.tensor(self.params.charges))
 
