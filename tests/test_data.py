@@ -287,8 +287,6 @@ def test_cli_tasks_generate_info(tmp_path):
 def test_cli_data_errors_exit_2_in_one_line(tmp_path):
     from pivf.cli.main import app
 
-    if "data" not in {group.name for group in app.registered_groups}:
-        pytest.skip("the data commands are not mounted on the main app")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     result = CliRunner().invoke(app, ["data", "info", str(bad), "--task", "spring_color"])

@@ -120,11 +120,6 @@ def _integrator_classes() -> dict[str, type[Integrator]]:
     return {name: reg.get("integrator", name) for name in reg.names("integrator")}
 
 
-def _physics_installed(name: str) -> bool:
-    reset_registry()
-    return name in registry().names("physics")
-
-
 CLASSES = _integrator_classes()
 ALL = sorted(CLASSES)
 #: adaptive methods are the ones with a tolerance; the others take `substeps` equal steps
@@ -218,11 +213,7 @@ ENERGY_CASES = {
     "pendulum plugin": (lambda: _plugin("pendulum", g=3.0, l=1.0, m=0.5), torch.tensor([[1.0], [2.0]], dtype=F64),
                         torch.tensor([[0.0], [0.3]], dtype=F64), 0.005),
 }
-PLUGIN_CASES = [
-    pytest.param("spring plugin", marks=pytest.mark.skipif(not _physics_installed("spring"), reason="no spring plugin")),
-    pytest.param("pendulum plugin",
-                 marks=pytest.mark.skipif(not _physics_installed("pendulum"), reason="no pendulum plugin")),
-]
+PLUGIN_CASES = ["spring plugin", "pendulum plugin"]
 STEPS = 10_000
 ORDER_1_ENERGY_BOUND = 2e-2
 

@@ -352,8 +352,6 @@ def test_pendulum_g_is_recovered_from_hgn_like_swings():
 # --- learned Hamiltonians ------------------------------------------------------------------------
 
 def test_learned_hamiltonian_fitted_to_a_spring_conserves_its_own_energy_along_leapfrog():
-    if "leapfrog" not in registry().names("integrator"):
-        pytest.skip("integrator 'leapfrog' is not registered (plugins/integrators/leapfrog.py registers nothing yet)")
     gen = torch.Generator().manual_seed(0)
     radius = 0.1 + 0.9 * torch.rand(32, 1, 1, generator=gen)
     angle = 2 * math.pi * torch.rand(32, 1, 1, generator=gen)
