@@ -174,7 +174,7 @@ class ThreeBodyColor(BallTask):
 class MnistSpringParams(SpringParams):
     image_size: int = with_default(SpringParams, "image_size", 64)
     digits: tuple[int, int] = Field((5, 0), description="the two digits (MNIST's first two training digits are 5, 0)")
-    background: Literal["texture", "none"] = Field("texture", description="a fixed photo-like texture, or black")
+    background: Literal["photo", "none"] = Field("photo", description="scikit-image's coffee photo, or black")
 
 
 class MnistSpringColor(SpringColor):
@@ -185,7 +185,7 @@ class MnistSpringColor(SpringColor):
     edges, as in the original."""
 
     name = "mnist_spring_color"
-    description = "two digits joined by a spring (k=2, l=12) over a photo-like background"
+    description = "two digits joined by a spring (k=2, l=12) over a photograph"
     ground_truth = {"k": 2.0, "l": 12.0}
     Params: ClassVar[type[PluginParams]] = MnistSpringParams
     name_template = "color_mnist_spring_vx{speed_x}_vy{speed_y}_sl{length}_r{radius}_k{k}_e{l}"
@@ -198,7 +198,7 @@ class MnistSpringColor(SpringColor):
         n, t, _, _ = trajectory.positions.shape
         size = self.params.image_size
         device = trajectory.positions.device
-        if self.params.background == "texture":
+        if self.params.background == "photo":
             frames = natural_background(size).to(device).repeat(n * t, 1, 1, 1)
         else:
             frames = torch.zeros(n * t, size, size, 3, device=device)
