@@ -63,7 +63,7 @@ class LatentImageParams(PluginParams):
     image_size: int = Field(32, ge=2)
     channels: int = Field(3, ge=1)
     latent_channels: int = Field(16, ge=1, description="channels of q (and of p)")
-    latent_size: int = Field(4, ge=1, description="spatial side of q and p")
+    latent_size: int = Field(4, ge=2, description="spatial side of q and p (the Hamiltonian's net needs ≥ 2)")
 
     @model_validator(mode="after")
     def _image_is_latent_doubled(self) -> LatentImageParams:
@@ -253,7 +253,8 @@ def sample(pipeline: Pipeline, n: int, steps: int, speed: float = 1.0,
     if shape is None:
         raise ValueError(f"encoder '{encoder.name}' has no prior to sample from; use a variational HGN encoder")
     device = next(pipeline.parameters()).device
-    z = torch.randn((n, *shape), generator=generator, device=device)
+    z_device = generator.device if generator is not None else device  # a generator draws on its own device
+    z = torch.randn((n, *shape), generator=generator, device=z_device).to(device)
     with inference(pipeline):
         q0, p0 = encoder.transform(z)
     return rollout_frames(pipeline, q0, p0, steps, speed)

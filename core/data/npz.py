@@ -83,6 +83,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"dataset file not found: {path}")
+    if not zipfile.is_zipfile(path):  # otherwise numpy tries it as a pickle and gives pickle advice
+        raise DataError(f"{path}: truncated or corrupt .npz (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [key for key in SPLITS if key not in archive.files]
