@@ -10,7 +10,8 @@ from pivf.core.build import build_pipeline, open_dataset
 from pivf.core.config import ExperimentConfig
 from pivf.core.errors import PivfUserError
 from pivf.core.objectives import make_objective
-from pivf.core.train import Log, describe_device, load_run_config, parameter_report, resolve_device
+from pivf.core.report import parameter_report
+from pivf.core.train import Log, describe_device, load_run_config, resolve_device
 
 
 def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[ExperimentConfig, dict[str, Any]]:

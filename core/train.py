@@ -29,12 +29,10 @@ from pivf.core.data.dataset import as_float
 from pivf.core.distributed import (all_ranks_finite, average_gradients, barrier, broadcast_parameters,
                                    init_world, local_device_name, ranks_in_sync, share_from_main, shutdown)
 from pivf.core.errors import ConfigError, PivfUserError
-from pivf.core.images import energy_figure, frame_grid, save_figure, save_png
-from pivf.core.objectives import Objective, make_objective
+from pivf.core.objectives import make_objective
 from pivf.core.optim import make_optimizer
-from pivf.core.physics import PhysicsSystem
-from pivf.core.pipeline import Pipeline, PipelineOutput
 from pivf.core.progress import Progress
+from pivf.core.report import parameter_report, save_figures
 from pivf.core.atomic import atomic_torch_save
 from pivf.core.runs import new_run_dir, write_metrics
 
@@ -68,70 +66,6 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return "cpu"
-
-
-def parameter_report(pipeline: Pipeline, truth: dict[str, float]) -> dict[str, dict[str, float]]:
-    report = {}
-    for name, learned in pipeline.physics.learned_parameters().items():
-        entry = {"learned": learned}
-        if name in truth:
-            entry["true"] = truth[name]
-            entry["rel_error"] = abs(learned - truth[name]) / abs(truth[name])
-        report[name] = entry
-    return report
-
-
-@torch.no_grad()
-def predict_examples(pipeline: Pipeline, objective: Objective, data: Tensor, examples: int) -> tuple[Tensor, PipelineOutput]:
-    """Frames and the model's output for the first test sequences, in inference mode (means, not samples)."""
-    frames = as_float(data[:examples])
-    was_training = pipeline.training
-    pipeline.eval()
-    try:
-        return frames, pipeline(frames[:, : objective.train_length], steps=frames.shape[1] - objective.input_steps)
-    finally:
-        pipeline.train(was_training)
-
-
-def rollout_rows(frames: Tensor, out: PipelineOutput, input_steps: int, examples: int = 3) -> list[Tensor]:
-    """Per example: prediction (inputs prepended), truth, reconstruction — each (T, C, H, W)."""
-    frames = frames[:examples]
-    rows = []
-    for i in range(frames.shape[0]):
-        rows.append(torch.cat([frames[i, :input_steps], out.frames[i, 1:]]))
-        rows.append(frames[i])
-        if out.recons is not None:
-            rows.append(out.recons[i])
-    return rows
-
-
-@torch.no_grad()
-def rollout_energy(physics: PhysicsSystem, out: PipelineOutput) -> Tensor | None:
-    """The physics' energy (T, B) along predicted rollouts, or None for systems without one."""
-    try:
-        return physics.energy(out.q, out.p)
-    except NotImplementedError:
-        return None
-
-
-def save_figures(pipeline: Pipeline, objective: Objective, data: Tensor, run_dir: Path, writer=None,  # noqa: ANN001
-                 step: int = 0) -> None:
-    """rollouts.png, energy.png (where the physics has an energy) and, for decoders with templates,
-    templates.png; the first two also go to TensorBoard when a writer is given."""
-    frames, out = predict_examples(pipeline, objective, data, examples=16)
-    grid = frame_grid(rollout_rows(frames, out, objective.input_steps))
-    save_png(grid, run_dir / "rollouts.png")
-    energy = rollout_energy(pipeline.physics, out)
-    if energy is not None:
-        save_figure(energy_figure(energy, pipeline.dt), run_dir / "energy.png")
-    if writer is not None:
-        writer.add_image("rollouts", grid.clamp(0, 1), step)
-        if energy is not None:
-            writer.add_figure("energy", energy_figure(energy, pipeline.dt), step)
-    templates = getattr(pipeline.decoder, "templates", None)
-    if templates is not None:
-        masks, contents = templates()
-        save_png(frame_grid([masks.expand_as(contents), contents]), run_dir / "templates.png", scale=4)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

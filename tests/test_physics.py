@@ -10,7 +10,7 @@ from torchdiffeq import odeint
 
 import pivf
 from pivf.core.errors import PluginParamsError, UnknownPluginError
-from pivf.core.registry import registry, reset_registry
+from pivf.core.registry import reset_registry
 
 ALL_PHYSICS = ["spring", "gravity", "pendulum", "bouncing", "mass_spring", "damped_spring", "hamiltonian",
                "hamiltonian_latent"]
