@@ -117,6 +117,33 @@ def evaluate_command(
     typer.echo(json.dumps(evaluate_run(run_dir, checkpoint, device, log=typer.echo), indent=2))
 
 
+@app.command("rollout")
+def rollout_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by `pivf train`")],
+    out: Annotated[Optional[Path], typer.Option(help="PNG to write (default RUN_DIR/rollout.png)")] = None,
+    n: Annotated[int, typer.Option(min=1, help="sequences")] = 4,
+    steps: Annotated[int, typer.Option(min=1, help="frames to roll out")] = 30,
+    speed: Annotated[float, typer.Option(help="time-step factor: -1 runs backwards, 2 twice as fast")] = 1.0,
+    prior: Annotated[bool, typer.Option("--prior", help="start from states sampled from the prior (variational HGN)")] = False,
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+) -> None:
+    """Render rollouts of a trained model: from test sequences (truth above prediction), backwards in
+    time (--speed -1), faster or slower, or from the prior (--prior)."""
+    from pivf.core.evaluate import render_rollouts
+
+    if checkpoint not in ("best", "last"):
+        raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
+    if speed == 0:
+        raise PivfUserError("--speed: must not be 0 (the state would never move)")
+    try:
+        path = render_rollouts(run_dir, out or run_dir / "rollout.png", n, steps, speed, prior, checkpoint, device,
+                               log=typer.echo)
+    except ValueError as exc:  # e.g. --prior on a model without a prior
+        raise PivfUserError(str(exc)) from None
+    typer.echo(f"wrote {path}")
+
+
 @app.command("compare")
 @with_config_flags
 def compare_command(

@@ -1,4 +1,5 @@
-"""Re-evaluate a finished run's checkpoint on its test split, extrapolation included."""
+"""Use a finished run: re-evaluate its checkpoint on the test split (extrapolation included), and
+render rollouts from it: forwards, backwards, at another speed, or from the prior."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,11 @@ import torch
 
 from pivf.core.build import build_pipeline, open_dataset
 from pivf.core.config import ExperimentConfig
+from pivf.core.data.dataset import Dataset, as_float
+from pivf.core.images import frame_grid, save_png
 from pivf.core.errors import PivfUserError
 from pivf.core.objectives import make_objective
+from pivf.core.pipeline import Pipeline
 from pivf.core.report import parameter_report
 from pivf.core.train import Log, describe_device, load_run_config, resolve_device
 
@@ -22,16 +26,40 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[ExperimentConfig,
     return config, torch.load(path, map_location="cpu", weights_only=False)
 
 
-def evaluate_run(run_dir: Path, checkpoint: str = "best", device: str = "auto", log: Log = print) -> dict[str, Any]:
+def restore(run_dir: Path, checkpoint: str, device: str, log: Log) -> tuple[ExperimentConfig, dict[str, Any], Pipeline, Dataset]:
+    """The run's config, checkpoint, trained pipeline (on ``device``) and dataset."""
     config, state = load_run(run_dir, checkpoint)
-    torch_device = resolve_device(device)
     dataset = open_dataset(config, log)
     pipeline = build_pipeline(config)
     pipeline.load_state_dict(state["model"])
-    pipeline.to(torch_device)
+    return config, state, pipeline.to(resolve_device(device, option="--device")), dataset
+
+
+def evaluate_run(run_dir: Path, checkpoint: str = "best", device: str = "auto", log: Log = print) -> dict[str, Any]:
+    config, state, pipeline, dataset = restore(run_dir, checkpoint, device, log)
+    torch_device = next(pipeline.parameters()).device
     objective = make_objective(config)
     test = objective.evaluate(pipeline, dataset.test.to(torch_device), config.training.batch_size)
     return {"task": config.data.task, "physics": config.physics.name, "integrator": config.integrator.name,
             "checkpoint": checkpoint, "epoch": state["epoch"], "device": describe_device(torch_device),
             "eval": {"split": "test", **objective.report(test)},
             "params": parameter_report(pipeline, dataset.info.ground_truth)}
+
+
+def render_rollouts(run_dir: Path, out: Path, n: int = 4, steps: int = 30, speed: float = 1.0, prior: bool = False,
+                    checkpoint: str = "best", device: str = "auto", log: Log = print) -> Path:
+    """A PNG of rollouts: from the first ``n`` test sequences (truth row above each prediction), or,
+    with ``prior``, from states sampled from the encoder's prior. A negative ``speed`` runs time
+    backwards from the inferred state; 2 plays twice as fast."""
+    from pivf.core.hgn import predict, sample  # the inference helpers work for any pipeline
+
+    config, _, pipeline, dataset = restore(run_dir, checkpoint, device, log)
+    torch_device = next(pipeline.parameters()).device
+    if prior:
+        rows = list(sample(pipeline, n, steps, speed, torch.Generator(device=torch_device).manual_seed(0)))
+    else:
+        frames = as_float(dataset.test[:n].to(torch_device))
+        predicted = predict(pipeline, frames[:, : make_objective(config).train_length], steps, speed)
+        rows = [row for pair in zip(frames, predicted) for row in pair]
+    save_png(frame_grid(rows), Path(out))
+    return Path(out)

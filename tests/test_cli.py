@@ -20,6 +20,9 @@ runner = CliRunner()
     (["config", "show", "--set", "novalue"], "--set expects section.field=value"),
     (["config", "show", "--physics", "bouncing", "--integrator", "dopri5"], "cannot apply the hard constraints"),
     (["plugins", "--kind", "phisics"], "unknown kind 'phisics'; allowed: physics, integrator"),
+    (["evaluate", "no-such-run"], "no-such-run is not a run directory (no config.yaml)"),
+    (["rollout", "no-such-run"], "no-such-run is not a run directory (no config.yaml)"),
+    (["train", "--device", "tpu9"], "training.device: unknown device 'tpu9'"),
 ])
 def test_user_errors_are_one_line_exit_2(args, expected):
     result = runner.invoke(app, args)
@@ -50,7 +53,7 @@ def test_config_show_prints_resolved_config():
     assert "image_size: 36" in result.stdout and "lr: 0.002" in result.stdout and "substeps: 7" in result.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["plugins"], ["config", "show"], ["train"], ["evaluate"], ["data", "generate"], ["compare"]])
+@pytest.mark.parametrize("command", [[], ["plugins"], ["config", "show"], ["train"], ["evaluate"], ["rollout"], ["data", "generate"], ["compare"]])
 def test_help(command):
     result = runner.invoke(app, command + ["--help"])
     assert result.exit_code == 0 and "Usage" in result.stdout

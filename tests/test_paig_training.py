@@ -5,9 +5,12 @@ import json
 
 import pytest
 import torch
+from PIL import Image
+from typer.testing import CliRunner
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import pivf
+from pivf.cli.main import app
 from pivf.core.config import resolve_config
 from pivf.core.data.dataset import as_float
 from pivf.core.evaluate import evaluate_run
@@ -81,3 +84,8 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path, one_threa
     assert evaluated["epoch"] == 6
     for key in ("pred_loss", "extrap_loss", "recons_loss"):
         assert evaluated["eval"][key] == pytest.approx(written["eval"][key], rel=1e-5)
+    backwards = CliRunner().invoke(app, ["rollout", str(run_dir), "--speed", "-1", "--steps", "5", "--device", "cpu"])
+    assert backwards.exit_code == 0, backwards.output
+    assert Image.open(run_dir / "rollout.png").size[1] > Image.open(run_dir / "rollout.png").size[0] / 10
+    no_prior = CliRunner().invoke(app, ["rollout", str(run_dir), "--prior", "--device", "cpu"])
+    assert no_prior.exit_code == 2 and "has no prior to sample from" in no_prior.stderr
