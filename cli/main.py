@@ -16,16 +16,26 @@ from pivf.core.errors import PivfUserError
 _state = {"debug": False}
 
 
+def _is_usage_error(exc: Exception) -> bool:
+    """click's usage errors (unknown option, ill-typed value, missing argument) carry exit code 2 and
+    ``format_message``; duck-typed because typer vendors click in newer releases."""
+    return getattr(exc, "exit_code", None) == 2 and callable(getattr(exc, "format_message", None))
+
+
 class _UserErrorsAsExitCode(TyperGroup):
-    """Print a user error as one line and exit 2 (under the console script and CliRunner alike)."""
+    """Print a user error (ours, or a mistyped flag) as one line and exit 2, under the console script
+    and CliRunner alike."""
 
     def invoke(self, ctx: typer.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
-        except PivfUserError as exc:
-            if _state["debug"]:
+        except Exception as exc:
+            if _state["debug"] or not (isinstance(exc, PivfUserError) or _is_usage_error(exc)):
                 raise
-            typer.echo(f"error: {exc}", err=True)
+            message = exc.format_message() if _is_usage_error(exc) else str(exc)
+            command = getattr(getattr(exc, "ctx", None), "command_path", None)
+            hint = f" (see `{command} --help`)" if _is_usage_error(exc) and command else ""
+            typer.echo(f"error: {' '.join(message.split())}{hint}", err=True)
             raise typer.Exit(2) from None
 
 

@@ -20,8 +20,9 @@ from typing import Any
 
 from pivf.core.config import ExperimentConfig, dump_yaml, validate_plugin_sections
 from pivf.core.errors import PivfUserError
+from pivf.core.images import pyplot, save_figure
 from pivf.core.registry import registry
-from pivf.core.atomic import atomic_write_bytes, atomic_write_text
+from pivf.core.atomic import atomic_write_text
 
 Log = Callable[[str], None]
 LAYOUT_METRICS = ("valid/pred", "valid/recons", "valid/loss", "train/loss", "perf/samples_per_s")
@@ -132,13 +133,9 @@ def _markdown(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def _plot(out: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = pyplot().subplots(figsize=(6, 4))
     colours: dict[str, Any] = {}
     for row in rows:
         events = EventAccumulator(str(out / row["run"]), size_guidance={"scalars": 0})
@@ -156,7 +153,4 @@ def _plot(out: Path, rows: list[dict[str, Any]]) -> None:
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(out / "summary.png", buffer.getvalue())
+    save_figure(fig, out / "summary.png")

@@ -15,15 +15,16 @@ from pivf.core.errors import PivfUserError
 from pivf.core.objectives import make_objective
 from pivf.core.pipeline import Pipeline
 from pivf.core.report import parameter_report
-from pivf.core.train import Log, describe_device, load_run_config, resolve_device
+from pivf.core.runs import checkpoint_path
+from pivf.core.train import Log, describe_device, load_checkpoint, load_run_config, resolve_device
 
 
 def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[ExperimentConfig, dict[str, Any]]:
     config = load_run_config(run_dir)
-    path = Path(run_dir) / "checkpoints" / f"{checkpoint}.pt"
+    path = checkpoint_path(run_dir, checkpoint)
     if not path.is_file():
         raise PivfUserError(f"{run_dir}: no checkpoint '{checkpoint}' (looked for {path})")
-    return config, torch.load(path, map_location="cpu", weights_only=False)
+    return config, load_checkpoint(path)
 
 
 def restore(run_dir: Path, checkpoint: str, device: str, log: Log) -> tuple[ExperimentConfig, dict[str, Any], Pipeline, Dataset]:

@@ -41,13 +41,18 @@ def save_png(image: Tensor, path: Path, scale: int = 3) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def energy_figure(energy: Tensor, dt: float):  # noqa: ANN201 - a matplotlib Figure (imported lazily)
-    """Energy along rollouts (T, B): one thin line per sequence, relative to its start."""
+def pyplot():  # noqa: ANN201 - matplotlib.pyplot, imported lazily (slow) on the file-only backend
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def energy_figure(energy: Tensor, dt: float):  # noqa: ANN201 - a matplotlib Figure
+    """Energy along rollouts (T, B): one thin line per sequence, relative to its start."""
+    plt = pyplot()
     values = energy.detach().double().cpu()
     scale = values[0].abs().clamp_min(1e-12)
     times = torch.arange(values.shape[0], dtype=torch.float64) * dt
@@ -61,9 +66,7 @@ def energy_figure(energy: Tensor, dt: float):  # noqa: ANN201 - a matplotlib Fig
 
 
 def save_figure(fig, path: Path) -> None:  # noqa: ANN001 - a matplotlib Figure
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
+    pyplot().close(fig)
     atomic_write_bytes(path, buffer.getvalue())

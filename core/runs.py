@@ -22,3 +22,8 @@ def new_run_dir(config: ExperimentConfig) -> Path:
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+
+
+def checkpoint_path(run_dir: Path, name: str) -> Path:
+    """``best`` or ``last`` of a run directory."""
+    return Path(run_dir) / "checkpoints" / f"{name}.pt"

@@ -34,7 +34,7 @@ from pivf.core.optim import make_optimizer
 from pivf.core.progress import Progress
 from pivf.core.report import parameter_report, save_figures
 from pivf.core.atomic import atomic_torch_save
-from pivf.core.runs import new_run_dir, write_metrics
+from pivf.core.runs import checkpoint_path, new_run_dir, write_metrics
 
 Log = Callable[[str], None]
 MAX_FAILURES = 3
@@ -132,7 +132,8 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
     def weights_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.pipeline.parameters())
+        """One host sync for all weights (read at epoch ends and checkpoints, never per step)."""
+        return bool(torch.stack([torch.isfinite(p).all() for p in self.pipeline.parameters()]).all())
 
     def save(self, name: str) -> None:
         if self.world.is_main and self.weights_finite():
@@ -140,7 +141,7 @@ class Trainer:
         barrier(self.world)  # other ranks may read it back (rollback) right after
 
     def checkpoint_path(self, name: str) -> Path:
-        return self.run_dir / "checkpoints" / f"{name}.pt"
+        return checkpoint_path(self.run_dir, name)
 
     def resume(self) -> None:
         path = self.checkpoint_path("last")
@@ -187,6 +188,7 @@ class Trainer:
         running: dict[str, Tensor] = {}
         accumulated = 0
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        zero = torch.zeros((), device=self.device)
         started = time.perf_counter() - self.wall
         while self.epoch < tcfg.epochs:
             for group in self.optimizer.param_groups:
@@ -202,9 +204,9 @@ class Trainer:
                 average_gradients(self.params, self.world)
                 finite = all_ranks_finite(losses["loss"], self.world)
                 nonfinite |= ~finite
-                grads = [p.grad for p in self.params if p.grad is not None]
-                for g in grads:  # a non-finite step must not move the weights
-                    torch.where(finite, g, torch.zeros((), device=g.device, dtype=g.dtype), out=g)
+                for p in self.params:  # a non-finite step must not move the weights
+                    if p.grad is not None:
+                        torch.where(finite, p.grad, zero, out=p.grad)
                 if tcfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_value_(self.params, tcfg.grad_clip)
                 self.optimizer.step()

@@ -23,6 +23,8 @@ runner = CliRunner()
     (["evaluate", "no-such-run"], "no-such-run is not a run directory (no config.yaml)"),
     (["rollout", "no-such-run"], "no-such-run is not a run directory (no config.yaml)"),
     (["train", "--device", "tpu9"], "training.device: unknown device 'tpu9'"),
+    (["train", "--epoch", "3"], "No such option: --epoch (Possible options: --epochs) (see `pivf train --help`)"),
+    (["train", "--epochs", "three"], "Invalid value for '--epochs'"),
 ])
 def test_user_errors_are_one_line_exit_2(args, expected):
     result = runner.invoke(app, args)
