@@ -32,16 +32,18 @@ def generate_command(
     n_train: Annotated[int, typer.Option(min=0, help="training sequences")] = 5000,
     n_valid: Annotated[int, typer.Option(min=0, help="validation sequences")] = 500,
     n_test: Annotated[int, typer.Option(min=0, help="test sequences (short ones in the train file, long ones in the test file)")] = 500,
-    seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same bytes on the same kind of device")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**64 - 1, help="random seed; the same seed gives the same bytes on the same kind of device")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "cpu",
     params: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="task param: field=value (repeatable), e.g. image_size=64")] = None,
 ) -> None:
     """Simulate and render a task's dataset: a train file (train/valid/short test) and a long test file."""
     from pivf.core.data.generate import generate_dataset, make_task
+    from pivf.core.paths import make_dir
     from pivf.core.train import resolve_device
 
     instance = make_task(task, _task_params(params))
     torch_device = str(resolve_device(device, option="--device"))
+    make_dir(out, "--out")  # before the progress bar starts drawing
     total = n_train + n_valid + 2 * n_test
     start = time.perf_counter()
     with typer.progressbar(length=total, label=f"{instance.name}", file=None) as bar:

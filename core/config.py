@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pivf.core.errors import ConfigError
 from pivf.core.plugin import format_validation_error
@@ -53,7 +54,7 @@ class DataConfig(Section):
     n_train: int = Field(500, ge=1, description="size of the generated embedded dataset")
     n_valid: int = Field(100, ge=1)
     n_test: int = Field(100, ge=1)
-    seed: int = Field(0, description="seed of the generated dataset (kept apart from training.seed)")
+    seed: int = Field(0, ge=0, lt=2**64, description="seed of the generated dataset (kept apart from training.seed)")
     cache_dir: Path = Path("~/.cache/pivf/data")
 
 
@@ -67,9 +68,11 @@ class TrainingConfig(Section):
     anneal_factor: float = Field(0.2, gt=0, le=1)
     recons_weight: float = Field(3.0, ge=0, description="α in loss = pred + α·recons")
     objective: Literal["paig", "hgn"] = "paig"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**64)
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     eval_every: int = Field(10, ge=1, description="epochs between validations")
+    max_time: float | None = Field(None, gt=0, description="wall-clock budget of the training loop in seconds; "
+                                                          "when spent, the run stops and is evaluated and written")
 
 
 class HgnConfig(Section):
@@ -88,10 +91,19 @@ class HgnConfig(Section):
 
 class LoggingConfig(Section):
     out: Path = Field(Path("runs"), description="parent directory of run directories")
-    run_name: str | None = None
+    run_name: str | None = Field(None, description="folder name of the run under out; default: task, plugins, "
+                                                   "seed and time")
     tensorboard: bool = True
     log_every: int = Field(50, ge=1, description="steps between scalar logs")
     checkpoint_every: int = Field(5, ge=1, description="epochs between checkpoints")
+
+    @field_validator("run_name")
+    @classmethod
+    def _one_folder(cls, name: str | None) -> str | None:
+        """A run stays inside ``out``: one plain folder name, no path."""
+        if name is not None and (name in ("", ".", "..") or "/" in name or "\\" in name or Path(name).is_absolute()):
+            raise ValueError("must be one folder name (no '/', '..' or absolute path)")
+        return name
 
 
 class ExperimentConfig(BaseModel):
@@ -120,7 +132,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror})") from None
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)
@@ -135,7 +152,32 @@ def read_config_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    check_values(data, f"config file {path}")
     return data
+
+
+#: values a config may hold, counted with YAML aliases expanded (a 300-byte alias bomb expands to millions)
+MAX_CONFIG_VALUES = 10_000
+
+
+def check_values(tree: Any, where: str) -> None:
+    """Refuse non-finite numbers (naming the field) and configs too large once aliases are expanded.
+
+    Checked on the raw values, before pydantic: JSON has no ``inf``, so a plugin section's ``.inf``
+    would otherwise come back from its round trip through JSON as a puzzling ``None``.
+    """
+    stack: list[tuple[str, Any]] = [("", tree)]
+    seen = 0
+    while stack:
+        field, node = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{where}: more than {MAX_CONFIG_VALUES} values (YAML aliases expanded); "
+                              f"a config is a few dozen")
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{field}: must be a finite number, got {node}")
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend((f"{field}.{key}" if field else str(key), value) for key, value in children)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -189,6 +231,8 @@ def resolve_config(
     for item in overrides or []:
         path, value = parse_override(item)
         _set_path(set_layer, path, value)
+    check_values(flag_layer, "flags")
+    check_values(set_layer, "--set")
 
     chosen_task = _lookup(set_layer, "data.task") or task or _lookup(flag_layer, "data.task") \
         or _lookup(file_layer, "data.task") or DEFAULT_TASK
@@ -234,9 +278,9 @@ def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
     from pivf.core.registry import registry
 
     reg = registry()
-    if config.data.path is None and config.data.task not in reg.names("task"):
+    if config.data.task not in reg.names("task"):  # it names the run and decides the metrics' labels
         known = ", ".join(reg.names("task"))
-        raise ConfigError(f"data.task: unknown task '{config.data.task}' (and no data.path given); available: {known}")
+        raise ConfigError(f"data.task: unknown task '{config.data.task}'; available: {known}")
     implied = data_implied_params(config)
     resolved = config.to_dict()
     for section, kind in PLUGIN_SECTIONS.items():

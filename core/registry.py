@@ -3,7 +3,9 @@
 Every plugin, built-in or third-party, is a module under the ``pivf`` entry-point group. Loading is
 forgiving: a third-party module that fails to import is recorded as broken (with the reason) and
 warned about, and everything else keeps working. Set ``PIVF_DISABLE_PLUGIN_AUTOLOAD=1`` to load only
-the plugins that ship with pivf itself.
+the plugins that ship with pivf itself: modules under ``pivf.plugins`` registered by the distribution
+named pivf (a stray dist-info that merely calls itself pivf neither counts as built-in nor hides the
+real one).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import difflib
 import os
 import warnings
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, distributions
 from typing import Any
 
 import pluggy
@@ -22,6 +24,7 @@ from pivf.core.plugin import Plugin
 
 DISABLE_AUTOLOAD_ENV = "PIVF_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_DISTRIBUTION = "pivf"
+BUILTIN_PACKAGE = "pivf.plugins."
 
 
 class PluginLoadWarning(UserWarning):
@@ -59,6 +62,17 @@ def _distribution_of(ep: EntryPoint) -> tuple[str, str]:
     return dist.metadata["Name"], dist.version
 
 
+def _entry_points() -> list[EntryPoint]:
+    """The ``pivf`` entry points of every installed distribution, by name. ``entry_points()`` keeps
+    one distribution per name, so a dist-info called pivf earlier on the path would hide pivf's own."""
+    found = [ep for dist in distributions() for ep in dist.entry_points if ep.group == hookspecs.ENTRY_POINT_GROUP]
+    return sorted(found, key=lambda e: e.name)
+
+
+def _is_builtin(ep: EntryPoint, dist: str) -> bool:
+    return dist == BUILTIN_DISTRIBUTION and ep.value.startswith(BUILTIN_PACKAGE)
+
+
 class Registry:
     """All plugins found through entry points, indexed by kind and name."""
 
@@ -72,9 +86,9 @@ class Registry:
 
     def _load_entry_points(self) -> None:
         seen: set[str] = set()
-        for ep in sorted(entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=lambda e: e.name):
+        for ep in _entry_points():
             dist, version = _distribution_of(ep)
-            if dist != BUILTIN_DISTRIBUTION and not self.autoload_third_party:
+            if not _is_builtin(ep, dist) and not self.autoload_third_party:
                 continue
             if ep.value in seen:  # the same module listed twice (e.g. an editable and a regular install)
                 continue

@@ -96,9 +96,11 @@ def _read_sidecar(path: Path) -> Sidecar | None:
     if not side.is_file():
         return None
     try:
-        return Sidecar.model_validate(json.loads(side.read_text()))
-    except json.JSONDecodeError as exc:
+        return Sidecar.model_validate(json.loads(side.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{side}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{side}: cannot read it ({exc.strerror})") from None
     except ValidationError as exc:
         raise DataError(format_validation_error(exc, str(side))) from None
 
@@ -155,19 +157,23 @@ def _resolve(path: Path, task: str | None) -> tuple[Path, Path | None, Sidecar |
         train, test, instance, source = _pair_without_sidecar(path, task)
         return train, test, None, instance, source
     companion = path.with_name(meta.companion)
-    if meta.role == "test":  # its own train_x and valid_x are empty: take them from the train file if present
-        if not companion.is_file():
-            return path, None, meta, None, "sidecar"
+    missing = [f for f in (companion, sidecar_path(companion)) if not f.is_file()]
+    if missing:
+        raise DataError(f"{path.parent}: incomplete dataset, {' and '.join(f.name for f in missing)} missing "
+                        f"(was its generation interrupted?); generate it again")
+    if meta.role == "test":  # its own train_x and valid_x are empty: take them from the train file
         path, companion, meta = companion, path, _read_sidecar(companion)
-        if meta is None:
-            raise DataError(f"{path}: the sidecar of its test file names it, but it has none itself")
-    return path, (companion if companion.is_file() else None), meta, None, "sidecar"
+    return path, companion, meta, None, "sidecar"
 
 
 # --- checks ------------------------------------------------------------------------------------
 
 def _read_checked(path: Path, meta: Sidecar | None) -> dict[str, np.ndarray]:
-    if meta is not None and sha256_file(path) != meta.sha256:
+    try:
+        digest = sha256_file(path) if meta is not None else None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
+    if meta is not None and digest != meta.sha256:
         raise DataError(f"{path}: sha256 differs from its sidecar's; the file changed or is damaged")
     arrays = read_npz(path)
     if meta is None:

@@ -6,6 +6,10 @@ A dataset is a pair of files in the original PAIG layout, each with a JSON sidec
 - the *test file* (``test_length`` frames): ``test_x`` for the extrapolation test, and empty
   ``train_x``/``valid_x`` (the original test files carried 10 unused training sequences).
 
+Both files and their sidecars are written into a hidden folder inside the output folder and moved
+into place only once all four are complete, sidecars last: a generation that is killed leaves no
+dataset rather than half of one (the loader refuses a pair that lacks a member, naming it).
+
 Every chunk of ``task.chunk_size`` sequences draws from its own generator, seeded from
 (seed, split, chunk), so a seed gives the same bytes whatever else is generated, and the next chunk
 never depends on how many proposals the previous one rejected.
@@ -30,6 +34,7 @@ from pivf.core.data.npz import SPLITS, NpzWriter, sha256_file
 from pivf.core.data.task import Role, Task
 from pivf.core.registry import registry
 from pivf.core.atomic import atomic_write_text
+from pivf.core.paths import make_dir
 
 #: sequences rendered at once: bounds the float frames held while rendering a chunk
 RENDER_BATCH = 128
@@ -109,12 +114,17 @@ def generate_dataset(task: Task | str, out_dir: Path, n_train: int, n_valid: int
                      progress: Progress | None = None) -> tuple[Path, Path]:
     """Write the train file and the test file of ``task`` into ``out_dir``; returns their paths."""
     task = make_task(task, params)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    train = _write_file(task, "train", out_dir, {"train_x": n_train, "valid_x": n_valid, "test_x": n_test},
-                        seed, device, progress)
-    test = _write_file(task, "test", out_dir, {"test_x": n_test}, seed, device, progress)
-    return train, test
+    out_dir = make_dir(out_dir, "--out")
+    staging = Path(tempfile.mkdtemp(prefix=".generating-", dir=out_dir))
+    try:
+        train = _write_file(task, "train", staging, {"train_x": n_train, "valid_x": n_valid, "test_x": n_test},
+                            seed, device, progress)
+        test = _write_file(task, "test", staging, {"test_x": n_test}, seed, device, progress)
+        for member in (test, train, sidecar_path(test), sidecar_path(train)):  # the train sidecar completes the set
+            os.replace(member, out_dir / member.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir / train.name, out_dir / test.name
 
 
 def ensure_dataset(task: str, n_train: int, n_valid: int, n_test: int, seed: int, cache_dir: Path,
@@ -132,7 +142,7 @@ def ensure_dataset(task: str, n_train: int, n_valid: int, n_test: int, seed: int
     train_path = folder / instance.file_name("train")
     if sidecar_path(train_path).is_file() and sidecar_path(folder / instance.file_name("test")).is_file():
         return train_path
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(folder.parent, "data.cache_dir")
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         generate_dataset(instance, staging, n_train, n_valid, n_test, seed, device)

@@ -1,0 +1,19 @@
+"""Folders the user names (run, sweep, dataset and cache folders), made with one-line errors: a
+folder that cannot be made is the user's to fix, never a traceback."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pivf.core.errors import PivfUserError
+
+
+def make_dir(path: Path, option: str) -> Path:
+    """``path`` (``~`` expanded) as an existing folder; ``option`` names the setting in errors."""
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise PivfUserError(f"{option}: {path} exists and is not a folder") from None
+    except OSError as exc:
+        raise PivfUserError(f"{option}: cannot create the folder {path} ({exc.strerror})") from None
+    return path
