@@ -1,19 +1,42 @@
 """The ``pivf`` command line: thin commands that turn flags into a config and call core."""
 from __future__ import annotations
 
+import errno
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TypeVar
 
 import typer
 from typer.core import TyperGroup
 
 from pivf.cli.data import data_app
-from pivf.cli.options import with_config_flags
+from pivf.cli.options import flag_name, with_config_flags
 from pivf.core.config import ExperimentConfig, dump_yaml
 from pivf.core.errors import PivfUserError
 
+T = TypeVar("T")
 _state = {"debug": False}
+#: an error echoes at most this much of what it quotes (a value can be megabytes)
+MAX_MESSAGE = 500
+#: failures of the file system the user can fix (a full disk, a read-only or missing folder): one line
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+                       errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.ENAMETOOLONG}
+
+
+def _environment_error(exc: Exception) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS
+
+
+def _one_line(exc: Exception) -> str:
+    if _is_usage_error(exc):
+        message = exc.format_message()  # type: ignore[attr-defined]
+    elif _environment_error(exc):
+        message = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc.strerror)  # type: ignore[attr-defined]
+    else:
+        message = str(exc)
+    message = " ".join(message.split())
+    return message if len(message) <= MAX_MESSAGE else f"{message[:MAX_MESSAGE]}… ({len(message)} characters)"
 
 
 def _is_usage_error(exc: Exception) -> bool:
@@ -29,13 +52,15 @@ class _UserErrorsAsExitCode(TyperGroup):
     def invoke(self, ctx: typer.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except EOFError as exc:  # click would take it for Ctrl-D at a prompt and print a bare "Aborted!"
+            raise RuntimeError(f"unexpected end of file ({exc or 'EOFError'})") from exc
         except Exception as exc:
-            if _state["debug"] or not (isinstance(exc, PivfUserError) or _is_usage_error(exc)):
+            if _state["debug"] or not (isinstance(exc, PivfUserError) or _is_usage_error(exc)
+                                       or _environment_error(exc)):
                 raise
-            message = exc.format_message() if _is_usage_error(exc) else str(exc)
             command = getattr(getattr(exc, "ctx", None), "command_path", None)
             hint = f" (see `{command} --help`)" if _is_usage_error(exc) and command else ""
-            typer.echo(f"error: {' '.join(message.split())}{hint}", err=True)
+            typer.echo(f"error: {_one_line(exc)}{hint}", err=True)
             raise typer.Exit(2) from None
 
 
@@ -95,8 +120,12 @@ def config_show(
 @with_config_flags
 def train_command(
     config: ExperimentConfig,
+    given: list[str],
     resume: Annotated[Optional[Path], typer.Option(help="continue this run directory from its last checkpoint "
-                                                        "(its own config.yaml is used)")] = None,
+                                                        "(its own config.yaml; --epochs, --max-time and --device "
+                                                        "may change)")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier run of the same "
+                                                                "logging.run_name (its folder is deleted first)")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output; print the final metrics as JSON")] = False,
 ) -> None:
     """Train a model: encoder → velocity estimator → integrator(physics) → decoder.
@@ -108,7 +137,16 @@ def train_command(
     from pivf.core import train as training
 
     log = (lambda _msg: None) if quiet else typer.echo
-    metrics = training.resume(resume, log=log, quiet=quiet) if resume else training.train(config, log=log, quiet=quiet)
+    if resume:
+        allowed = {flag_name(name): name for name in training.RESUME_CHANGES}
+        refused = [flag for flag in given if flag not in allowed] + (["--overwrite"] if overwrite else [])
+        if refused:
+            raise PivfUserError(f"--resume: {refused[0]} cannot be used, a resumed run keeps its config.yaml; "
+                                f"allowed with --resume: {', '.join(allowed)}")
+        changes = {allowed[flag]: getattr(config.training, allowed[flag]) for flag in given}
+        metrics = training.resume(resume, log=log, quiet=quiet, **changes)
+    else:
+        metrics = training.train(config, log=log, quiet=quiet, overwrite=overwrite)
     if quiet:
         typer.echo(json.dumps(metrics))
 
@@ -146,6 +184,8 @@ def rollout_command(
         raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
     if speed == 0:
         raise PivfUserError("--speed: must not be 0 (the state would never move)")
+    if out is not None and out.is_dir():
+        raise PivfUserError(f"--out: {out} is a folder; name the PNG file to write")
     try:
         path = render_rollouts(run_dir, out or run_dir / "rollout.png", n, steps, speed, prior, checkpoint, device,
                                log=typer.echo)
@@ -163,29 +203,46 @@ def compare_command(
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
     jobs: Annotated[int, typer.Option(help="runs trained at once (separate processes; they share the GPU)")] = 1,
     report: Annotated[Optional[Path], typer.Option(help="only rebuild the summary of this finished sweep")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="train again the runs that already finished in "
+                                                                "OUT (by default they are skipped)")] = False,
 ) -> None:
     """Train one physics with several integrators (and seeds) and summarise them.
 
     Runs land in OUT/<physics>/<integrator>/seed<k> (--out), so `tensorboard --logdir OUT` overlays one
     curve per integrator; OUT gets a custom-scalars layout, summary.csv, summary.md and summary.png.
+    Run again into the same OUT, it skips the runs that finished and restarts the others. If a run
+    fails, the others are stopped and the summary covers the runs that finished.
     """
     from pivf.core import compare
+    from pivf.core.paths import make_dir
 
     if report is not None:
         compare.write_summary(report, log=typer.echo)
         return
-    names = [n.strip() for n in integrators.split(",") if n.strip()]
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise PivfUserError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
+    names = _distinct_list(integrators, "--integrators", str)
+    seed_list = _distinct_list(seeds, "--seeds", int)
     if jobs < 1:
         raise PivfUserError(f"--jobs: must be at least 1, got {jobs}")
-    out = Path(config.logging.out)
-    configs = compare.sweep_configs(config, names, seed_list, out)
+    configs = compare.sweep_configs(config, names, seed_list, Path(config.logging.out).expanduser())
+    out = make_dir(config.logging.out, "--out")
+    plan = compare.plan_sweep(configs, overwrite, log=typer.echo)
     compare.write_layout(out, names)
-    compare.run_sweep(configs, jobs, log=typer.echo)
-    compare.write_summary(out, log=typer.echo)
+    failure = compare.run_sweep(plan, jobs, log=typer.echo)
+    compare.finish_sweep(out, failure, log=typer.echo)
+
+
+def _distinct_list(text: str, option: str, convert: Callable[[str], T]) -> list[T]:
+    """``a,b,c`` → items, each once: an item listed twice would put two runs in one folder."""
+    try:
+        items = [convert(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise PivfUserError(f"{option}: expected a comma-separated list, got '{text}'") from None
+    if not items:
+        raise PivfUserError(f"{option}: the list is empty")
+    twice = next((item for i, item in enumerate(items) if item in items[:i]), None)
+    if twice is not None:
+        raise PivfUserError(f"{option}: '{twice}' is listed twice")
+    return items
 
 
 def main() -> None:

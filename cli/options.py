@@ -1,18 +1,21 @@
 """The experiment flags shared by ``train``, ``config show`` and ``compare``, declared once.
 
 ``with_config_flags`` appends these options to a command's signature and hands the command a fully
-resolved ``ExperimentConfig`` instead, so every command layers config sources the same way.
+resolved ``ExperimentConfig`` instead, so every command layers config sources the same way; a command
+that also takes ``given`` learns which of these flags were on its command line.
 """
 from __future__ import annotations
 
 import functools
 import inspect
+import re
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
 
 from pivf.core.config import ExperimentConfig, resolve_config
+from pivf.core.errors import ConfigError
 
 PANEL = "Experiment"
 
@@ -29,28 +32,57 @@ _FLAGS: dict[str, tuple[str | None, Any]] = {
     "lr": ("training.lr", Annotated[Optional[float], typer.Option(help="learning rate", rich_help_panel=PANEL)]),
     "seed": ("training.seed", Annotated[Optional[int], typer.Option(help="random seed", rich_help_panel=PANEL)]),
     "device": ("training.device", Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N", rich_help_panel=PANEL)]),
+    "max_time": ("training.max_time", Annotated[Optional[str], typer.Option(help="stop training when this much wall-clock time is spent (e.g. 90s, 10m, 1h30m), then evaluate and write the run as usual", rich_help_panel=PANEL)]),
     "out": ("logging.out", Annotated[Optional[Path], typer.Option(help="parent directory for run directories", rich_help_panel=PANEL)]),
     "config": (None, Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML or TOML config file", rich_help_panel=PANEL)]),
     "set": (None, Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override: section.field=value (repeatable)", rich_help_panel=PANEL)]),
 }
 
 
-def config_from_flags(values: dict[str, Any], **extra_flags: Any) -> ExperimentConfig:
+_DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s)?")
+
+
+def parse_duration(text: str, option: str = "--max-time") -> float:
+    """``90s``, ``10m``, ``1h30m`` or plain seconds → seconds (> 0)."""
+    text = text.strip()
+    match = _DURATION.fullmatch(text)
+    if re.fullmatch(r"\d+(?:\.\d*)?", text):
+        seconds = float(text)
+    elif match and any(match.groups()):
+        hours, minutes, secs = (float(group or 0) for group in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    else:
+        seconds = 0.0
+    if seconds <= 0:
+        raise ConfigError(f"{option}: expected a positive duration such as 90s, 10m or 1h30m (or seconds), got '{text}'")
+    return seconds
+
+
+def flag_name(name: str) -> str:
+    """``batch_size`` → ``--batch-size``: how a shared flag is spelled on the command line."""
+    return "--" + name.replace("_", "-")
+
+
+def config_from_flags(values: dict[str, Any]) -> ExperimentConfig:
     flags = {path: values.get(name) for name, (path, _) in _FLAGS.items() if path}
-    flags.update(extra_flags)
+    if flags["training.max_time"] is not None:
+        flags["training.max_time"] = parse_duration(flags["training.max_time"])
     task = flags.pop("data.task")
     return resolve_config(task=task, config_file=values.get("config"), flags=flags, overrides=values.get("set"))
 
 
 def with_config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate ``command(config, ...)``: the CLI sees the shared flags, the command a resolved config."""
-    own = [p for name, p in inspect.signature(command).parameters.items() if name != "config"]
+    own = [p for name, p in inspect.signature(command).parameters.items() if name not in ("config", "given")]
+    wants_given = "given" in inspect.signature(command).parameters
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
               for name, (_, annotation) in _FLAGS.items()]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         shared_values = {name: kwargs.pop(name) for name in _FLAGS}
+        if wants_given:
+            kwargs["given"] = [flag_name(name) for name, value in shared_values.items() if value is not None]
         return command(config_from_flags(shared_values), **kwargs)
 
     wrapper.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]

@@ -4,6 +4,10 @@ Runs go to ``DIR/<physics>/<integrator>/seed<k>`` so TensorBoard shows one curve
 seed on every chart (tags are identical across runs). The sweep root gets a custom-scalars layout that
 groups each metric across integrators, and ``summary.csv``, ``summary.md`` and ``summary.png`` (the
 validation error against wall time, per integrator).
+
+A sweep run again into the same folder skips the runs that finished and restarts the others. When a
+run fails, the runs still going are stopped (no process outlives the sweep) and the summary covers
+what finished.
 """
 from __future__ import annotations
 
@@ -14,18 +18,26 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from pydantic import ValidationError
 
 from pivf.core.config import ExperimentConfig, dump_yaml, validate_plugin_sections
-from pivf.core.errors import PivfUserError
+from pivf.core.errors import ConfigError, PivfUserError
 from pivf.core.images import pyplot, save_figure
+from pivf.core.plugin import format_validation_error
 from pivf.core.registry import registry
 from pivf.core.atomic import atomic_write_text
+from pivf.core.runs import run_finished
 
 Log = Callable[[str], None]
 LAYOUT_METRICS = ("valid/pred", "valid/recons", "valid/loss", "train/loss", "perf/samples_per_s")
+#: seconds between looks at the running processes, and granted to a stopped one before it is killed
+POLL_S = 0.2
+STOP_GRACE_S = 10.0
 
 
 def sweep_configs(base: ExperimentConfig, integrators: list[str], seeds: list[int], out: Path) -> list[ExperimentConfig]:
@@ -40,37 +52,103 @@ def sweep_configs(base: ExperimentConfig, integrators: list[str], seeds: list[in
             raw["training"]["seed"] = seed
             raw["logging"]["out"] = str(out / base.physics.name / name)
             raw["logging"]["run_name"] = f"seed{seed}"
-            configs.append(validate_plugin_sections(ExperimentConfig.model_validate(raw)))
+            try:
+                configs.append(validate_plugin_sections(ExperimentConfig.model_validate(raw)))
+            except ValidationError as exc:
+                raise ConfigError(format_validation_error(exc, "config")) from None
     return configs
 
 
-def run_sweep(configs: list[ExperimentConfig], jobs: int, log: Log) -> None:
-    """Train every config: in this process one after another, or as ``jobs`` concurrent processes."""
+def _label(config: ExperimentConfig) -> str:
+    return f"{config.integrator.name}/seed{config.training.seed}"
+
+
+def plan_sweep(configs: list[ExperimentConfig], overwrite: bool, log: Log) -> list[tuple[ExperimentConfig, bool]]:
+    """(config, whether its run directory is replaced) for each run to train: finished runs are
+    skipped unless ``overwrite``, unfinished ones (killed, failed) start again."""
+    plan = []
+    for config in configs:
+        run_dir = Path(config.logging.out) / str(config.logging.run_name)
+        if run_finished(run_dir) and not overwrite:
+            log(f"== skipping {_label(config)}: finished already ({run_dir}; --overwrite trains it again)")
+            continue
+        if run_dir.exists() and not run_finished(run_dir):
+            log(f"== restarting {_label(config)}: {run_dir} holds an unfinished run")
+        plan.append((config, run_dir.exists()))
+    return plan
+
+
+def run_sweep(plan: list[tuple[ExperimentConfig, bool]], jobs: int, log: Log) -> str | None:
+    """Train every planned run: in this process one after another, or as ``jobs`` concurrent
+    processes. Stops at the first failure (stopping the other processes) and returns its message."""
     if jobs <= 1:
         from pivf.core.train import train
 
-        for config in configs:
+        for config, overwrite in plan:
             log(f"== {config.physics.name} / {config.integrator.name} / seed {config.training.seed}")
-            train(config, log=log, quiet=True)
-        return
+            try:
+                train(config, log=log, quiet=True, overwrite=overwrite)
+            except PivfUserError as exc:
+                return f"run {_label(config)} failed: {exc}"
+        return None
     with tempfile.TemporaryDirectory() as tmp:
-        pending = []
-        for i, config in enumerate(configs):
-            path = Path(tmp) / f"run{i}.yaml"
-            path.write_text(dump_yaml(config))
-            pending.append((config, path))
-        running: list[tuple[ExperimentConfig, subprocess.Popen]] = []
+        return _run_processes(plan, jobs, Path(tmp), log)
+
+
+def _run_processes(plan: list[tuple[ExperimentConfig, bool]], jobs: int, tmp: Path, log: Log) -> str | None:
+    pending = list(enumerate(plan))
+    running: list[tuple[ExperimentConfig, subprocess.Popen, IO[str]]] = []
+    try:
         while pending or running:
             while pending and len(running) < jobs:
-                config, path = pending.pop(0)
+                i, (config, overwrite) = pending.pop(0)
+                path = tmp / f"run{i}.yaml"
+                path.write_text(dump_yaml(config))
                 cmd = [sys.executable, "-m", "pivf.cli", "train", "--config", str(path), "--quiet"]
-                running.append((config, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
-            config, proc = running.pop(0)
-            _, err = proc.communicate()
-            if proc.returncode != 0:
-                raise PivfUserError(f"run {config.integrator.name}/seed{config.training.seed} failed: "
-                                    f"{err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
-            log(f"== finished {config.integrator.name} / seed {config.training.seed}")
+                err = open(tmp / f"run{i}.err", "w+")  # a file, not a pipe: a chatty run cannot block on it
+                proc = subprocess.Popen(cmd + (["--overwrite"] if overwrite else []), stdout=subprocess.DEVNULL,
+                                        stderr=err, text=True)
+                running.append((config, proc, err))
+            time.sleep(POLL_S)
+            for entry in [e for e in running if e[1].poll() is not None]:
+                running.remove(entry)
+                config, proc, err = entry
+                err.seek(0)
+                lines = err.read().strip().splitlines()
+                err.close()
+                if proc.returncode != 0:
+                    reason = lines[-1].removeprefix("error: ") if lines else f"exit code {proc.returncode}"
+                    if running:
+                        log(f"== stopping {len(running)} other run(s)")
+                    return f"run {_label(config)} failed: {reason}"
+                log(f"== finished {_label(config)}")
+        return None
+    finally:
+        _stop(running)
+
+
+def _stop(running: list[tuple[ExperimentConfig, subprocess.Popen, IO[str]]]) -> None:
+    """Terminate the processes still going and wait for them (killing any that linger)."""
+    for _, proc, _ in running:
+        if proc.poll() is None:
+            proc.terminate()
+    for _, proc, err in running:
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        err.close()
+
+
+def finish_sweep(out: Path, failure: str | None, log: Log) -> None:
+    """The summary of the finished runs, then the failure, if a run failed."""
+    if failure is None or collect_runs(out):
+        write_summary(out, log)
+    else:
+        log("no run finished, so no summary")
+    if failure is not None:
+        raise PivfUserError(failure)
 
 
 def write_layout(out: Path, integrators: list[str]) -> None:
@@ -87,16 +165,23 @@ def write_layout(out: Path, integrators: list[str]) -> None:
 def collect_runs(out: Path) -> list[dict[str, Any]]:
     rows = []
     for metrics_path in sorted(Path(out).glob("*/*/seed*/metrics.json")):
-        metrics = json.loads(metrics_path.read_text())
-        row: dict[str, Any] = {"physics": metrics["physics"], "integrator": metrics["integrator"],
-                               "seed": metrics["seed"]}
-        row.update({k: v for k, v in metrics["eval"].items() if k != "split"})
-        row.update({f"{name}_learned": p["learned"] for name, p in metrics["params"].items()})
-        row.update({f"{name}_rel_error": p["rel_error"] for name, p in metrics["params"].items() if "rel_error" in p})
-        row.update({"wall_s": metrics["train"]["wall_s"], "samples_per_s": metrics["train"]["samples_per_s"],
-                    "run": str(metrics_path.parent.relative_to(out))})
-        rows.append(row)
+        try:
+            rows.append(_summary_row(json.loads(metrics_path.read_text(encoding="utf-8")), metrics_path, out))
+        except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, TypeError)) else str(exc)
+            raise PivfUserError(f"{metrics_path}: not a pivf metrics file ({' '.join(reason.split())}); train that "
+                                "run again or remove it") from None
     return rows
+
+
+def _summary_row(metrics: dict[str, Any], metrics_path: Path, out: Path) -> dict[str, Any]:
+    row: dict[str, Any] = {"physics": metrics["physics"], "integrator": metrics["integrator"], "seed": metrics["seed"]}
+    row.update({k: v for k, v in metrics["eval"].items() if k != "split"})
+    row.update({f"{name}_learned": p["learned"] for name, p in metrics["params"].items()})
+    row.update({f"{name}_rel_error": p["rel_error"] for name, p in metrics["params"].items() if "rel_error" in p})
+    row.update({"wall_s": metrics["train"]["wall_s"], "samples_per_s": metrics["train"]["samples_per_s"],
+                "run": str(metrics_path.parent.relative_to(out))})
+    return row
 
 
 def write_summary(out: Path, log: Log = print) -> list[dict[str, Any]]:

@@ -25,3 +25,7 @@ class ConfigError(PivfUserError, ValueError):
 
 class DataError(PivfUserError, ValueError):
     """A dataset file is missing, truncated, corrupt or has the wrong layout."""
+
+
+class CheckpointError(PivfUserError):
+    """A checkpoint is missing, truncated, not pivf's, or holds more than tensors and plain values."""

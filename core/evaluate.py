@@ -11,12 +11,12 @@ from pivf.core.build import build_pipeline, open_dataset
 from pivf.core.config import ExperimentConfig
 from pivf.core.data.dataset import Dataset, as_float
 from pivf.core.images import frame_grid, save_png
+from pivf.core.checkpoints import checkpoint_path, load_checkpoint, restoring
 from pivf.core.errors import PivfUserError
 from pivf.core.objectives import make_objective
 from pivf.core.pipeline import Pipeline
 from pivf.core.report import parameter_report
-from pivf.core.runs import checkpoint_path
-from pivf.core.train import Log, describe_device, load_checkpoint, load_run_config, resolve_device
+from pivf.core.train import Log, describe_device, load_run_config, resolve_device
 
 
 def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[ExperimentConfig, dict[str, Any]]:
@@ -32,7 +32,8 @@ def restore(run_dir: Path, checkpoint: str, device: str, log: Log) -> tuple[Expe
     config, state = load_run(run_dir, checkpoint)
     dataset = open_dataset(config, log)
     pipeline = build_pipeline(config)
-    pipeline.load_state_dict(state["model"])
+    with restoring(checkpoint_path(run_dir, checkpoint)):
+        pipeline.load_state_dict(state["model"])
     return config, state, pipeline.to(resolve_device(device, option="--device")), dataset
 
 

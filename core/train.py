@@ -9,7 +9,12 @@ Robustness: checkpoints (model, optimiser, objective state, RNG states, epoch) a
 atomically, and only when every weight is finite, so a good checkpoint is never replaced by a bad
 one. A non-finite loss is neutralised in the step it happens (its update is zeroed) and, at the next
 read-back, the run rolls back to the last good checkpoint with the learning rate halved; after
-``MAX_FAILURES`` rollbacks it stops with a clear message. ``resume`` continues a run exactly.
+``MAX_FAILURES`` rollbacks it stops with a clear message. ``resume`` continues a run exactly, also
+from the middle of an epoch (the epoch's shuffle order is in the checkpoint).
+
+``training.max_time`` bounds the wall-clock time of the loop: the clock is read on the host after
+each optimiser step (no device sync; under torchrun rank 0's clock decides at each read-back), and
+when it runs out the run validates, checkpoints, evaluates and writes itself as at the last epoch.
 """
 from __future__ import annotations
 
@@ -21,20 +26,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import Tensor
 
 from pivf.core.build import build_pipeline, open_dataset
-from pivf.core.config import ExperimentConfig, read_config_file, validate_plugin_sections
+from pivf.core.checkpoints import checkpoint_path, load_checkpoint, restoring
+from pivf.core.config import ExperimentConfig, TrainingConfig, read_config_file, validate_plugin_sections
 from pivf.core.data.dataset import as_float
 from pivf.core.distributed import (all_ranks_finite, average_gradients, barrier, broadcast_parameters,
                                    init_world, local_device_name, ranks_in_sync, share_from_main, shutdown)
 from pivf.core.errors import ConfigError, PivfUserError
+from pivf.core.plugin import format_validation_error
 from pivf.core.objectives import make_objective
 from pivf.core.optim import make_optimizer
 from pivf.core.progress import Progress
 from pivf.core.report import parameter_report, save_figures
 from pivf.core.atomic import atomic_torch_save
-from pivf.core.runs import checkpoint_path, new_run_dir, write_metrics
+from pivf.core.runs import new_run_dir, with_dataset_sizes, write_config, write_metrics
 
 Log = Callable[[str], None]
 MAX_FAILURES = 3
@@ -68,30 +76,29 @@ def describe_device(device: torch.device) -> str:
     return "cpu"
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """On the CPU: RNG states must be CPU tensors, and load_state_dict moves the rest where it belongs."""
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def load_run_config(run_dir: Path) -> ExperimentConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise PivfUserError(f"{run_dir} is not a run directory (no config.yaml)")
-    return validate_plugin_sections(ExperimentConfig.model_validate(read_config_file(path)))
+    try:
+        config = ExperimentConfig.model_validate(read_config_file(path))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from None
+    return validate_plugin_sections(config)
 
 
 class Trainer:
     """One run: builds everything from the config, then ``fit`` trains, evaluates and writes the run."""
 
     def __init__(self, config: ExperimentConfig, log: Log = print, run_dir: Path | None = None,
-                 quiet: bool = False) -> None:
-        self.config = config
+                 quiet: bool = False, overwrite: bool = False) -> None:
         tcfg = config.training
         self.world = init_world(tcfg.device)
         self.device = resolve_device(local_device_name(self.world, tcfg.device))
         self.log = log if self.world.is_main else (lambda _msg: None)
         torch.manual_seed(tcfg.seed)
         self.dataset = open_dataset(config, self.log)
+        self.config = config = with_dataset_sizes(config, self.dataset)
         self.train_x, self.valid_x, self.test_x = (
             s.to(self.device) for s in (self.dataset.train, self.dataset.valid, self.dataset.test))
         self.pipeline = build_pipeline(config).to(self.device)
@@ -100,9 +107,12 @@ class Trainer:
         broadcast_parameters(self.params, self.world)
         self.optimizer = make_optimizer(tcfg.optimizer, self.params, tcfg.lr)
         self.generator = torch.Generator(device=self.device).manual_seed(tcfg.seed)
-        self.run_dir = share_from_main(run_dir or (new_run_dir(config) if self.world.is_main else None), self.world)
+        self.run_dir = share_from_main(
+            run_dir or (new_run_dir(config, overwrite) if self.world.is_main else None), self.world)
         self.epoch = 0  # epochs completed
         self.step = 0
+        self.epoch_step = 0  # steps done in the current epoch (non-zero only when stopped on time)
+        self.order: Tensor | None = None  # the current epoch's shuffle, once drawn
         self.best = math.inf
         self.failures = 0
         self.lr_scale = 1.0
@@ -117,6 +127,8 @@ class Trainer:
                 "objective": objective_state() if objective_state else None, "epoch": self.epoch,
                 "step": self.step, "best": self.best, "failures": self.failures, "lr_scale": self.lr_scale,
                 "wall": self.wall, "rng": torch.get_rng_state(), "generator": self.generator.get_state(),
+                "generator_device": self.device.type, "epoch_step": self.epoch_step,
+                "order": None if self.order is None else self.order.cpu(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -126,8 +138,14 @@ class Trainer:
             self.objective.load_state_dict(state["objective"])
         self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
         self.failures, self.lr_scale, self.wall = state["failures"], state["lr_scale"], state["wall"]
+        self.epoch_step = state.get("epoch_step", 0)
+        self.order = None if state.get("order") is None else state["order"].to(self.device)
         torch.set_rng_state(state["rng"])
-        self.generator.set_state(state["generator"])
+        if state.get("generator_device", self.device.type) == self.device.type:
+            self.generator.set_state(state["generator"])
+        else:  # resumed on another kind of device, whose generator state has another layout
+            self.generator.manual_seed(self.config.training.seed + self.step)
+            self.log(f"note: resumed on {self.device.type}; the shuffling continues from a new seed")
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
 
@@ -147,7 +165,11 @@ class Trainer:
         path = self.checkpoint_path("last")
         if not path.is_file():
             raise PivfUserError(f"cannot resume {self.run_dir}: no checkpoint at {path}")
-        self.load_state(load_checkpoint(path))
+        with restoring(path):
+            self.load_state(load_checkpoint(path))
+        if self.epoch > self.config.training.epochs:
+            raise ConfigError(f"--epochs {self.config.training.epochs}: {self.run_dir} has already trained "
+                              f"{self.epoch} epochs; give at least that many")
         self.log(f"resuming {self.run_dir} after epoch {self.epoch} (step {self.step})")
 
     def roll_back(self) -> None:
@@ -178,7 +200,8 @@ class Trainer:
         if self.world.is_main and cfg.logging.tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # slow import, only when logging
 
-            self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.step or None)
+            # a resumed run drops the points logged after its checkpoint, keeping those at its step
+            self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.step + 1 if self.step else None)
         if self.epoch == 0 and self.step == 0:
             self.save("last")  # the state every rollback can return to
         progress = Progress(tcfg.epochs * steps_per_epoch, self.log, enabled=not self.quiet and self.world.is_main)
@@ -190,13 +213,16 @@ class Trainer:
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         zero = torch.zeros((), device=self.device)
         started = time.perf_counter() - self.wall
+        deadline = None if tcfg.max_time is None else time.perf_counter() + tcfg.max_time
+        stopped = "epochs"
         while self.epoch < tcfg.epochs:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate(self.epoch)
-            order = torch.randperm(n_train, device=self.device, generator=self.generator)
-            shard = order[self.world.rank::self.world.size]
-            diverged = False
-            for i in range(steps_per_epoch):
+            if self.order is None:
+                self.order = torch.randperm(n_train, device=self.device, generator=self.generator)
+            shard = self.order[self.world.rank::self.world.size]
+            diverged = out_of_time = False
+            for i in range(self.epoch_step, steps_per_epoch):
                 batch = as_float(self.train_x[shard[i * batch_size:(i + 1) * batch_size], : objective.train_length])
                 losses = objective.losses(pipeline, batch)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -211,10 +237,13 @@ class Trainer:
                     torch.nn.utils.clip_grad_value_(self.params, tcfg.grad_clip)
                 self.optimizer.step()
                 self.step += 1
+                self.epoch_step = i + 1
                 for key, value in losses.items():
                     running[key] = running.get(key, 0.0) + value.detach()
                 accumulated += 1
-                if self.step % cfg.logging.log_every == 0 or i == steps_per_epoch - 1:
+                read_back = self.step % cfg.logging.log_every == 0 or i == steps_per_epoch - 1
+                out_of_time = self._out_of_time(deadline, read_back)
+                if read_back or out_of_time:
                     if bool(nonfinite):
                         diverged = True
                         break
@@ -226,20 +255,39 @@ class Trainer:
                                            "samples_per_s": self.step * batch_size * self.world.size
                                            / max(time.perf_counter() - started, 1e-9)})
                     progress.update(self.step, self.epoch + 1, values)
+                if out_of_time:
+                    break
             if diverged or not self.weights_finite():
                 nonfinite.zero_()
                 running, accumulated = {}, 0
                 self.roll_back()
                 continue
-            self.epoch += 1
+            if self.epoch_step == steps_per_epoch:
+                self.epoch, self.epoch_step, self.order = self.epoch + 1, 0, None
             self.wall = time.perf_counter() - started
-            self._end_of_epoch(progress, batch_size)
-        return self._finish(batch_size)
+            self._end_of_epoch(progress, batch_size, stopping=out_of_time)
+            if out_of_time and self.epoch < tcfg.epochs:
+                stopped = "max_time"
+                self.log(f"stopped after {self.wall:.0f} s of training (training.max_time = {tcfg.max_time:g} s), "
+                         f"at step {self.step}, epoch {self.epoch + (self.epoch_step > 0)}/{tcfg.epochs}")
+                break
+        return self._finish(batch_size, stopped)
 
-    def _end_of_epoch(self, progress: Progress, batch_size: int) -> None:
+    def _out_of_time(self, deadline: float | None, read_back: bool) -> bool:
+        """Whether the time budget is spent: every step on one process (a host clock read, no device
+        sync); under torchrun at read-backs only, by rank 0's clock, so all ranks stop at one step."""
+        if deadline is None:
+            return False
+        if not self.world.active:
+            return time.perf_counter() >= deadline
+        return read_back and share_from_main(time.perf_counter() >= deadline, self.world)
+
+    def _end_of_epoch(self, progress: Progress, batch_size: int, stopping: bool) -> None:
+        """Validation and checkpoints at an epoch's end; all of them where the run stops."""
         tcfg, logging = self.config.training, self.config.logging
-        last = self.epoch == tcfg.epochs
-        if self.epoch % tcfg.eval_every == 0 or last:
+        last = stopping or self.epoch == tcfg.epochs
+        boundary = self.epoch_step == 0
+        if last or (boundary and self.epoch % tcfg.eval_every == 0):
             valid = self.objective.evaluate(self.pipeline, self.valid_x[:, : self.objective.train_length], batch_size)
             self._scalars("valid", valid)
             learned = ", ".join(f"{k}={v:.3f}" for k, v in self.pipeline.physics.learned_parameters().items())
@@ -248,10 +296,10 @@ class Trainer:
             if valid["loss"] < self.best:
                 self.best = valid["loss"]
                 self.save("best")
-        if self.epoch % logging.checkpoint_every == 0 or last:
+        if last or (boundary and self.epoch % logging.checkpoint_every == 0):
             self.save("last")
 
-    def _finish(self, batch_size: int) -> dict[str, Any]:
+    def _finish(self, batch_size: int, stopped: str) -> dict[str, Any]:
         cfg = self.config
         test = self.objective.evaluate(self.pipeline, self.test_x, batch_size)
         truth = self.dataset.info.ground_truth
@@ -260,7 +308,8 @@ class Trainer:
             "decoder": cfg.decoder.name, "seed": cfg.training.seed, "device": describe_device(self.device),
             "eval": {"split": "test", **self.objective.report(test)},
             "params": parameter_report(self.pipeline, truth),
-            "train": {"epochs": cfg.training.epochs, "steps": self.step, "wall_s": round(self.wall, 2),
+            "train": {"stopped": stopped, "epochs": cfg.training.epochs, "epochs_done": self.epoch,
+                      "steps": self.step, "max_time_s": cfg.training.max_time, "wall_s": round(self.wall, 2),
                       "samples_per_s": round(self.step * batch_size * self.world.size / self.wall, 1)
                       if self.wall > 0 else 0.0, "rollbacks": self.failures,
                       "processes": self.world.size, "ranks_in_sync": ranks_in_sync(self.params, self.world)},
@@ -294,12 +343,28 @@ class Trainer:
         self.writer.close()
 
 
-def train(config: ExperimentConfig, log: Log = print, quiet: bool = False) -> dict[str, Any]:
-    return Trainer(config, log=log, quiet=quiet).fit()
+#: the training settings ``resume`` may change: how long to go on, and where
+RESUME_CHANGES = ("epochs", "max_time", "device")
 
 
-def resume(run_dir: Path, log: Log = print, quiet: bool = False) -> dict[str, Any]:
-    """Continue a run from its last checkpoint: same config, model, optimiser, RNG and epoch."""
-    trainer = Trainer(load_run_config(run_dir), log=log, run_dir=Path(run_dir), quiet=quiet)
+def train(config: ExperimentConfig, log: Log = print, quiet: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Train in a new run directory; ``overwrite`` replaces an earlier run of the same ``logging.run_name``."""
+    return Trainer(config, log=log, quiet=quiet, overwrite=overwrite).fit()
+
+
+def resume(run_dir: Path, log: Log = print, quiet: bool = False, **changes: Any) -> dict[str, Any]:
+    """Continue a run from its last checkpoint: same config, model, optimiser, RNG and epoch, except
+    the ``RESUME_CHANGES`` given (``epochs`` extends the run), which config.yaml then records."""
+    unknown = sorted(set(changes) - set(RESUME_CHANGES))
+    if unknown:
+        raise ConfigError(f"resume: training.{unknown[0]} cannot change; allowed: {', '.join(RESUME_CHANGES)}")
+    config = load_run_config(run_dir)
+    try:
+        config.training = TrainingConfig.model_validate({**config.training.model_dump(), **changes})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "resume: training")) from None
+    trainer = Trainer(config, log=log, run_dir=Path(run_dir), quiet=quiet)
     trainer.resume()
+    if changes and trainer.world.is_main:
+        write_config(trainer.run_dir, trainer.config)
     return trainer.fit()

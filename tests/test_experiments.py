@@ -70,7 +70,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, cache):
     last = run_dir / "checkpoints" / "last.pt"
     deadline = time.time() + 300
     while time.time() < deadline:
-        if last.is_file() and torch.load(last, weights_only=False)["epoch"] >= 2:
+        if last.is_file() and torch.load(last, weights_only=True)["epoch"] >= 2:
             break
         time.sleep(0.05)
     time.sleep(0.3)  # into the next epoch
@@ -79,8 +79,8 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, cache):
     proc.wait()
     assert not (run_dir / "metrics.json").exists()
     for checkpoint in (run_dir / "checkpoints").glob("*.pt"):  # whatever was killed, these are whole
-        assert torch.load(checkpoint, weights_only=False)["epoch"] >= 2
-    resumed = pivf("train", "--resume", str(run_dir), "--quiet", cache=cache)
+        assert torch.load(checkpoint, weights_only=True)["epoch"] >= 2
+    resumed = pivf("train", "--resume", str(run_dir), "--quiet", cache=None)  # its config.yaml names the cache
     assert resumed.returncode == 0, resumed.stderr
     straight, killed = _metrics(tmp_path / "straight"), _metrics(run_dir)
     for key in ("pred_loss", "extrap_loss", "recons_loss"):
@@ -97,7 +97,7 @@ def test_divergence_stops_cleanly_with_the_last_good_checkpoint_intact(tmp_path,
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "training diverged" in result.stderr and "Traceback" not in result.stderr
     assert "rolled back" in result.stdout
-    state = torch.load(tmp_path / "nan" / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "nan" / "checkpoints" / "last.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
