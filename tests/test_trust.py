@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 import pivf.core.runs
 from pivf.cli.main import app
+from pivf.cli.options import parse_duration
 from pivf.core.config import ExperimentConfig, resolve_config
 from pivf.core.data.generate import generate_dataset
 from pivf.core.registry import DISABLE_AUTOLOAD_ENV, registry
@@ -391,3 +392,9 @@ def test_max_time_stops_the_run_which_still_writes_itself(data_file, tmp_path):
 def test_a_run_without_a_budget_says_it_stopped_on_its_epochs(finished_run):
     train = json.loads((finished_run / "metrics.json").read_text())["train"]
     assert train["stopped"] == "epochs" and train["epochs_done"] == 1 and train["max_time_s"] is None
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1h30m", 5400), ("2h", 7200), ("1.5m", 90),
+                                           ("45", 45)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
