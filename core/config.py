@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pivf.core.errors import ConfigError
 from pivf.core.plugin import format_validation_error
-from pivf.core.presets import DEFAULT_TASK, PRESETS
+from pivf.core.presets import DEFAULT_RECIPE, DEFAULT_TASK, PRESETS, RECIPES
 
 try:
     import tomllib
@@ -64,7 +64,20 @@ class TrainingConfig(Section):
     lr: float = Field(6e-4, gt=0)
     optimizer: Literal["rmsprop_tf", "rmsprop", "adam"] = "rmsprop_tf"
     grad_clip: float = Field(1.0, ge=0, description="element-wise gradient clip (0 disables)")
-    anneal_at: float = Field(0.75, gt=0, le=1, description="fraction of epochs after which lr is divided by 5")
+    recipe: Literal["fast", "paper"] = Field(
+        "fast", description="PAIG training recipe layered over the task preset: 'fast' (minutes on a CPU) or "
+                            "'paper' (the original code's); see core/presets.py")
+    physics_lr: float | None = Field(None, gt=0, description="learning rate of the physical parameters (default: lr)")
+    warmup_steps: int = Field(0, ge=0, description="steps of reconstruction alone before prediction is trained")
+    horizon_steps: int = Field(0, ge=0, description="steps over which the trained prediction horizon grows from "
+                                                   "1 frame to data.pred_steps after warm-up (0: all at once)")
+    discovery_share: float = Field(0.0, ge=0, lt=1, description="during warm-up, re-initialise an object slot "
+                                    "that explains less than this share of what the best slot explains, and start "
+                                    "prediction once every slot explains an object (0: off)")
+    latent_weight: float = Field(0.0, ge=0, description="weight of the squared distance between rolled-out and "
+                                                        "encoded states of the predicted frames")
+    anneal_at: float = Field(0.75, gt=0, le=1, description="fraction of the epochs (or of max_time, whichever "
+                                                         "is further along) after which lr is multiplied by anneal_factor")
     anneal_factor: float = Field(0.2, gt=0, le=1)
     recons_weight: float = Field(3.0, ge=0, description="α in loss = pred + α·recons")
     objective: Literal["paig", "hgn"] = "paig"
@@ -234,11 +247,12 @@ def resolve_config(
     check_values(flag_layer, "flags")
     check_values(set_layer, "--set")
 
-    chosen_task = _lookup(set_layer, "data.task") or task or _lookup(flag_layer, "data.task") \
-        or _lookup(file_layer, "data.task") or DEFAULT_TASK
-    layers = [ExperimentConfig().to_dict()]
-    if chosen_task in PRESETS:
-        layers.append(PRESETS[chosen_task])
+    chosen_task = _first("data.task", set_layer, {"data": {"task": task}}, flag_layer, file_layer) or DEFAULT_TASK
+    preset = PRESETS.get(chosen_task, {})
+    layers = [ExperimentConfig().to_dict(), preset]
+    if _first("training.objective", set_layer, flag_layer, file_layer, preset) in (None, "paig"):
+        recipe = _first("training.recipe", set_layer, flag_layer, file_layer) or DEFAULT_RECIPE
+        layers.append(RECIPES.get(recipe, {}))  # an unknown name is reported by validation below
     layers.extend([file_layer, flag_layer, set_layer, {"data": {"task": chosen_task}}])
     merged: dict[str, Any] = {}
     for layer in layers:
@@ -250,6 +264,11 @@ def resolve_config(
     if validate_plugins:
         config = validate_plugin_sections(config)
     return config
+
+
+def _first(dotted: str, *layers: dict[str, Any]) -> Any:
+    """The value at ``dotted`` in the first layer that sets it."""
+    return next((value for layer in layers if (value := _lookup(layer, dotted)) is not None), None)
 
 
 def _lookup(tree: dict[str, Any], dotted: str) -> Any:
@@ -266,7 +285,7 @@ def data_implied_params(config: ExperimentConfig) -> dict[str, Any]:
     params model has one of these fields gets the value from here, so sizes always agree."""
     data = config.data
     implied: dict[str, Any] = {"image_size": data.image_size, "channels": data.channels,
-                               "n_objects": data.n_objects, "input_steps": data.input_steps}
+                               "n_objects": data.n_objects, "input_steps": data.input_steps, "dt": data.dt}
     if config.training.objective == "hgn":
         implied["variational"] = config.hgn.variational
     return implied

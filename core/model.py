@@ -43,6 +43,11 @@ class Encoder(Plugin, nn.Module):
     def forward(self, frames: Tensor) -> EncoderOutput:
         raise NotImplementedError
 
+    def reset_object(self, index: int) -> bool:
+        """Re-initialise what only object ``index`` uses, so its slot can find another object (see
+        core/discovery.py); False when this encoder has no such part."""
+        return False
+
 
 class Decoder(Plugin, nn.Module):
     """state q of shape (B, *state) → frames (B, C, H, W) in [0, 1].
@@ -59,3 +64,7 @@ class Decoder(Plugin, nn.Module):
 
     def forward(self, q: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def reset_object(self, index: int) -> bool:
+        """Re-initialise what only object ``index`` uses (its templates, say); False when nothing is."""
+        return False

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,7 +40,8 @@ class TFRMSprop(Optimizer):
         return loss
 
 
-def make_optimizer(name: str, params: Iterable[Tensor], lr: float) -> Optimizer:
+def make_optimizer(name: str, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float) -> Optimizer:
+    """``params`` may be parameter groups (dicts), each with its own ``lr``; ``lr`` is the default."""
     if name == "rmsprop_tf":
         return TFRMSprop(params, lr=lr)
     if name == "rmsprop":

@@ -105,7 +105,7 @@ class Trainer:
         self.objective = make_objective(config)
         self.params = [p for p in self.pipeline.parameters() if p.requires_grad]
         broadcast_parameters(self.params, self.world)
-        self.optimizer = make_optimizer(tcfg.optimizer, self.params, tcfg.lr)
+        self.optimizer = make_optimizer(tcfg.optimizer, self.param_groups(), tcfg.lr)
         self.generator = torch.Generator(device=self.device).manual_seed(tcfg.seed)
         self.run_dir = share_from_main(
             run_dir or (new_run_dir(config, overwrite) if self.world.is_main else None), self.world)
@@ -119,6 +119,7 @@ class Trainer:
         self.wall = 0.0
         self.quiet = quiet
         self.writer = None
+        self.history: list[dict[str, Any]] = []  # one entry per validation: when, losses, parameters
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -128,12 +129,15 @@ class Trainer:
                 "step": self.step, "best": self.best, "failures": self.failures, "lr_scale": self.lr_scale,
                 "wall": self.wall, "rng": torch.get_rng_state(), "generator": self.generator.get_state(),
                 "generator_device": self.device.type, "epoch_step": self.epoch_step,
-                "order": None if self.order is None else self.order.cpu(),
+                "order": None if self.order is None else self.order.cpu(), "history": self.history,
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.pipeline.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # checkpoints older than per-group rates
+            group.setdefault("base_lr", self.config.training.lr)
+        self.history = state.get("history", [])
         if state["objective"] is not None:
             self.objective.load_state_dict(state["objective"])
         self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
@@ -185,11 +189,26 @@ class Trainer:
         self.log(f"non-finite loss: rolled back to epoch {self.epoch}, learning rate ×{self.lr_scale:g} "
                  f"(failure {failures}/{MAX_FAILURES})")
 
-    # --- the loop ------------------------------------------------------------------------------------
-    def learning_rate(self, epoch: int) -> float:
+    def param_groups(self) -> list[dict[str, Any]]:
+        """One group at ``training.lr``, or two when the physical parameters have a rate of their own
+        (``base_lr`` is each group's rate before annealing and rollbacks)."""
         tcfg = self.config.training
-        annealed = epoch >= int(tcfg.anneal_at * tcfg.epochs) and epoch > 0
-        return tcfg.lr * self.lr_scale * (tcfg.anneal_factor if annealed else 1.0)
+        if tcfg.physics_lr is None:
+            return [{"params": self.params, "base_lr": tcfg.lr}]
+        physical = {id(p) for p in self.pipeline.physics.parameters()}
+        groups = [{"params": [p for p in self.params if id(p) not in physical], "base_lr": tcfg.lr},
+                  {"params": [p for p in self.params if id(p) in physical], "base_lr": tcfg.physics_lr}]
+        return [group for group in groups if group["params"]]
+
+    # --- the loop ------------------------------------------------------------------------------------
+    def lr_factor(self) -> float:
+        """Annealed once the run is ``anneal_at`` of the way through its epochs or its time budget."""
+        tcfg = self.config.training
+        progress = self.epoch / max(tcfg.epochs, 1)
+        if tcfg.max_time is not None:
+            progress = max(progress, self.wall / tcfg.max_time)
+        annealed = progress >= tcfg.anneal_at and self.epoch > 0
+        return self.lr_scale * (tcfg.anneal_factor if annealed else 1.0)
 
     def fit(self) -> dict[str, Any]:
         cfg, tcfg = self.config, self.config.training
@@ -217,14 +236,14 @@ class Trainer:
         stopped = "epochs"
         while self.epoch < tcfg.epochs:
             for group in self.optimizer.param_groups:
-                group["lr"] = self.learning_rate(self.epoch)
+                group["lr"] = group["base_lr"] * self.lr_factor()
             if self.order is None:
                 self.order = torch.randperm(n_train, device=self.device, generator=self.generator)
             shard = self.order[self.world.rank::self.world.size]
             diverged = out_of_time = False
             for i in range(self.epoch_step, steps_per_epoch):
                 batch = as_float(self.train_x[shard[i * batch_size:(i + 1) * batch_size], : objective.train_length])
-                losses = objective.losses(pipeline, batch)
+                losses = objective.training_losses(pipeline, batch, self.step)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 average_gradients(self.params, self.world)
@@ -237,6 +256,7 @@ class Trainer:
                     torch.nn.utils.clip_grad_value_(self.params, tcfg.grad_clip)
                 self.optimizer.step()
                 self.step += 1
+                self.after_step(progress)
                 self.epoch_step = i + 1
                 for key, value in losses.items():
                     running[key] = running.get(key, 0.0) + value.detach()
@@ -273,6 +293,19 @@ class Trainer:
                 break
         return self._finish(batch_size, stopped)
 
+    def after_step(self, progress: Progress) -> None:
+        """The objective's check after a step; a re-initialised part restarts the optimiser's moments
+        (under torchrun rank 0 decides and its weights are broadcast)."""
+        reinitialised, messages = self.objective.after_step(self.pipeline, self.step)
+        for message in messages:
+            progress.message(message)
+        if self.world.active:
+            reinitialised = share_from_main(reinitialised, self.world)
+            if reinitialised:
+                broadcast_parameters(self.params, self.world)
+        if reinitialised:
+            self.optimizer.state.clear()
+
     def _out_of_time(self, deadline: float | None, read_back: bool) -> bool:
         """Whether the time budget is spent: every step on one process (a host clock read, no device
         sync); under torchrun at read-backs only, by rank 0's clock, so all ranks stop at one step."""
@@ -290,6 +323,9 @@ class Trainer:
         if last or (boundary and self.epoch % tcfg.eval_every == 0):
             valid = self.objective.evaluate(self.pipeline, self.valid_x[:, : self.objective.train_length], batch_size)
             self._scalars("valid", valid)
+            self.history.append({"epoch": self.epoch, "step": self.step, "wall_s": round(self.wall, 2),
+                                 "valid": self.objective.report(valid),
+                                 "params": parameter_report(self.pipeline, self.dataset.info.ground_truth)})
             learned = ", ".join(f"{k}={v:.3f}" for k, v in self.pipeline.physics.learned_parameters().items())
             progress.message(f"epoch {self.epoch}/{tcfg.epochs}  " + "  ".join(f"{k} {v:.3f}" for k, v in valid.items())
                              + (f"  {learned}" if learned else ""))
@@ -313,6 +349,7 @@ class Trainer:
                       "samples_per_s": round(self.step * batch_size * self.world.size / self.wall, 1)
                       if self.wall > 0 else 0.0, "rollbacks": self.failures,
                       "processes": self.world.size, "ranks_in_sync": ranks_in_sync(self.params, self.world)},
+            "history": self.history,
         }
         if self.world.is_main:
             write_metrics(self.run_dir, metrics)

@@ -10,6 +10,8 @@ from torch import nn
 import pivf
 from pivf.core.config import resolve_config
 from pivf.core.build import build_pipeline
+from pivf.core.discovery import contributions
+from pivf.core.pipeline import Pipeline
 from pivf.core.objectives import make_objective
 from pivf.core.optim import TFRMSprop
 
@@ -51,23 +53,46 @@ def test_outside_templates_the_mask_logit_is_minus_five():
     assert torch.allclose(warped[0, :, 0, 25:, 25:] - 5.0, torch.tensor(-5.0))
 
 
-def test_gradients_reach_every_learned_part():
-    config = resolve_config(overrides=["data.pred_steps=3", "data.input_steps=3"])
+@pytest.mark.parametrize("recipe, coordinate_weights, velocity_weights", [
+    ("paper", "head.mlp.0.weight", "velocity.mlp.0.weight"),
+    ("fast", None, "velocity.combine.weight"),
+])
+def test_gradients_reach_every_learned_part(recipe, coordinate_weights, velocity_weights):
+    config = resolve_config(overrides=["data.pred_steps=3", "data.input_steps=3", f"training.recipe={recipe}",
+                                      "training.discovery_share=0"])
     pipeline = build_pipeline(config)
     frames = torch.rand(4, 6, 3, 32, 32)
-    losses = make_objective(config).losses(pipeline, frames)
+    objective = make_objective(config)
+    losses = objective.training_losses(pipeline, frames, step=config.training.warmup_steps)
     losses["loss"].backward()
     physics = pipeline.physics
+    weights = dict(pipeline.encoder.named_parameters())
     named = {
         "k": physics.log_k, "l": physics.log_l,
-        "velocity MLP": pipeline.encoder.velocity[0].weight,
-        "localisation MLP": pipeline.encoder.localise[0].weight,
+        "velocity estimator": weights[velocity_weights],
+        **({"coordinate head": weights[coordinate_weights]} if coordinate_weights else {}),
         "U-Net": pipeline.encoder.unet.down[0][0][0].weight,
         "decoder sigma": pipeline.decoder.log_sigma,
         "decoder templates": pipeline.decoder.content_template.net[0].weight,
     }
     for what, param in named.items():
         assert param.grad is not None and param.grad.abs().sum() > 0, f"no gradient reaches {what}"
+
+
+def test_discovery_watch_names_the_slot_that_explains_nothing():
+    """Drawn by the decoder itself at known positions, the images are explained by both slots; a slot
+    moved out of the picture is reported idle (and would be re-initialised), the other is not."""
+    torch.manual_seed(0)
+    decoder = pivf.decoder("spatial_transformer")
+    pipeline = Pipeline(pivf.encoder("paig_unet"), pivf.physics("spring"), pivf.integrator("euler"), decoder, dt=0.3)
+    positions = torch.rand(4, 3, 2, 2) * 16 + 8  # (B, T, N, D) inside the 32-px frame
+    with torch.no_grad():
+        frames = decoder(positions.flatten(0, 1)).unflatten(0, (4, 3))
+    assert contributions(pipeline, positions, frames, share=0.25).found
+    lost = positions.clone()
+    lost[:, :, 1] = -200.0
+    verdict = contributions(pipeline, lost, frames, share=0.25)
+    assert verdict.idle == (1,) and verdict.rises[0] > 0.1 and abs(verdict.rises[1]) < 1e-6
 
 
 def test_tf_rmsprop_starts_with_an_accumulator_of_one():

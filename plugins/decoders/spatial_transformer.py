@@ -41,6 +41,16 @@ class NetworkVariable(nn.Module):
     def forward(self) -> Tensor:
         return self.net(self.seed).reshape(self.shape)
 
+    @torch.no_grad()
+    def reset(self, index: int) -> None:
+        """Re-initialise the output units of ``tensor[index]`` (Glorot-uniform over the whole layer's fans)."""
+        last = self.net[-1]
+        per_entry = last.out_features // self.shape[0]
+        rows = slice(index * per_entry, (index + 1) * per_entry)
+        bound = math.sqrt(6.0 / (last.in_features + last.out_features))
+        last.weight[rows].uniform_(-bound, bound)
+        last.bias[rows] = 0.0
+
 
 class SpatialTransformerParams(PluginParams):
     image_size: int = Field(32, ge=8)
@@ -91,6 +101,11 @@ class SpatialTransformerDecoder(Decoder):
         grid = F.affine_grid(theta, [b * n, joint.shape[1], size, size], align_corners=False)
         warped = F.grid_sample(joint, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return warped.reshape(b, n, *warped.shape[1:])
+
+    def reset_object(self, index: int) -> bool:
+        self.mask_template.reset(index)
+        self.content_template.reset(index)
+        return True
 
     def forward(self, q: Tensor) -> Tensor:
         """positions (B, N, 2) → frames (B, C, H, W)."""

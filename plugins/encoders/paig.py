@@ -1,11 +1,28 @@
 """PAIG's localisation encoder and velocity estimator (paig reference §2.1-2.2).
 
-A U-Net turns each frame into one mask per object plus a constant-logit background; each masked
-image goes through a localisation MLP shared by all objects, whose output is squashed into the image
-range. A second MLP, also shared by objects, estimates each object's velocity at the last input frame
-from its first ``input_steps`` positions.
+A U-Net turns each frame into one logit map per object (plus, by default, a 1×1 convolution of the
+image itself, so a slot can key on an object's colour before the U-Net has learned features). Two
+coordinate heads read positions off it:
+
+- ``soft_argmax`` (default): a softmax over each object's map taken over the pixels, whose expected
+  pixel coordinate is the position. Translation-equivariant and exact in pixel units from the first
+  step, so objects are found in a few hundred steps instead of thousands.
+- ``mlp`` (the original): the maps become masks by a softmax over the objects and a constant-logit
+  background; each masked image goes through a localisation MLP shared by all objects, whose output
+  is squashed into the image range.
+
+Two velocity estimators give each object's velocity at the last input frame from its first
+``input_steps`` positions:
+
+- ``differences`` (default): a learned linear combination of the frame-to-frame displacements
+  divided by ``dt``, started at the last backward difference, plus a small MLP correction started at
+  zero, so it is a sensible estimate before any training.
+- ``mlp`` (the original): an MLP on the raw positions, shared by objects.
 """
 from __future__ import annotations
+
+import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -64,21 +81,99 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+class SoftArgmaxHead(nn.Module):
+    """Logit maps (M, N, H, W) → expected pixel coordinates (M, N, 2) under a spatial softmax."""
+
+    def __init__(self, image_size: int) -> None:
+        super().__init__()
+        centres = torch.arange(image_size, dtype=torch.float32) + 0.5  # pixel i covers [i, i+1)
+        self.register_buffer("centres", centres, persistent=False)
+
+    def forward(self, logits: Tensor, images: Tensor) -> Tensor:
+        weights = torch.softmax(logits.flatten(2), dim=-1).unflatten(-1, logits.shape[-2:])
+        x = (weights.sum(-2) * self.centres).sum(-1)
+        y = (weights.sum(-1) * self.centres).sum(-1)
+        return torch.stack((x, y), dim=-1)
+
+
+class MaskedMLPHead(nn.Module):
+    """PAIG's head: per-pixel softmax masks over objects and background, masked images → MLP → tanh."""
+
+    def __init__(self, image_size: int, channels: int, hidden: int, dim: int) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.pool = 1 if image_size < 40 else 2  # the 64-px branch averages 2×2 before the MLP
+        self.mlp = mlp([channels * (image_size // self.pool) ** 2, hidden, hidden, dim], nn.ReLU)
+
+    def forward(self, logits: Tensor, images: Tensor) -> Tensor:
+        background = torch.full_like(logits[:, :1], BACKGROUND_LOGIT)
+        masks = torch.softmax(torch.cat([logits, background], dim=1), dim=1)[:, :-1]  # (M, N, H, W)
+        masked = masks.unsqueeze(2) * images.unsqueeze(1)  # (M, N, C, H, W)
+        if self.pool > 1:
+            masked = F.avg_pool2d(masked.flatten(0, 1), self.pool).unflatten(0, masks.shape[:2])
+        raw = self.mlp(masked.flatten(2))
+        return torch.tanh(raw) * self.image_size / 2 + self.image_size / 2
+
+
+class DifferenceVelocity(nn.Module):
+    """Velocity from displacements: linear in Δq/dt (starts as the last backward difference) plus
+    an MLP correction (starts at zero) for what a linear rule misses, e.g. a bounce between frames."""
+
+    def __init__(self, input_steps: int, dim: int, hidden: int, layers: int, dt: float, scale: float) -> None:
+        super().__init__()
+        self.dt, self.scale = dt, scale
+        self.combine = nn.Linear(input_steps - 1, 1, bias=False)
+        self.correct = mlp([(input_steps - 1) * dim] + [hidden] * layers + [dim], nn.Tanh)
+        glorot_init(self)
+        with torch.no_grad():
+            self.combine.weight.zero_()
+            self.combine.weight[0, -1] = 1.0
+            self.correct[-1].weight.zero_()
+
+    def forward(self, positions: Tensor) -> Tensor:
+        """positions (B, T_in, N, dim) → (B, N, dim)."""
+        b, _, n, d = positions.shape
+        rates = (positions[:, 1:] - positions[:, :-1]) / self.dt  # (B, T_in−1, N, dim)
+        linear = self.combine(rates.permute(0, 2, 3, 1)).squeeze(-1)
+        features = rates.permute(0, 2, 1, 3).reshape(b * n, -1) / self.scale
+        return linear + self.correct(features).reshape(b, n, d) * self.scale
+
+
+class MLPVelocity(nn.Module):
+    """PAIG's estimator: an MLP on the raw positions of each object, shared by objects."""
+
+    def __init__(self, input_steps: int, dim: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        self.mlp = mlp([input_steps * dim] + [hidden] * layers + [dim], nn.Tanh)
+
+    def forward(self, positions: Tensor) -> Tensor:
+        b, t_in, n, d = positions.shape
+        return self.mlp(positions.permute(0, 2, 1, 3).reshape(b * n, t_in * d)).reshape(b, n, d)
+
+
 class PaigEncoderParams(PluginParams):
     image_size: int = Field(32, ge=8)
     channels: int = Field(3, ge=1)
     n_objects: int = Field(2, ge=1)
     dim: int = Field(2, ge=1, le=2, description="coordinates per object")
     input_steps: int = Field(4, ge=1, description="frames the velocity MLP sees")
+    dt: float = Field(0.3, gt=0, description="time between frames (filled in from the data)")
+    coordinates: Literal["soft_argmax", "mlp"] = Field(
+        "soft_argmax", description="coordinate head: spatial soft-argmax of each object's map, or PAIG's MLP")
+    velocity: Literal["differences", "mlp"] = Field(
+        "differences", description="velocity estimator: on displacements (starts as a finite difference), or PAIG's MLP")
+    colour_path: float = Field(
+        20.0, ge=0, description="gain of a 1×1 convolution from the image straight to each object's map, "
+                               "so a slot can key on an object's colour from the start (0: off, as the original)")
     unet_base: int | None = Field(None, ge=1, description="U-Net width; default 8 below 40 px, else 16")
-    loc_hidden: int = Field(200, ge=1)
+    loc_hidden: int = Field(200, ge=1, description="width of the MLP coordinate head")
     vel_hidden: int = Field(100, ge=1)
     vel_layers: int = Field(2, ge=1, description="hidden tanh layers of the velocity MLP")
 
 
 class PaigUNetEncoder(Encoder):
     name = "paig_unet"
-    description = "PAIG: U-Net object masks + shared localisation MLP + velocity MLP (object coordinates)"
+    description = "PAIG: U-Net object maps + coordinate head (soft-argmax or MLP) + velocity estimator (object coordinates)"
     Params = PaigEncoderParams
     states = ("objects",)
 
@@ -88,37 +183,40 @@ class PaigUNetEncoder(Encoder):
         small = p.image_size < 40
         base = p.unet_base or (8 if small else 16)
         self.unet = UNet(p.channels, p.n_objects, base, depth=2 if small else 3)
-        self.pool = 1 if small else 2  # the 64-px branch averages 2×2 before the MLP
-        features = p.channels * (p.image_size // self.pool) ** 2
-        self.localise = mlp([features, p.loc_hidden, p.loc_hidden, p.dim], nn.ReLU)
-        self.velocity = mlp([p.input_steps * p.dim] + [p.vel_hidden] * p.vel_layers + [p.dim], nn.Tanh)
+        self.colour = nn.Conv2d(p.channels, p.n_objects, 1) if p.colour_path > 0 else None
+        self.head = (SoftArgmaxHead(p.image_size) if p.coordinates == "soft_argmax"
+                     else MaskedMLPHead(p.image_size, p.channels, p.loc_hidden, p.dim))
         glorot_init(self)
-
-    def masks(self, images: Tensor) -> Tensor:
-        """Softmax masks (M, N+1, H, W) over the objects and a constant background logit."""
-        logits = self.unet(images)
-        background = torch.full_like(logits[:, :1], BACKGROUND_LOGIT)
-        return torch.softmax(torch.cat([logits, background], dim=1), dim=1)
+        self.velocity = (  # one input frame shows no motion: the estimate is zero whichever is chosen
+            DifferenceVelocity(p.input_steps, p.dim, p.vel_hidden, p.vel_layers, p.dt, p.image_size)
+            if p.velocity == "differences" and p.input_steps > 1
+            else glorot_init(MLPVelocity(p.input_steps, p.dim, p.vel_hidden, p.vel_layers)))
 
     def locate(self, frames: Tensor) -> Tensor:
-        """frames (B, T, C, H, W) → positions (B, T, N, dim) in pixel units, inside (0, W)."""
+        """frames (B, T, C, H, W) → positions (B, T, N, dim) in pixel units."""
         b, t, c, h, w = frames.shape
         images = frames.reshape(b * t, c, h, w)
-        masks = self.masks(images)[:, :-1]  # (M, N, H, W)
-        masked = masks.unsqueeze(2) * images.unsqueeze(1)  # (M, N, C, H, W)
-        if self.pool > 1:
-            masked = F.avg_pool2d(masked.flatten(0, 1), self.pool).unflatten(0, masks.shape[:2])
-        raw = self.localise(masked.flatten(2))  # (M, N, dim)
-        size = self.params.image_size
-        return (torch.tanh(raw) * size / 2 + size / 2).reshape(b, t, self.params.n_objects, -1)
+        logits = self.unet(images)
+        if self.colour is not None:
+            logits = logits + self.params.colour_path * self.colour(images)
+        return self.head(logits, images).reshape(b, t, self.params.n_objects, -1)
 
     def estimate_velocity(self, positions: Tensor) -> Tensor:
         """positions (B, T_in, N, dim) → velocity at the last input frame (B, N, dim)."""
-        b, t_in, n, d = positions.shape
-        if t_in == 1:  # no motion to see: the original starts at rest
+        if positions.shape[1] == 1:  # no motion to see: the original starts at rest
             return torch.zeros_like(positions[:, 0])
-        per_object = positions.permute(0, 2, 1, 3).reshape(b * n, t_in * d)
-        return self.velocity(per_object).reshape(b, n, d)
+        return self.velocity(positions)
+
+    @torch.no_grad()
+    def reset_object(self, index: int) -> bool:
+        """Object ``index`` owns one output channel of the U-Net's last (1×1) convolution and of the
+        colour path: new random weights there give its slot another colour and feature preference."""
+        for conv in (self.unet.head, self.colour):
+            if conv is not None:
+                bound = math.sqrt(6.0 / (conv.in_channels + conv.out_channels))
+                conv.weight[index].uniform_(-bound, bound)
+                conv.bias[index] = 0.0
+        return True
 
     def forward(self, frames: Tensor) -> EncoderOutput:
         t_in = self.params.input_steps
