@@ -27,6 +27,7 @@ _FLAGS: dict[str, tuple[str | None, Any]] = {
     "integrator": ("integrator.name", Annotated[Optional[str], typer.Option(help="integrator plugin: euler, leapfrog, yoshida, rk4, dopri5, ...", rich_help_panel=PANEL)]),
     "encoder": ("encoder.name", Annotated[Optional[str], typer.Option(help="encoder plugin", rich_help_panel=PANEL)]),
     "decoder": ("decoder.name", Annotated[Optional[str], typer.Option(help="decoder plugin", rich_help_panel=PANEL)]),
+    "recipe": ("training.recipe", Annotated[Optional[str], typer.Option(help="PAIG training recipe: fast (default; minutes on a CPU) or paper (the original code's)", rich_help_panel=PANEL)]),
     "epochs": ("training.epochs", Annotated[Optional[int], typer.Option(help="training epochs", rich_help_panel=PANEL)]),
     "batch_size": ("training.batch_size", Annotated[Optional[int], typer.Option(help="sequences per batch", rich_help_panel=PANEL)]),
     "lr": ("training.lr", Annotated[Optional[float], typer.Option(help="learning rate", rich_help_panel=PANEL)]),
