@@ -19,5 +19,4 @@ def test_spring_color_is_learned_from_pixels_within_four_minutes(tmp_path):
     evaluation, params = metrics["eval"], metrics["params"]
     assert metrics["train"]["wall_s"] <= BUDGET_S + 30
     assert evaluation["recons_loss"] < 1.5, metrics  # both balls found
-    assert evaluation["pred_loss"] < 3.0, metrics  # and their motion predicted
-    assert params["k"]["rel_error"] < 0.10 and params["l"]["rel_error"] < 0.10, params
+    assert params["k"]["rel_error"] < 0.10 and params["l"]["rel_error"] < 0.10, params  # and their spring
