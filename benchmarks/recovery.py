@@ -12,6 +12,10 @@ dynamics learned when pred < 3.0, 30 for the 64-px digits) and can be set with `
     python benchmarks/recovery.py spring_color --seeds 0,1,2,3,4 --max-time 10m
     python benchmarks/recovery.py spring_color --seeds 0,1,2 --recipes fast,paper --max-time 10m
     python benchmarks/recovery.py spring_color --data their_spring_files/ --seeds 0,1,2
+    python benchmarks/recovery.py 3bp_color --max-time 20m --stop-at-success
+
+``--stop-at-success`` ends a run at the first validation that meets the criteria; its test row is then
+the model at that moment (the time-to-success column is when it stopped).
 """
 from __future__ import annotations
 
@@ -73,12 +77,13 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def run_seed(task: str, recipe: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_seed(task: str, recipe: str, seed: int, args: argparse.Namespace, criteria: Criteria) -> dict[str, Any]:
     flags = {"training.seed": seed, "training.device": args.device, "training.recipe": recipe,
              "training.max_time": args.max_time, "data.path": args.data, "logging.out": str(args.out / recipe),
              "logging.tensorboard": False, "logging.run_name": f"{task}-seed{seed}"}
     config = resolve_config(task=task, flags=flags, overrides=args.set)
-    return Trainer(config, log=lambda _msg: None, quiet=True, overwrite=True).fit()
+    stop_when = (lambda point: criteria.holds(point["valid"], point["params"])) if args.stop_at_success else None
+    return Trainer(config, log=lambda _msg: None, quiet=True, overwrite=True, stop_when=stop_when).fit()
 
 
 def row(recipe: str, seed: int, metrics: dict[str, Any], criteria: Criteria) -> dict[str, Any]:
@@ -133,6 +138,8 @@ def main() -> None:
     parser.add_argument("--recons-below", type=float, default=None)
     parser.add_argument("--pred-below", type=float, default=None)
     parser.add_argument("--param-tol", type=float, default=None, help="relative error allowed on each parameter")
+    parser.add_argument("--stop-at-success", action="store_true",
+                        help="end each run at the first validation that meets the criteria (then test it)")
     parser.add_argument("--out", type=Path, default=Path("runs/recovery"), help="parent of the run directories")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
@@ -147,7 +154,7 @@ def main() -> None:
     try:
         for seed in seeds:
             for recipe in recipes:  # interleaved, so a slower machine moment hits every recipe alike
-                rows.append(row(recipe, seed, run_seed(args.task, recipe, seed, args), criteria))
+                rows.append(row(recipe, seed, run_seed(args.task, recipe, seed, args, criteria), criteria))
                 print(f"done: recipe {recipe} seed {seed}", file=sys.stderr, flush=True)
     except PivfUserError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -91,7 +91,8 @@ class Trainer:
     """One run: builds everything from the config, then ``fit`` trains, evaluates and writes the run."""
 
     def __init__(self, config: ExperimentConfig, log: Log = print, run_dir: Path | None = None,
-                 quiet: bool = False, overwrite: bool = False) -> None:
+                 quiet: bool = False, overwrite: bool = False,
+                 stop_when: Callable[[dict[str, Any]], bool] | None = None) -> None:
         tcfg = config.training
         self.world = init_world(tcfg.device)
         self.device = resolve_device(local_device_name(self.world, tcfg.device))
@@ -120,6 +121,8 @@ class Trainer:
         self.quiet = quiet
         self.writer = None
         self.history: list[dict[str, Any]] = []  # one entry per validation: when, losses, parameters
+        self.stop_when = stop_when  # a caller's target, asked at each validation (e.g. a benchmark's success)
+        self.target_reached = False
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -286,6 +289,10 @@ class Trainer:
                 self.epoch, self.epoch_step, self.order = self.epoch + 1, 0, None
             self.wall = time.perf_counter() - started
             self._end_of_epoch(progress, batch_size, stopping=out_of_time)
+            if self.target_reached and self.epoch < tcfg.epochs:
+                stopped = "target"
+                self.log(f"stopped at step {self.step} after {self.wall:.0f} s: the validation met the caller's target")
+                break
             if out_of_time and self.epoch < tcfg.epochs:
                 stopped = "max_time"
                 self.log(f"stopped after {self.wall:.0f} s of training (training.max_time = {tcfg.max_time:g} s), "
@@ -326,6 +333,7 @@ class Trainer:
             self.history.append({"epoch": self.epoch, "step": self.step, "wall_s": round(self.wall, 2),
                                  "valid": self.objective.report(valid),
                                  "params": parameter_report(self.pipeline, self.dataset.info.ground_truth)})
+            self.target_reached = self.stop_when is not None and bool(self.stop_when(self.history[-1]))
             learned = ", ".join(f"{k}={v:.3f}" for k, v in self.pipeline.physics.learned_parameters().items())
             progress.message(f"epoch {self.epoch}/{tcfg.epochs}  " + "  ".join(f"{k} {v:.3f}" for k, v in valid.items())
                              + (f"  {learned}" if learned else ""))
