@@ -11,7 +11,8 @@ from pivf.core.hookspecs import hookimpl
 from pivf.core.registry import registry
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "decoder", "encoder", "hookimpl", "integrator", "list_plugins", "physics", "task"]
+__all__ = ["__version__", "decoder", "encoder", "hookimpl", "integrator", "list_plugins", "objective", "physics",
+           "task"]
 
 
 def physics(name: str, **params: Any):
@@ -32,6 +33,11 @@ def decoder(name: str, **params: Any):
 def encoder(name: str, **params: Any):
     """An encoder (an ``nn.Module``) with validated params."""
     return registry().create("encoder", name, **params)
+
+
+def objective(name: str, **params: Any):
+    """A training objective with validated params (``input_steps``, ``pred_steps`` and its own)."""
+    return registry().create("objective", name, **params)
 
 
 def task(name: str, **params: Any):

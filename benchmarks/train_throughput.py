@@ -21,11 +21,10 @@ import time
 import torch
 from torch import Tensor, nn
 
-from pivf.core.build import build_pipeline
+from pivf.core.build import build_objective, build_pipeline
 from pivf.core.config import resolve_config
 from pivf.core.data.dataset import as_float
 from pivf.core.model import EncoderOutput
-from pivf.core.objectives import make_objective
 from pivf.core.optim import make_optimizer
 from pivf.core.train import resolve_device
 
@@ -78,7 +77,7 @@ def main() -> None:
         if args.compile:
             module.compile()
         setattr(pipeline, part, module)
-    objective = make_objective(config)
+    objective = build_objective(config)
     params = [p for p in pipeline.parameters() if p.requires_grad]
     optimizer = make_optimizer(tcfg.optimizer, params, tcfg.lr)
     size, channels = config.data.image_size, config.data.channels

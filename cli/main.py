@@ -81,6 +81,27 @@ app.add_typer(data_app, name="data")
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="show full tracebacks for errors")] = False) -> None:
     _state["debug"] = debug
+    _plugin_warnings_on_one_line()
+
+
+def _plugin_warnings_on_one_line() -> None:
+    """A broken plugin is warned about on every command: one line, without Python's source echo."""
+    import warnings
+
+    from pivf.core.registry import PluginLoadWarning
+
+    shown = warnings.showwarning
+    if getattr(shown, "one_line_plugin_warnings", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if issubclass(category, PluginLoadWarning):
+            typer.echo(f"warning: {_one_line(Exception(str(message)))}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.one_line_plugin_warnings = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 @app.command("plugins")
@@ -226,7 +247,7 @@ def compare_command(
     configs = compare.sweep_configs(config, names, seed_list, Path(config.logging.out).expanduser())
     out = make_dir(config.logging.out, "--out")
     plan = compare.plan_sweep(configs, overwrite, log=typer.echo)
-    compare.write_layout(out, names)
+    compare.write_layout(out, config, names)
     failure = compare.run_sweep(plan, jobs, log=typer.echo)
     compare.finish_sweep(out, failure, log=typer.echo)
 

@@ -8,6 +8,7 @@ from pivf.core.config import ExperimentConfig, PluginChoice
 from pivf.core.data.dataset import Dataset, load_dataset
 from pivf.core.data.generate import ensure_dataset
 from pivf.core.errors import ConfigError, DataError
+from pivf.core.objective import Objective
 from pivf.core.pipeline import Pipeline
 from pivf.core.registry import registry
 
@@ -27,6 +28,10 @@ def build_pipeline(config: ExperimentConfig) -> Pipeline:
         decoder=create_plugin("decoder", config.decoder),
         dt=config.data.dt,
     )
+
+
+def build_objective(config: ExperimentConfig) -> Objective:
+    return create_plugin("objective", config.objective)
 
 
 def open_dataset(config: ExperimentConfig, log: Callable[[str], None] = print) -> Dataset:

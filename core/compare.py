@@ -34,7 +34,8 @@ from pivf.core.atomic import atomic_write_text
 from pivf.core.runs import run_finished
 
 Log = Callable[[str], None]
-LAYOUT_METRICS = ("valid/pred", "valid/recons", "valid/loss", "train/loss", "perf/samples_per_s")
+#: charted for every objective, after the objective's own headline metrics
+COMMON_LAYOUT_METRICS = ("valid/loss", "train/loss", "perf/samples_per_s")
 #: seconds between looks at the running processes, and granted to a stopped one before it is killed
 POLL_S = 0.2
 STOP_GRACE_S = 10.0
@@ -151,11 +152,14 @@ def finish_sweep(out: Path, failure: str | None, log: Log) -> None:
         raise PivfUserError(failure)
 
 
-def write_layout(out: Path, integrators: list[str]) -> None:
-    """A custom-scalars layout: one chart per metric, one line per integrator run."""
+def write_layout(out: Path, config: ExperimentConfig, integrators: list[str]) -> None:
+    """A custom-scalars layout: one chart per metric (the objective's headline metrics first), one
+    line per integrator run."""
     from torch.utils.tensorboard import SummaryWriter
 
-    layout = {"by integrator": {tag: ["Multiline", [f"^{tag}$"]] for tag in LAYOUT_METRICS}}
+    headline = registry().get("objective", config.objective.name).headline
+    tags = [f"valid/{metric}" for metric in headline] + list(COMMON_LAYOUT_METRICS)
+    layout = {"by integrator": {tag: ["Multiline", [f"^{tag}$"]] for tag in tags}}
     writer = SummaryWriter(log_dir=str(out))
     writer.add_custom_scalars(layout)
     writer.add_text("sweep", "integrators: " + ", ".join(integrators))

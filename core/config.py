@@ -1,6 +1,7 @@
 """The experiment config: pydantic models and the layering of its sources.
 
-Sources, lowest to highest priority: built-in defaults, the task preset, a YAML/TOML file
+Sources, lowest to highest priority: built-in defaults, the task's preset (``Task.preset``), the
+objective's recipe (``training.recipe``, from ``Objective.recipes``), a YAML/TOML file
 (``--config``), CLI flags, then ``--set section.field=value`` overrides. Plugin sections hold the
 plugin ``name`` plus that plugin's params; once the name is known the params are validated by the
 plugin's own model, so a typo in ``physics.k`` fails before anything runs.
@@ -18,12 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pivf.core.errors import ConfigError
 from pivf.core.plugin import format_validation_error
-from pivf.core.presets import DEFAULT_RECIPE, DEFAULT_TASK, PRESETS, RECIPES
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
+
+
+DEFAULT_TASK = "spring_color"
 
 
 class Section(BaseModel):
@@ -64,42 +67,18 @@ class TrainingConfig(Section):
     lr: float = Field(6e-4, gt=0)
     optimizer: Literal["rmsprop_tf", "rmsprop", "adam"] = "rmsprop_tf"
     grad_clip: float = Field(1.0, ge=0, description="element-wise gradient clip (0 disables)")
-    recipe: Literal["fast", "paper"] = Field(
-        "fast", description="PAIG training recipe layered over the task preset: 'fast' (minutes on a CPU) or "
-                            "'paper' (the original code's); see core/presets.py")
+    recipe: str | None = Field(None, description="a named config layer of the objective over the task preset "
+                                                 "(PAIG: 'fast', its default, or 'paper'); empty: the objective's "
+                                                 "first recipe, if it has any")
     physics_lr: float | None = Field(None, gt=0, description="learning rate of the physical parameters (default: lr)")
-    warmup_steps: int = Field(0, ge=0, description="steps of reconstruction alone before prediction is trained")
-    horizon_steps: int = Field(0, ge=0, description="steps over which the trained prediction horizon grows from "
-                                                   "1 frame to data.pred_steps after warm-up (0: all at once)")
-    discovery_share: float = Field(0.0, ge=0, lt=1, description="during warm-up, re-initialise an object slot "
-                                    "that explains less than this share of what the best slot explains, and start "
-                                    "prediction once every slot explains an object (0: off)")
-    latent_weight: float = Field(0.0, ge=0, description="weight of the squared distance between rolled-out and "
-                                                        "encoded states of the predicted frames")
     anneal_at: float = Field(0.75, gt=0, le=1, description="fraction of the epochs (or of max_time, whichever "
                                                          "is further along) after which lr is multiplied by anneal_factor")
     anneal_factor: float = Field(0.2, gt=0, le=1)
-    recons_weight: float = Field(3.0, ge=0, description="α in loss = pred + α·recons")
-    objective: Literal["paig", "hgn"] = "paig"
     seed: int = Field(0, ge=0, lt=2**64)
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     eval_every: int = Field(10, ge=1, description="epochs between validations")
     max_time: float | None = Field(None, gt=0, description="wall-clock budget of the training loop in seconds; "
                                                           "when spent, the run stops and is evaluated and written")
-
-
-class HgnConfig(Section):
-    """Settings of the HGN objective (``training.objective: hgn``)."""
-
-    mode: Literal["predict", "reconstruct"] = Field(
-        "predict", description="predict: infer from the first input_steps frames and predict the rest; "
-                               "reconstruct: reconstruct the given sequence (autoencoding)")
-    variational: bool = True
-    kl_weight: float = Field(1e-2, ge=0, description="fixed β of the KL term (when geco is off)")
-    geco: bool = False
-    geco_tolerance: float = Field(0.033, gt=0, description="GECO: per-pixel RMS error the constraint aims at")
-    geco_alpha: float = Field(0.99, ge=0, lt=1, description="GECO: moving-average factor of the constraint")
-    geco_rate: float = Field(0.1, gt=0, description="GECO: speed of the Lagrange multiplier update")
 
 
 class LoggingConfig(Section):
@@ -127,15 +106,17 @@ class ExperimentConfig(BaseModel):
     integrator: PluginChoice = PluginChoice(name="euler")
     encoder: PluginChoice = PluginChoice(name="paig_unet")
     decoder: PluginChoice = PluginChoice(name="spatial_transformer")
+    objective: PluginChoice = PluginChoice(name="paig")
     training: TrainingConfig = TrainingConfig()
-    hgn: HgnConfig = HgnConfig()
     logging: LoggingConfig = LoggingConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
 
 
-PLUGIN_SECTIONS = {"physics": "physics", "integrator": "integrator", "encoder": "encoder", "decoder": "decoder"}
+#: config section → plugin kind; the objective comes first, as it decides params of the others
+PLUGIN_SECTIONS = {"objective": "objective", "physics": "physics", "integrator": "integrator", "encoder": "encoder",
+                   "decoder": "decoder"}
 
 
 # --- sources ----------------------------------------------------------------------------------
@@ -166,6 +147,32 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
     check_values(data, f"config file {path}")
+    return upgrade_legacy(data, str(path))
+
+
+#: PAIG settings that sat in ``training:`` before the objective became a plugin section
+_LEGACY_PAIG_FIELDS = ("recons_weight", "warmup_steps", "horizon_steps", "discovery_share", "latent_weight")
+
+
+def upgrade_legacy(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """A config written before objectives were plugins (``training.objective``, PAIG's weights in
+    ``training:``, an ``hgn:`` section), as an ``objective:`` section, so old runs still evaluate
+    and resume. Each old run recorded every field, so the fields of the objective it did not use go."""
+    training = data.get("training")
+    training = training if isinstance(training, dict) else {}
+    if "objective" not in training and "hgn" not in data and not any(k in training for k in _LEGACY_PAIG_FIELDS):
+        return data
+    if isinstance(data.get("objective"), dict):
+        raise ConfigError(f"{where}: 'objective:' and the old 'training.objective' / 'hgn:' settings are both "
+                          f"given; keep the objective section only")
+    data, training = copy.deepcopy(data), copy.deepcopy(training)
+    name = training.pop("objective", None) or "paig"
+    paig = {key: training.pop(key) for key in _LEGACY_PAIG_FIELDS if key in training}
+    hgn = data.pop("hgn", None) or {}
+    if name == "hgn":
+        training.pop("recipe", None)  # recipes were PAIG's alone and ignored by HGN runs
+    data["objective"] = {"name": name, **(hgn if name == "hgn" else paig if name == "paig" else {})}
+    data["training"] = training
     return data
 
 
@@ -248,12 +255,18 @@ def resolve_config(
     check_values(set_layer, "--set")
 
     chosen_task = _first("data.task", set_layer, {"data": {"task": task}}, flag_layer, file_layer) or DEFAULT_TASK
-    preset = PRESETS.get(chosen_task, {})
-    layers = [ExperimentConfig().to_dict(), preset]
-    if _first("training.objective", set_layer, flag_layer, file_layer, preset) in (None, "paig"):
-        recipe = _first("training.recipe", set_layer, flag_layer, file_layer) or DEFAULT_RECIPE
-        layers.append(RECIPES.get(recipe, {}))  # an unknown name is reported by validation below
-    layers.extend([file_layer, flag_layer, set_layer, {"data": {"task": chosen_task}}])
+    preset = _plugin_attribute("task", chosen_task, "preset")
+    defaults = ExperimentConfig().to_dict()
+    layers = [defaults, preset]
+    objective = _first("objective.name", set_layer, flag_layer, file_layer, preset, defaults)
+    recipes = _plugin_attribute("objective", objective, "recipes")
+    recipe = _first("training.recipe", set_layer, flag_layer, file_layer) or next(iter(recipes), None)
+    if recipe is not None and recipe not in recipes:
+        known = ", ".join(recipes) or "none"
+        raise ConfigError(f"training.recipe: objective '{objective}' has no recipe '{recipe}'; available: {known}")
+    if recipe is not None:
+        layers.append(recipes[recipe])
+    layers.extend([file_layer, flag_layer, set_layer, {"data": {"task": chosen_task}, "training": {"recipe": recipe}}])
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = deep_merge(merged, layer)
@@ -264,6 +277,16 @@ def resolve_config(
     if validate_plugins:
         config = validate_plugin_sections(config)
     return config
+
+
+def _plugin_attribute(kind: str, name: Any, attribute: str) -> dict[str, Any]:
+    """A config layer a plugin declares (a task's preset, an objective's recipes); empty when no
+    plugin of that name is installed (validation then names the problem)."""
+    from pivf.core.registry import registry
+
+    if not isinstance(name, str) or name not in registry().names(kind):
+        return {}
+    return getattr(registry().get(kind, name), attribute)
 
 
 def _first(dotted: str, *layers: dict[str, Any]) -> Any:
@@ -281,14 +304,11 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
 
 
 def data_implied_params(config: ExperimentConfig) -> dict[str, Any]:
-    """Plugin params the data decides (and the HGN objective, for the encoder's KL): a plugin whose
-    params model has one of these fields gets the value from here, so sizes always agree."""
+    """Plugin params the data decides: a plugin whose params model has one of these fields gets the
+    value from here, so sizes always agree."""
     data = config.data
-    implied: dict[str, Any] = {"image_size": data.image_size, "channels": data.channels,
-                               "n_objects": data.n_objects, "input_steps": data.input_steps, "dt": data.dt}
-    if config.training.objective == "hgn":
-        implied["variational"] = config.hgn.variational
-    return implied
+    return {"image_size": data.image_size, "channels": data.channels, "n_objects": data.n_objects,
+            "input_steps": data.input_steps, "pred_steps": data.pred_steps, "dt": data.dt}
 
 
 def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
@@ -297,10 +317,11 @@ def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
     from pivf.core.registry import registry
 
     reg = registry()
-    if config.data.task not in reg.names("task"):  # it names the run and decides the metrics' labels
-        known = ", ".join(reg.names("task"))
-        raise ConfigError(f"data.task: unknown task '{config.data.task}'; available: {known}")
-    implied = data_implied_params(config)
+    try:  # the task names the run and decides the metrics' labels
+        reg.get("task", config.data.task)
+    except Exception as exc:
+        raise type(exc)(f"data.task: {exc}") from None
+    implied = {field: (f"data.{field}", value) for field, value in data_implied_params(config).items()}
     resolved = config.to_dict()
     for section, kind in PLUGIN_SECTIONS.items():
         choice: PluginChoice = getattr(config, section)
@@ -309,16 +330,18 @@ def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
         except Exception as exc:
             raise type(exc)(f"{section}.name: {exc}") from None
         params = dict(choice.params)
-        for field, value in implied.items():
+        for field, (origin, value) in implied.items():
             if field not in cls.Params.model_fields:
                 continue
             if field in params and params[field] != value:
-                origin = "hgn.variational" if field == "variational" else f"data.{field}"
                 raise ConfigError(f"{section}.{field} = {params[field]!r} conflicts with {origin} = {value!r}; "
                                   f"set {origin} instead")
             params[field] = value
         validated = cls.validate_params(params)
         resolved[section] = {"name": choice.name, **json.loads(validated.model_dump_json())}
+        if kind == "objective":
+            implied.update({field: (f"objective.{field}", value)
+                            for field, value in cls.implied_params(validated).items()})
     config = ExperimentConfig.model_validate(resolved)
     check_compatibility(config)
     return config
@@ -333,6 +356,7 @@ def check_compatibility(config: ExperimentConfig) -> None:
     integrator = reg.get("integrator", config.integrator.name)
     encoder = reg.get("encoder", config.encoder.name)
     decoder = reg.get("decoder", config.decoder.name)
+    objective = reg.get("objective", config.objective.name)
     if physics.has_constraints and not integrator.supports_constraints:
         raise ConfigError(
             f"integrator '{integrator.name}' cannot apply the hard constraints (wall bounces) of physics "
@@ -343,7 +367,7 @@ def check_compatibility(config: ExperimentConfig) -> None:
         if len(set(values.values())) > 1:
             raise ConfigError("the latent state must have one shape: " + ", ".join(
                 f"{section}.{field} = {value}" for section, value in values.items()) + " differ")
-    for section, plugin in (("encoder", encoder), ("decoder", decoder)):
+    for section, plugin in (("encoder", encoder), ("decoder", decoder), ("objective", objective)):
         if physics.state not in plugin.states:
             fitting = [n for n in reg.names(section) if physics.state in reg.get(section, n).states]
             raise ConfigError(

@@ -7,13 +7,13 @@ from typing import Any
 
 import torch
 
-from pivf.core.build import build_pipeline, open_dataset
+from pivf.core.build import build_objective, build_pipeline, open_dataset
 from pivf.core.config import ExperimentConfig
 from pivf.core.data.dataset import Dataset, as_float
 from pivf.core.images import frame_grid, save_png
 from pivf.core.checkpoints import checkpoint_path, load_checkpoint, restoring
 from pivf.core.errors import PivfUserError
-from pivf.core.objectives import make_objective
+from pivf.core.inference import predict, sample
 from pivf.core.pipeline import Pipeline
 from pivf.core.report import parameter_report
 from pivf.core.train import Log, describe_device, load_run_config, resolve_device
@@ -40,7 +40,7 @@ def restore(run_dir: Path, checkpoint: str, device: str, log: Log) -> tuple[Expe
 def evaluate_run(run_dir: Path, checkpoint: str = "best", device: str = "auto", log: Log = print) -> dict[str, Any]:
     config, state, pipeline, dataset = restore(run_dir, checkpoint, device, log)
     torch_device = next(pipeline.parameters()).device
-    objective = make_objective(config)
+    objective = build_objective(config)
     test = objective.evaluate(pipeline, dataset.test.to(torch_device), config.training.batch_size)
     return {"task": config.data.task, "physics": config.physics.name, "integrator": config.integrator.name,
             "checkpoint": checkpoint, "epoch": state["epoch"], "device": describe_device(torch_device),
@@ -53,15 +53,13 @@ def render_rollouts(run_dir: Path, out: Path, n: int = 4, steps: int = 30, speed
     """A PNG of rollouts: from the first ``n`` test sequences (truth row above each prediction), or,
     with ``prior``, from states sampled from the encoder's prior. A negative ``speed`` runs time
     backwards from the inferred state; 2 plays twice as fast."""
-    from pivf.core.hgn import predict, sample  # the inference helpers work for any pipeline
-
     config, _, pipeline, dataset = restore(run_dir, checkpoint, device, log)
     torch_device = next(pipeline.parameters()).device
     if prior:
         rows = list(sample(pipeline, n, steps, speed, torch.Generator(device=torch_device).manual_seed(0)))
     else:
         frames = as_float(dataset.test[:n].to(torch_device))
-        predicted = predict(pipeline, frames[:, : make_objective(config).train_length], steps, speed)
+        predicted = predict(pipeline, frames[:, : build_objective(config).train_length], steps, speed)
         rows = [row for pair in zip(frames, predicted) for row in pair]
     save_png(frame_grid(rows), Path(out))
     return Path(out)

@@ -36,6 +36,11 @@ def pivf_encoders() -> list[type]:
 
 
 @hookspec
+def pivf_objectives() -> list[type]:
+    """Objectives (``pivf.core.objective.Objective``): what is predicted, how it is scored and trained."""
+
+
+@hookspec
 def pivf_tasks() -> list[type]:
     """Dataset tasks (``pivf.core.data.task.Task``): generate and render sequences for ``pivf data generate``."""
 
@@ -46,5 +51,6 @@ HOOK_OF_KIND: dict[str, str] = {
     "integrator": "pivf_integrators",
     "decoder": "pivf_decoders",
     "encoder": "pivf_encoders",
+    "objective": "pivf_objectives",
     "task": "pivf_tasks",
 }

@@ -24,6 +24,7 @@ class Integrator(Plugin):
     """Base for integrator plugins; a fixed-step method only overrides ``step``."""
 
     kind: ClassVar[str] = "integrator"
+    required_methods = (("step",), ("rollout",))
     Params: ClassVar[type[PluginParams]] = IntegratorParams
     #: global order of accuracy, checked by a convergence test
     order: ClassVar[int] = 1

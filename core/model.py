@@ -34,6 +34,7 @@ class Encoder(Plugin, nn.Module):
     """
 
     kind: ClassVar[str] = "encoder"
+    required_methods = (("forward",),)
     states: ClassVar[tuple[StateKind, ...]] = ("objects",)
 
     def __init__(self, params: PluginParams | None = None) -> None:
@@ -56,6 +57,7 @@ class Decoder(Plugin, nn.Module):
     """
 
     kind: ClassVar[str] = "decoder"
+    required_methods = (("forward",),)
     states: ClassVar[tuple[StateKind, ...]] = ("objects",)
 
     def __init__(self, params: PluginParams | None = None) -> None:

@@ -28,6 +28,7 @@ class PhysicsSystem(Plugin, nn.Module):
     """Base class for physics plugins (an ``nn.Module`` so its physical parameters can be learned)."""
 
     kind: ClassVar[str] = "physics"
+    required_methods = (("hamiltonian",), ("dq_dt", "dp_dt"))
     #: what q is (see ``StateKind``); encoders and decoders declare which kinds they handle
     state: ClassVar[StateKind] = "objects"
     #: values used to generate data; the params model holds the *initial* values a learner starts from

@@ -1,9 +1,11 @@
-"""What every plugin class carries: a name, a one-line description and a params model."""
+"""What every plugin class carries: a name, a one-line description, a params model, and the methods
+its kind requires; ``contract_problems`` checks all of it when the plugin loads."""
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticUndefined
 
 from pivf.core.errors import PluginParamsError
 
@@ -21,6 +23,8 @@ class Plugin:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Params: ClassVar[type[PluginParams]] = PluginParams
+    #: methods a plugin of this kind defines: one of these groups, every method in it overridden
+    required_methods: ClassVar[tuple[tuple[str, ...], ...]] = ()
 
     @classmethod
     def validate_params(cls, params: dict[str, Any] | PluginParams | None = None) -> PluginParams:
@@ -34,15 +38,47 @@ class Plugin:
             raise PluginParamsError(format_validation_error(exc, where, sorted(cls.Params.model_fields))) from None
 
 
+def contract_problems(cls: Any, base: type[Plugin]) -> list[str]:
+    """What keeps ``cls`` from working as a plugin of ``base``'s kind, one phrase each."""
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        return [f"is not a subclass of {base.__module__}.{base.__qualname__}"]
+    problems = []
+    if not cls.name:
+        problems.append("has no name")
+    if not cls.description or "\n" in cls.description:
+        problems.append("needs a one-line description")
+    if not (isinstance(cls.Params, type) and issubclass(cls.Params, PluginParams)):
+        problems.append("Params must subclass pivf.core.plugin.PluginParams (which refuses unknown fields)")
+    else:
+        problems.extend(default_problems(cls.Params))
+    groups = base.required_methods
+    if groups and not any(all(getattr(cls, m) is not getattr(base, m) for m in group) for group in groups):
+        problems.append("defines none of " + " or ".join("/".join(group) for group in groups))
+    return problems
+
+
+def default_problems(params: type[PluginParams]) -> list[str]:
+    """The defaults of ``params`` that violate their own fields (pydantic does not check defaults)."""
+    defaults = {name: field.get_default(call_default_factory=True) for name, field in params.model_fields.items()
+                if field.default is not PydanticUndefined or field.default_factory is not None}
+    try:
+        params.model_validate(defaults)
+    except ValidationError as exc:
+        return [f"the default of {'.'.join(str(part) for part in err['loc']) or 'Params'} is invalid: "
+                f"{err['msg'].removeprefix('Value error, ')}"
+                for err in exc.errors(include_url=False) if err["type"] != "missing"]
+    return []
+
+
 def format_validation_error(exc: ValidationError, where: str, allowed: list[str] | None = None) -> str:
     """One line per problem, naming the field; pydantic's own text spans several lines and a URL."""
     problems = []
     for err in exc.errors(include_url=False):
-        field = ".".join(str(part) for part in err["loc"]) or "(root)"
-        msg = err["msg"]
+        field = ".".join(str(part) for part in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
         elif "input" in err and not isinstance(err["input"], dict):
             msg += f" (got {err['input']!r})"
-        problems.append(f"{field}: {msg}")
+        problems.append(f"{field}: {msg}" if field else msg)
     return f"{where}: " + "; ".join(problems)

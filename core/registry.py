@@ -1,34 +1,49 @@
-"""Entry-point discovery and lookup by name.
+"""Entry-point discovery through pluggy, checks at load time, and lookup by name.
 
-Every plugin, built-in or third-party, is a module under the ``pivf`` entry-point group. Loading is
-forgiving: a third-party module that fails to import is recorded as broken (with the reason) and
-warned about, and everything else keeps working. Set ``PIVF_DISABLE_PLUGIN_AUTOLOAD=1`` to load only
-the plugins that ship with pivf itself: modules under ``pivf.plugins`` registered by the distribution
-named pivf (a stray dist-info that merely calls itself pivf neither counts as built-in nor hides the
-real one).
+Every plugin, built-in or third-party, is a module under the ``pivf`` entry-point group. Each module
+is registered with a pluggy ``PluginManager`` (which checks its hook signatures against
+``core/hookspecs.py``) and its hooks are called through the manager. Loading is forgiving but
+strict about contracts: a module that fails to import, implements a hook that does not exist (a
+misspelling), leaves ``@pivf.hookimpl`` off, or returns a class that breaks its kind's contract
+(wrong base class, a params model that is not ``PluginParams`` or whose defaults violate its own
+fields, no equations of motion, ...) becomes a ``broken`` row with the reason, warned about in one
+line, and everything else keeps working. An error about a name that failed to load says so.
+
+Which third-party plugins load (built-ins always do, unless named in the deny list):
+
+- ``PIVF_DISABLE_PLUGIN_AUTOLOAD=1``: none; only the plugins that ship with pivf (modules under
+  ``pivf.plugins`` registered by the distribution named pivf: a stray dist-info that merely calls
+  itself pivf neither counts as built-in nor hides the real one).
+- ``PIVF_PLUGINS=a,b``: only these (entry-point or distribution names).
+- ``PIVF_DISABLE_PLUGINS=a,b``: not these, built-ins included; this settles a name clash.
 """
 from __future__ import annotations
 
 import difflib
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import EntryPoint, distributions
+from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from pivf.core import hookspecs
 from pivf.core.errors import PluginConflictError, UnknownPluginError
-from pivf.core.plugin import Plugin
+from pivf.core.plugin import Plugin, contract_problems
 
 DISABLE_AUTOLOAD_ENV = "PIVF_DISABLE_PLUGIN_AUTOLOAD"
+ALLOW_ENV = "PIVF_PLUGINS"
+DENY_ENV = "PIVF_DISABLE_PLUGINS"
 BUILTIN_DISTRIBUTION = "pivf"
 BUILTIN_PACKAGE = "pivf.plugins."
+#: kind of a row whose module failed before it could say what it provides
+UNKNOWN_KIND = "?"
 
 
 class PluginLoadWarning(UserWarning):
-    """A third-party plugin could not be loaded; the rest of pivf still works."""
+    """A plugin could not be loaded; the rest of pivf still works."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +55,7 @@ class PluginInfo:
     description: str
     distribution: str
     version: str
-    status: str  # "ok", "broken" or "conflict"
+    status: str  # "ok", "broken", "conflict" or "disabled"
     error: str = ""
     cls: type[Plugin] | None = None
 
@@ -49,6 +64,11 @@ class PluginInfo:
         if self.error:
             row["error"] = self.error
         return row
+
+
+def _names_from_env(variable: str) -> set[str] | None:
+    value = os.environ.get(variable, "").strip()
+    return {name.strip() for name in value.split(",") if name.strip()} if value else None
 
 
 def _autoload_disabled() -> bool:
@@ -73,6 +93,42 @@ def _is_builtin(ep: EntryPoint, dist: str) -> bool:
     return dist == BUILTIN_DISTRIBUTION and ep.value.startswith(BUILTIN_PACKAGE)
 
 
+def base_class(kind: str) -> type[Plugin]:
+    """The class every plugin of ``kind`` subclasses (imported late: those modules use the registry)."""
+    from pivf.core.data.task import Task
+    from pivf.core.integrator import Integrator
+    from pivf.core.model import Decoder, Encoder
+    from pivf.core.objective import Objective
+    from pivf.core.physics import PhysicsSystem
+
+    bases: dict[str, type[Plugin]] = {"physics": PhysicsSystem, "integrator": Integrator, "decoder": Decoder,
+                                      "encoder": Encoder, "objective": Objective, "task": Task}
+    return bases[kind]
+
+
+def _hook_problems(module: ModuleType, manager: pluggy.PluginManager) -> list[str]:
+    """Hooks of ``module`` that pivf would never call: unknown names, and known names left unmarked."""
+    problems = []
+    known = list(hookspecs.HOOK_OF_KIND.values())
+    for caller in manager.get_hookcallers(module) or []:
+        if not caller.has_spec():
+            hint = difflib.get_close_matches(caller.name, known, n=1)
+            problems.append(f"unknown hook '{caller.name}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+    marker = f"{hookspecs.PROJECT}_impl"
+    for attribute in dir(module):
+        function = getattr(module, attribute, None)
+        if callable(function) and not hasattr(function, marker) and (
+                attribute in known or difflib.get_close_matches(attribute, known, n=1, cutoff=0.85)):
+            problems.append(f"'{attribute}' is not marked with @pivf.hookimpl, so it is never called")
+    return problems
+
+
+def _broken(kind: str, name: str, dist: str, version: str, source: str, reason: str) -> PluginInfo:
+    """A broken row, warned about in one line."""
+    warnings.warn(f"pivf plugin '{name}' from {dist} failed to load: {reason}", PluginLoadWarning, stacklevel=5)
+    return PluginInfo(kind, name, source, dist, version, "broken", reason)
+
+
 class Registry:
     """All plugins found through entry points, indexed by kind and name."""
 
@@ -80,70 +136,128 @@ class Registry:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
         self.autoload_third_party = not _autoload_disabled() if autoload_third_party is None else autoload_third_party
-        self._rows: list[PluginInfo] = []
+        self.allowed, self.denied = _names_from_env(ALLOW_ENV), _names_from_env(DENY_ENV) or set()
+        self._disabled: list[PluginInfo] = []  # left out by the deny list
         self._by_key: dict[tuple[str, str], list[PluginInfo]] = {}
         self._load_entry_points()
 
+    # --- loading ---------------------------------------------------------------------------------
+    def _selected(self, ep: EntryPoint, dist: str) -> bool:
+        if {ep.name, dist} & self.denied:
+            return False
+        if _is_builtin(ep, dist):
+            return True
+        return self.autoload_third_party and (self.allowed is None or bool({ep.name, dist} & self.allowed))
+
     def _load_entry_points(self) -> None:
         seen: set[str] = set()
+        loaded: list[PluginInfo] = []
         for ep in _entry_points():
             dist, version = _distribution_of(ep)
-            if not _is_builtin(ep, dist) and not self.autoload_third_party:
-                continue
             if ep.value in seen:  # the same module listed twice (e.g. an editable and a regular install)
                 continue
             seen.add(ep.value)
-            try:
-                module = ep.load()
-                self.manager.register(module, name=ep.value)
-                rows = list(self._collect(module, dist, version))
-            except Exception as exc:  # noqa: BLE001 - any failure in foreign code must not break pivf
-                reason = f"{type(exc).__name__}: {exc}"
-                warnings.warn(f"pivf plugin '{ep.name}' from {dist} failed to load: {reason}", PluginLoadWarning, stacklevel=2)
-                self._rows.append(PluginInfo("?", ep.name, f"entry point {ep.value}", dist, version, "broken", reason))
-                continue
-            for row in rows:
-                self._by_key.setdefault((row.kind, row.name), []).append(row)
-        for rows in self._by_key.values():
-            if len(rows) > 1:
-                rows[:] = [PluginInfo(**{**r.__dict__, "status": "conflict"}) for r in rows]
-            self._rows.extend(rows)
+            if self._selected(ep, dist):
+                loaded.extend(self._load_entry_point(ep, dist, version))
+            elif {ep.name, dist} & self.denied:
+                self._disabled.append(PluginInfo(UNKNOWN_KIND, ep.name, f"entry point {ep.value}", dist, version,
+                                             "disabled", f"named in {DENY_ENV}"))
+        self._index(loaded)
 
-    def _collect(self, module: Any, dist: str, version: str):
+    def add_module(self, module: ModuleType, distribution: str, version: str = "") -> None:
+        """Register a module of hooks that no entry point names (``pivf.testing.registered``)."""
+        self._index(self._register(module, module.__name__, distribution, version))
+
+    def _index(self, rows: list[PluginInfo]) -> None:
+        """Add rows; several working providers of one kind and name are all marked as a conflict."""
+        for row in rows:
+            self._by_key.setdefault((row.kind, row.name), []).append(row)
+        for key in {(row.kind, row.name) for row in rows}:
+            group = self._by_key[key]
+            if key[0] != UNKNOWN_KIND and len([r for r in group if r.status in ("ok", "conflict")]) > 1:
+                group[:] = [replace(r, status="conflict") if r.status == "ok" else r for r in group]
+
+    def _load_entry_point(self, ep: EntryPoint, dist: str, version: str) -> list[PluginInfo]:
+        try:
+            module = ep.load()
+        except Exception as exc:  # noqa: BLE001 - any failure in foreign code must not break pivf
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            return [_broken(UNKNOWN_KIND, ep.name, dist, version, f"entry point {ep.value}", reason)]
+        return self._register(module, ep.name, dist, version)
+
+    def _register(self, module: ModuleType, label: str, dist: str, version: str) -> list[PluginInfo]:
+        """The rows of one module of hooks: one per class its hooks return, or one broken row."""
+        source = f"module {module.__name__}"
+        try:
+            self.manager.register(module, name=module.__name__)
+        except Exception as exc:  # noqa: BLE001 - e.g. a hook whose arguments the spec does not have
+            return [_broken(UNKNOWN_KIND, label, dist, version, source, f"{type(exc).__name__}: {exc}")]
+        problems = _hook_problems(module, self.manager)
+        if problems:
+            self.manager.unregister(module)
+            return [_broken(UNKNOWN_KIND, label, dist, version, source, "; ".join(problems))]
+        rows = []
+        others = [plugin for plugin in self.manager.get_plugins() if plugin is not module]
         for kind, hook_name in hookspecs.HOOK_OF_KIND.items():
-            hook = getattr(module, hook_name, None)
-            if hook is None:
+            call = self.manager.subset_hook_caller(hook_name, remove_plugins=others)
+            try:
+                returned = [cls for classes in call() for cls in classes]
+            except Exception as exc:  # noqa: BLE001
+                rows.append(_broken(kind, label, dist, version, source,
+                                    f"{hook_name}() raised {type(exc).__name__}: {exc}"))
                 continue
-            for cls in hook():
-                if not (isinstance(cls, type) and issubclass(cls, Plugin) and cls.name):
-                    raise TypeError(f"{hook_name} returned {cls!r}, not a named pivf plugin class")
-                if cls.kind != kind:
-                    raise TypeError(f"{cls.__name__} is a {cls.kind or 'plugin'} but was returned by {hook_name}")
-                yield PluginInfo(kind, cls.name, cls.description, dist, version, "ok", cls=cls)
+            for cls in returned:
+                problems = contract_problems(cls, base_class(kind))
+                name = getattr(cls, "name", "") or getattr(cls, "__name__", repr(cls))
+                rows.append(_broken(kind, name, dist, version, source, f"{getattr(cls, '__qualname__', repr(cls))} "
+                                    + "; ".join(problems)) if problems
+                            else PluginInfo(kind, name, cls.description, dist, version, "ok", cls=cls))
+        if not rows:
+            rows.append(_broken(UNKNOWN_KIND, label, dist, version, source,
+                                "implements no pivf hook (see pivf/core/hookspecs.py)"))
+        return rows
 
+    # --- lookup ----------------------------------------------------------------------------------
     def rows(self, kind: str | None = None) -> list[PluginInfo]:
+        """Rows of ``kind`` (with the broken rows whose kind is unknown: they may be of it), or all."""
         order = list(hookspecs.HOOK_OF_KIND)
-        rows = [r for r in self._rows if kind is None or r.kind == kind]
+        rows = [r for r in self._all_rows() if kind is None or r.kind == kind
+                or (r.kind == UNKNOWN_KIND and r.status == "broken")]
         return sorted(rows, key=lambda r: (order.index(r.kind) if r.kind in order else len(order), r.name))
 
+    def _all_rows(self) -> list[PluginInfo]:
+        return [row for group in self._by_key.values() for row in group] + self._disabled
+
     def names(self, kind: str) -> list[str]:
-        return sorted({r.name for r in self._rows if r.kind == kind and r.status != "broken"})
+        return sorted({r.name for r in self._all_rows() if r.kind == kind and r.status in ("ok", "conflict")})
 
     def get(self, kind: str, name: str) -> type[Plugin]:
-        """The plugin class of that kind and name, or a one-line error listing the known names."""
+        """The plugin class of that kind and name, or a one-line error saying why not."""
         if kind not in hookspecs.HOOK_OF_KIND:
             raise UnknownPluginError(f"unknown plugin kind '{kind}'; known kinds: {', '.join(hookspecs.HOOK_OF_KIND)}")
-        rows = self._by_key.get((kind, name))
+        rows = [r for r in self._by_key.get((kind, name), []) if r.status != "broken"]
         if not rows:
-            known = self.names(kind)
-            hint = difflib.get_close_matches(name, known, n=1)
-            did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise UnknownPluginError(f"unknown {kind} '{name}'{did_you_mean}; available: {', '.join(known) or 'none'}")
+            raise UnknownPluginError(self._why_missing(kind, name))
         if len(rows) > 1:
             providers = " and ".join(sorted(f"{r.distribution} {r.version}".strip() for r in rows))
-            raise PluginConflictError(f"{kind} '{name}' is provided by both {providers}; uninstall one of them")
+            raise PluginConflictError(f"{kind} '{name}' is provided by both {providers}; uninstall one, or leave one "
+                                      f"out with {DENY_ENV}=<entry point or distribution name>")
         assert rows[0].cls is not None
         return rows[0].cls
+
+    def _why_missing(self, kind: str, name: str) -> str:
+        known = self.names(kind)
+        available = f"available: {', '.join(known) or 'none'}"
+        failed = [r for r in self._by_key.get((kind, name), []) if r.status == "broken"]
+        if failed:
+            return f"{kind} '{name}' from {failed[0].distribution} failed to load: {failed[0].error}; {available}"
+        suspects = [r for r in self._all_rows() if r.kind in (kind, UNKNOWN_KIND) and r.status == "broken"]
+        if suspects:
+            modules = "; ".join(f"'{r.name}' from {r.distribution} ({r.error})" for r in suspects)
+            return f"unknown {kind} '{name}'; plugins that failed to load, which may provide it: {modules}; {available}"
+        hint = difflib.get_close_matches(name, known, n=1)
+        did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+        return f"unknown {kind} '{name}'{did_you_mean}; {available}"
 
     def create(self, kind: str, name: str, **params: Any) -> Plugin:
         """A configured instance; params are validated by the plugin's own model."""

@@ -9,7 +9,8 @@ from torch import Tensor
 
 from pivf.core.data.dataset import as_float
 from pivf.core.images import energy_figure, frame_grid, save_figure, save_png
-from pivf.core.objectives import Objective
+from pivf.core.inference import inference
+from pivf.core.objective import Objective
 from pivf.core.physics import PhysicsSystem
 from pivf.core.pipeline import Pipeline, PipelineOutput
 
@@ -25,16 +26,11 @@ def parameter_report(pipeline: Pipeline, truth: dict[str, float]) -> dict[str, d
     return report
 
 
-@torch.no_grad()
 def predict_examples(pipeline: Pipeline, objective: Objective, data: Tensor, examples: int) -> tuple[Tensor, PipelineOutput]:
     """Frames and the model's output for the first test sequences, in inference mode (means, not samples)."""
     frames = as_float(data[:examples])
-    was_training = pipeline.training
-    pipeline.eval()
-    try:
+    with inference(pipeline):
         return frames, pipeline(frames[:, : objective.train_length], steps=frames.shape[1] - objective.input_steps)
-    finally:
-        pipeline.train(was_training)
 
 
 def rollout_rows(frames: Tensor, out: PipelineOutput, input_steps: int, examples: int = 3) -> list[Tensor]:

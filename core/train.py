@@ -29,7 +29,7 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor
 
-from pivf.core.build import build_pipeline, open_dataset
+from pivf.core.build import build_objective, build_pipeline, open_dataset
 from pivf.core.checkpoints import checkpoint_path, load_checkpoint, restoring
 from pivf.core.config import ExperimentConfig, TrainingConfig, read_config_file, validate_plugin_sections
 from pivf.core.data.dataset import as_float
@@ -37,7 +37,6 @@ from pivf.core.distributed import (all_ranks_finite, average_gradients, barrier,
                                    init_world, local_device_name, ranks_in_sync, share_from_main, shutdown)
 from pivf.core.errors import ConfigError, PivfUserError
 from pivf.core.plugin import format_validation_error
-from pivf.core.objectives import make_objective
 from pivf.core.optim import make_optimizer
 from pivf.core.progress import Progress
 from pivf.core.report import parameter_report, save_figures
@@ -103,7 +102,7 @@ class Trainer:
         self.train_x, self.valid_x, self.test_x = (
             s.to(self.device) for s in (self.dataset.train, self.dataset.valid, self.dataset.test))
         self.pipeline = build_pipeline(config).to(self.device)
-        self.objective = make_objective(config)
+        self.objective = build_objective(config)
         self.params = [p for p in self.pipeline.parameters() if p.requires_grad]
         broadcast_parameters(self.params, self.world)
         self.optimizer = make_optimizer(tcfg.optimizer, self.param_groups(), tcfg.lr)
@@ -126,9 +125,8 @@ class Trainer:
 
     # --- checkpoints -----------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        objective_state = getattr(self.objective, "state_dict", None)
         return {"model": self.pipeline.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "objective": objective_state() if objective_state else None, "epoch": self.epoch,
+                "objective": self.objective.state_dict(), "epoch": self.epoch,
                 "step": self.step, "best": self.best, "failures": self.failures, "lr_scale": self.lr_scale,
                 "wall": self.wall, "rng": torch.get_rng_state(), "generator": self.generator.get_state(),
                 "generator_device": self.device.type, "epoch_step": self.epoch_step,

@@ -11,13 +11,16 @@ def test_defaults_then_preset_then_recipe():
     config = resolve_config()
     assert (config.data.task, config.physics.name, config.integrator.name) == ("spring_color", "spring", "euler")
     assert (config.training.recipe, config.training.optimizer, config.training.lr) == ("fast", "adam", 2e-3)
-    assert config.encoder.params["coordinates"] == "soft_argmax" and config.training.recons_weight == 3.0
+    assert config.encoder.params["coordinates"] == "soft_argmax" and config.objective.params["recons_weight"] == 3.0
     paper = resolve_config(flags={"training.recipe": "paper"})
     assert (paper.training.optimizer, paper.training.lr, paper.training.batch_size) == ("rmsprop_tf", 6e-4, 100)
-    assert (paper.training.warmup_steps, paper.training.latent_weight, paper.training.physics_lr) == (0, 0.0, None)
+    assert (paper.objective.params["warmup_steps"], paper.objective.params["latent_weight"],
+            paper.training.physics_lr) == (0, 0.0, None)
     assert (paper.encoder.params["coordinates"], paper.encoder.params["velocity"]) == ("mlp", "mlp")
-    hgn = resolve_config(task="pendulum", flags={"training.recipe": "paper"})
-    assert (hgn.training.optimizer, hgn.encoder.name) == ("adam", "hgn")  # recipes are for the PAIG objective
+    hgn = resolve_config(task="pendulum")
+    assert (hgn.training.optimizer, hgn.encoder.name, hgn.training.recipe) == ("adam", "hgn", None)
+    with pytest.raises(ConfigError, match="training.recipe: objective 'hgn' has no recipe 'paper'; available: none"):
+        resolve_config(task="pendulum", flags={"training.recipe": "paper"})
     three_body = resolve_config(task="3bp_color", flags={"training.recipe": "paper"})
     assert (three_body.data.image_size, three_body.data.n_objects, three_body.physics.name) == (36, 3, "gravity")
     assert (three_body.training.lr, three_body.data.dt, three_body.data.pred_steps) == (1e-3, 0.5, 12)

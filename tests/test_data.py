@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 import pivf
 from pivf.cli.data import data_app
 from pivf.core.data.dataset import load_dataset
+from pivf.core.registry import registry
 from pivf.core.data.generate import ensure_dataset, generate_dataset, single_threaded
 from pivf.core.data.names import NameTemplate
 from pivf.core.data.task import Trajectory
 from pivf.core.errors import DataError
-from pivf.core.presets import PRESETS
 
 PAIG_TASKS = ["bouncing_balls", "spring_color", "spring_color_half", "3bp_color", "mnist_spring_color"]
 HGN_TASKS = ["mass_spring", "damped_spring", "pendulum", "two_body", "three_body", "double_pendulum"]
@@ -117,7 +117,7 @@ def test_ground_truth_uses_the_task_constants():
 
 @pytest.mark.parametrize("name", PAIG_TASKS + HGN_TASKS)
 def test_task_defaults_match_presets(name):
-    data = PRESETS[name]["data"]
+    data = registry().get("task", name).preset["data"]
     params = pivf.task(name).params
     assert (params.image_size, params.dt) == (data["image_size"], data["dt"])
     assert params.train_length >= data["input_steps"] + data["pred_steps"]

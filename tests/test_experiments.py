@@ -32,6 +32,20 @@ def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("data-cache")
 
 
+def custom_scalar_charts(log_dir: Path) -> list[str]:
+    """The chart titles of the custom-scalars layout written into ``log_dir``'s event files."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == "custom_scalars__config__":
+                    layout = layout_pb2.Layout.FromString(value.tensor.string_val[0])
+                    return [chart.title for category in layout.category for chart in category.chart]
+    return []
+
+
 def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
@@ -49,6 +63,9 @@ def test_compare_lays_out_one_run_per_integrator_with_the_same_tags(tmp_path, ca
         tags[integrator] = set(events.Tags()["scalars"])
         assert {"train/loss", "valid/pred", "param/k", "param/l"} <= tags[integrator]
     assert tags["euler"] == tags["leapfrog"] == tags["rk4"]
+    charts = custom_scalar_charts(out)
+    assert charts[:3] == ["valid/recons", "valid/pred", "valid/extrap"]  # the PAIG objective's headline
+    assert set(charts) - {"valid/extrap"} <= tags["euler"]
     with open(out / "summary.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted(r["integrator"] for r in rows) == ["euler", "leapfrog", "rk4"]

@@ -11,7 +11,9 @@ import torch.nn.functional as F
 import pivf
 from pivf.core.config import resolve_config
 from pivf.core.errors import ConfigError, PluginParamsError
-from pivf.core.hgn import HgnObjective, MSE_SCALE, predict, rollout_frames, sample, valid_prediction_time
+from pivf.core.build import build_objective
+from pivf.core.inference import predict, rollout_frames, sample
+from pivf.plugins.objectives.hgn import HgnObjective, MSE_SCALE, valid_prediction_time
 from pivf.core.data.dataset import as_float
 from pivf.core.pipeline import Pipeline
 
@@ -49,7 +51,7 @@ def tiny_pipeline(integrator: str = "leapfrog", variational: bool = True, seed: 
 def objective(*overrides: str) -> HgnObjective:
     config = resolve_config(task="pendulum", overrides=[f"data.input_steps={INPUT}", f"data.pred_steps={PRED}",
                                                         *overrides])
-    return HgnObjective(config)
+    return build_objective(config)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -145,7 +147,7 @@ def test_gradients_reach_every_network(frames):
 
 def test_fixed_beta_loss_is_mse_plus_normalised_kl(frames):
     pipeline = tiny_pipeline().eval()  # eval: z is the mean, so the loss is deterministic
-    hgn = objective("hgn.kl_weight=0.5")
+    hgn = objective("objective.kl_weight=0.5")
     losses = hgn.losses(pipeline, frames)
     decoded = predict(pipeline, frames, PRED)
     mse = F.mse_loss(decoded, frames[:, INPUT - 1:])
@@ -157,17 +159,17 @@ def test_fixed_beta_loss_is_mse_plus_normalised_kl(frames):
 
 def test_deterministic_model_has_no_kl_and_must_match_the_config(frames):
     pipeline = tiny_pipeline(variational=False)
-    losses = objective("hgn.variational=false").losses(pipeline, frames)
+    losses = objective("objective.variational=false").losses(pipeline, frames)
     assert "kl" not in losses and torch.allclose(losses["loss"] * MSE_SCALE, losses["mse"])
-    with pytest.raises(ConfigError, match="encoder.variational"):
+    with pytest.raises(ConfigError, match="objective.variational is true but the encoder is deterministic"):
         objective().losses(pipeline, frames)
-    with pytest.raises(ConfigError, match="hgn.variational"):
-        objective("hgn.variational=false", "hgn.geco=true")
+    with pytest.raises(PluginParamsError, match="^objective 'hgn': geco trades the KL term .* needs variational: true$"):
+        objective("objective.variational=false", "objective.geco=true")
 
 
 def test_reconstruct_mode_also_runs_back_over_the_input_frames(frames):
     pipeline = tiny_pipeline().eval()
-    hgn = objective("hgn.mode=reconstruct")
+    hgn = objective("objective.mode=reconstruct")
     decoded, _ = hgn.decode_window(pipeline, frames, PRED)
     assert decoded.shape[1] == INPUT + PRED
     assert torch.allclose(decoded[:, INPUT - 1:], predict(pipeline, frames, PRED), atol=1e-6)
@@ -183,7 +185,7 @@ def test_reconstruct_mode_also_runs_back_over_the_input_frames(frames):
 def test_geco_multiplier_moves_towards_the_constraint(tolerance, direction, frames):
     """A constraint still violated (MSE > tol²) raises λ; one satisfied with room to spare lowers it."""
     pipeline = tiny_pipeline()
-    hgn = objective("hgn.geco=true", f"hgn.geco_tolerance={tolerance}", "hgn.geco_rate=0.5")
+    hgn = objective("objective.geco=true", f"objective.geco_tolerance={tolerance}", "objective.geco_rate=0.5")
     first = train(pipeline, hgn, frames, steps=1)[0]
     assert float(first["geco_lambda"]) == 1.0
     expected = math.exp(0.5 * float(first["geco_constraint"]))  # λ₁ = λ₀·exp(rate·C_ma), C_ma = C₀ at first
@@ -196,9 +198,9 @@ def test_geco_multiplier_moves_towards_the_constraint(tolerance, direction, fram
 
 def test_geco_state_survives_a_checkpoint_and_evaluation(frames):
     pipeline = tiny_pipeline()
-    hgn = objective("hgn.geco=true", "hgn.geco_tolerance=1e-3")
+    hgn = objective("objective.geco=true", "objective.geco_tolerance=1e-3")
     train(pipeline, hgn, frames, steps=2)
-    resumed = objective("hgn.geco=true", "hgn.geco_tolerance=1e-3")
+    resumed = objective("objective.geco=true", "objective.geco_tolerance=1e-3")
     resumed.load_state_dict(hgn.state_dict())
     assert float(resumed.geco_lambda) == float(hgn.geco_lambda) > 1.0
     lam = float(resumed.geco_lambda)

@@ -18,6 +18,7 @@ import pivf
 from pivf.core.integrator import Integrator
 from pivf.core.physics import PhysicsSystem, log_parameter
 from pivf.core.registry import registry, reset_registry
+from pivf.testing import measured_order, reference_solution
 
 F64 = torch.float64
 
@@ -103,9 +104,7 @@ def reference(physics: PhysicsSystem, q0: Tensor, p0: Tensor, t: Tensor) -> tupl
     """Exact where known, else torchdiffeq's dopri8 at 1e-13 called directly (not through pivf)."""
     if isinstance(physics, Oscillator):
         return physics.exact(q0, p0, t)
-    with torch.no_grad():
-        return odeint(lambda _t, y: physics.derivatives(*y), (q0, p0), t, method="dopri8",
-                      rtol=1e-13, atol=1e-13, options={"step_t": t})
+    return reference_solution(physics, q0, p0, t)
 
 
 def max_error(a: tuple[Tensor, Tensor], b: tuple[Tensor, Tensor]) -> float:
@@ -139,26 +138,13 @@ def test_registry_offers_the_integrators_the_issue_names():
 
 # --- accuracy -----------------------------------------------------------------------------------
 
-def fitted_order(steps: list[float], errors: list[float]) -> float:
-    """Slope of log(error) against log(step), by least squares."""
-    x, y = torch.tensor(steps, dtype=F64).log(), torch.tensor(errors, dtype=F64).log()
-    x = x - x.mean()
-    return float((x * (y - y.mean())).sum() / (x * x).sum())
-
-
 @pytest.mark.parametrize("system_name", ["oscillator", "quartic"])
 @pytest.mark.parametrize("name", FIXED)
 def test_measured_convergence_order_matches_the_declared_order(name, system_name):
     physics, (q0, p0) = system(system_name), initial_state()
-    t = torch.linspace(0, 1, 3, dtype=F64)
-    expected = reference(physics, q0, p0, t)
-    substeps = [4, 8, 16, 32]
-    errors = []
-    with torch.no_grad():
-        for n in substeps:
-            errors.append(max_error(pivf.integrator(name, substeps=n).rollout(physics, q0, p0, t), expected))
-    order = fitted_order([0.5 / n for n in substeps], errors)
-    assert abs(order - CLASSES[name].order) <= 0.3, f"{name}: errors {errors}, measured order {order:.2f}"
+    expected = reference(physics, q0, p0, torch.linspace(0, 1, 3, dtype=F64))
+    order = measured_order(name, physics, q0, p0, reference=expected)
+    assert abs(order - CLASSES[name].order) <= 0.3, f"{name}: measured order {order:.2f}"
 
 
 @pytest.mark.parametrize("name", ADAPTIVE)

@@ -9,10 +9,9 @@ from torch import nn
 
 import pivf
 from pivf.core.config import resolve_config
-from pivf.core.build import build_pipeline
+from pivf.core.build import build_objective, build_pipeline
 from pivf.core.discovery import contributions
 from pivf.core.pipeline import Pipeline
-from pivf.core.objectives import make_objective
 from pivf.core.optim import TFRMSprop
 
 
@@ -59,11 +58,11 @@ def test_outside_templates_the_mask_logit_is_minus_five():
 ])
 def test_gradients_reach_every_learned_part(recipe, coordinate_weights, velocity_weights):
     config = resolve_config(overrides=["data.pred_steps=3", "data.input_steps=3", f"training.recipe={recipe}",
-                                      "training.discovery_share=0"])
+                                      "objective.discovery_share=0"])
     pipeline = build_pipeline(config)
     frames = torch.rand(4, 6, 3, 32, 32)
-    objective = make_objective(config)
-    losses = objective.training_losses(pipeline, frames, step=config.training.warmup_steps)
+    objective = build_objective(config)
+    losses = objective.training_losses(pipeline, frames, step=objective.params.warmup_steps)
     losses["loss"].backward()
     physics = pipeline.physics
     weights = dict(pipeline.encoder.named_parameters())

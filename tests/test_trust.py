@@ -389,6 +389,20 @@ def test_max_time_stops_the_run_which_still_writes_itself(data_file, tmp_path):
     assert torch.load(tmp_path / "timed" / "checkpoints" / "last.pt", weights_only=True)["step"] == train["steps"]
 
 
+def test_a_callers_target_stops_the_run_at_the_validation_that_meets_it(data_file, tmp_path):
+    config = tiny_config(data_file, tmp_path, "training.epochs=50", "training.eval_every=1", "logging.run_name=target")
+    asked: list[int] = []
+
+    def third_validation(point: dict) -> bool:
+        asked.append(point["epoch"])
+        return len(asked) == 3
+
+    metrics = Trainer(config, log=lambda _msg: None, stop_when=third_validation).fit()
+    assert asked == [1, 2, 3]
+    assert metrics["train"]["stopped"] == "target" and metrics["train"]["epochs_done"] == 3
+    assert json.loads((tmp_path / "target" / "metrics.json").read_text())["eval"]["split"] == "test"
+
+
 def test_a_run_without_a_budget_says_it_stopped_on_its_epochs(finished_run):
     train = json.loads((finished_run / "metrics.json").read_text())["train"]
     assert train["stopped"] == "epochs" and train["epochs_done"] == 1 and train["max_time_s"] is None

@@ -109,6 +109,7 @@ class Task(Plugin):
     """Base class of task plugins (see the module docstring for the contract)."""
 
     kind: ClassVar[str] = "task"
+    required_methods = (("sample_initial", "render"), ("simulate", "render"))
     Params: ClassVar[type[PluginParams]] = TaskParams
     #: name of the physics plugin whose equations generate the data
     physics: ClassVar[str] = ""
@@ -121,6 +122,9 @@ class Task(Plugin):
     #: file-name stem with ``{field}`` slots filled from params, ground truth and ``length``
     #: (see ``names.NameTemplate``); empty means ``<name>_sl{length}``
     name_template: ClassVar[str] = ""
+    #: the config layer a run on this task starts from (``--task NAME``): its data section, the
+    #: plugins and the training the task is usually learned with; empty means pivf's defaults
+    preset: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, params: PluginParams | None = None) -> None:
         self.params = self.validate_params(params)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from pivf.core.hgn import LatentImageParams
+from pivf.plugins.latent_image import LatentImageParams
 from pivf.core.hookspecs import hookimpl
 from pivf.core.model import Decoder
 

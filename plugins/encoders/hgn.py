@@ -7,7 +7,7 @@ eval mode. The "transformer" halves the resolution k times (stride-2 convs) down
 side and splits its channels into q and p. Its last conv is linear: a ReLU there (as in one public
 re-implementation) would force q0, p0 ≥ 0 and confine the dynamics to one orthant.
 
-The state is inferred at the last input frame. ``variational`` must agree with ``hgn.variational``
+The state is inferred at the last input frame. ``variational`` must agree with ``objective.variational``
 (the HGN objective checks this on every step); a deterministic encoder returns no KL and has no
 prior to sample from.
 """
@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from pivf.core.hgn import LatentImageParams
+from pivf.plugins.latent_image import LatentImageParams
 from pivf.core.hookspecs import hookimpl
 from pivf.core.model import Encoder, EncoderOutput
 

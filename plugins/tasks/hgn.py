@@ -48,6 +48,18 @@ class HgnTask(Task):
     """An HGN environment: q, p in world units, balls drawn where ``world_positions`` puts them."""
 
     Params: ClassVar[type[PluginParams]] = HgnParams
+    #: the HGN paper's setup: 5 frames in, 29 predicted, a learned Hamiltonian, leapfrog
+    preset = {
+        "data": {"image_size": 32, "n_objects": 1, "input_steps": 5, "pred_steps": 29, "extrap_steps": 30,
+                 "dt": 0.125},
+        "physics": {"name": "hamiltonian_latent"},
+        "integrator": {"name": "leapfrog", "substeps": 1},
+        "encoder": {"name": "hgn"},
+        "decoder": {"name": "hgn_conv"},
+        "objective": {"name": "hgn"},
+        "training": {"epochs": 50, "batch_size": 16, "lr": 1.5e-4, "optimizer": "adam", "grad_clip": 0.0,
+                     "anneal_at": 1.0},
+    }
 
     def world_positions(self, q: Tensor) -> Tensor:
         """(N, T, K, 2) world coordinates of the balls for states q (N, T, *state)."""

@@ -31,6 +31,23 @@ class PaigParams(BallTaskParams):
     speed_y: float = Field(8.0, ge=0, description="initial speed of each ball along y (vy)")
 
 
+def paig_preset(physics: dict[str, Any], image_size: int, n_objects: int, input_steps: int, pred_steps: int,
+                extrap_steps: int, dt: float, lr: float, alpha: float) -> dict[str, Any]:
+    """A PAIG task's config layer: the original code's sizes, plugins and training (reference §1.2);
+    the PAIG objective's recipe (``--recipe``) sits above it."""
+    return {
+        "data": {"image_size": image_size, "n_objects": n_objects, "input_steps": input_steps,
+                 "pred_steps": pred_steps, "extrap_steps": extrap_steps, "dt": dt},
+        "physics": physics,
+        "integrator": {"name": "euler", "substeps": 5},
+        "encoder": {"name": "paig_unet"},
+        "decoder": {"name": "spatial_transformer"},
+        "objective": {"name": "paig", "recons_weight": alpha},
+        "training": {"epochs": 500, "batch_size": 100, "optimizer": "rmsprop_tf", "grad_clip": 1.0,
+                     "anneal_at": 0.75, "lr": lr},
+    }
+
+
 def _velocities(generator: torch.Generator, n: int, k: int, speed_x: float, speed_y: float) -> Tensor:
     """Each ball a random direction, scaled by (vx, vy) as the original generators do."""
     return unit_vectors(generator, (n, k)) * torch.tensor([speed_x, speed_y], dtype=torch.float64)
@@ -47,6 +64,7 @@ class SpringColor(BallTask):
     ground_truth = {"k": 4.0, "l": 6.0}
     Params: ClassVar[type[PluginParams]] = SpringParams
     name_template = "color_spring_vx{speed_x}_vy{speed_y}_sl{length}_r{radius}_k{k}_e{l}"
+    preset = paig_preset({"name": "spring"}, 32, 2, 4, 6, 20, 0.3, 6e-4, 3.0)
 
     def placement_radius(self) -> float:
         """How far an object reaches from its centre when the centre of mass is drawn."""
@@ -113,6 +131,7 @@ class BouncingBalls(BallTask):
     physics = "bouncing"
     Params: ClassVar[type[PluginParams]] = PaigParams
     name_template = "color_bounce_vx{speed_x}_vy{speed_y}_sl{length}_r{radius}"
+    preset = paig_preset({"name": "bouncing"}, 32, 2, 4, 6, 20, 0.3, 3e-4, 2.0)
 
     def physics_params(self) -> dict[str, Any]:
         return {**super().physics_params(), "radius": self.params.radius, "box": float(self.params.image_size),
@@ -148,6 +167,8 @@ class ThreeBodyColor(BallTask):
     ground_truth = {"g": 60.0}
     Params: ClassVar[type[PluginParams]] = ThreeBodyParams
     name_template = "color_3bp_vx{speed_x}_vy{speed_y}_sl{length}_r{radius}_g{g}_m1_dt{dt}"
+    # clipped forces, as PAIG's: early in training the encoder's positions can nearly coincide
+    preset = paig_preset({"name": "gravity", "paig_clipping": True}, 36, 3, 4, 12, 24, 0.5, 1e-3, 5.0)
 
     def physics_params(self) -> dict[str, Any]:
         return {**super().physics_params(), "n_objects": 3}
@@ -190,6 +211,7 @@ class MnistSpringColor(SpringColor):
     Params: ClassVar[type[PluginParams]] = MnistSpringParams
     name_template = "color_mnist_spring_vx{speed_x}_vy{speed_y}_sl{length}_r{radius}_k{k}_e{l}"
     chunk_size = 250
+    preset = paig_preset({"name": "spring"}, 64, 2, 3, 7, 20, 0.3, 6e-4, 3.0)
 
     def placement_radius(self) -> float:
         return DIGIT_BOX / 2

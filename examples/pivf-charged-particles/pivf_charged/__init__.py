@@ -1,8 +1,10 @@
 """Charged particles: N bodies that attract or repel by Coulomb's law.
 
 A worked example of a third-party physics plugin for pivf: a params model, a learnable constant
-stored as a log, ground-truth values for data generation, a Hamiltonian for energy checks, and a
-hook that registers the class. See docs/plugins.md in the pivf repository for the walk-through.
+stored as a log, ground-truth values for data generation, a Hamiltonian for energy checks, a task
+that renders videos of the system (with the preset a run of it starts from), and hooks that
+register both. See docs/plugins.md in the pivf repository for the walk-through; tests/ holds the
+package's own tests, built on ``pivf.testing``.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 import pivf
+from pivf.core.data.balls import BallTask, BallTaskParams
+from pivf.core.data.sampling import uniform, unit_vectors
 from pivf.core.physics import ObjectParams, PhysicsSystem, log_parameter
 
 
@@ -64,7 +68,42 @@ class ChargedParticles(PhysicsSystem):
     def learned_parameters(self) -> dict[str, float]:
         return {"coulomb": self.log_coulomb.exp().item()}
 
+    def state_shape(self) -> tuple[int, ...]:
+        return (self.params.n_objects, self.params.dim)
+
+
+class ChargedColorParams(BallTaskParams):
+    speed: float = Field(1.5, ge=0, description="initial speed of each particle, px per unit time (near a circular orbit)")
+
+
+class ChargedColor(BallTask):
+    """Two opposite charges orbiting each other on black, PAIG-style balls: videos to learn the
+    Coulomb constant from. A pair starts 8-14 px apart around the image centre, moving sideways."""
+
+    name = "charged_color"
+    description = "two opposite charges (Coulomb constant 50) drawn as coloured balls"
+    physics = "charged_particles"
+    Params = ChargedColorParams
+    preset = {
+        "data": {"image_size": 32, "n_objects": 2, "input_steps": 4, "pred_steps": 6, "extrap_steps": 20, "dt": 0.3},
+        "physics": {"name": "charged_particles", "charges": [1.0, -1.0]},
+        "integrator": {"name": "leapfrog", "substeps": 5},
+    }
+
+    def sample_initial(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        centre = self.params.image_size / 2 + uniform(generator, (n, 1, 2), -3.0, 3.0)
+        axis = unit_vectors(generator, (n, 1))
+        half = uniform(generator, (n, 1, 1), 4.0, 7.0) * axis
+        q = torch.cat([centre + half, centre - half], dim=1)
+        sideways = torch.stack([-axis[..., 1], axis[..., 0]], dim=-1) * self.params.speed
+        return q, torch.cat([sideways, -sideways], dim=1)
+
 
 @pivf.hookimpl
 def pivf_physics() -> list[type]:
     return [ChargedParticles]
+
+
+@pivf.hookimpl
+def pivf_tasks() -> list[type]:
+    return [ChargedColor]

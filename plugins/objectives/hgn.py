@@ -1,4 +1,4 @@
-"""The HGN objective (Toth et al. 2020), its evaluation metrics and its inference helpers.
+"""The HGN objective (Toth et al. 2020) and its evaluation metrics.
 
 HGN runs through the same pipeline as PAIG: the ``hgn`` encoder infers a latent state ``(q, p)`` at
 the last input frame, a learned Hamiltonian (``hamiltonian_latent``) moves it, and the ``hgn_conv``
@@ -15,7 +15,7 @@ Which frames are compared (I = ``input_steps``, P = ``pred_steps``, the window i
 Loss: per-pixel MSE (mean over frames, channels and pixels) plus a KL term. The encoder reports each
 sample's KL from N(0, I) summed over its latent z; here it is averaged over the batch and divided by
 the number of compared pixels per sequence (frames·C·H·W), so β does not depend on image or
-sequence size. Then either ``loss = MSE + β·KL`` (β = ``hgn.kl_weight``) or GECO (``hgn.geco``):
+sequence size. Then either ``loss = MSE + β·KL`` (β = ``objective.kl_weight``) or GECO (``objective.geco``):
 
     C = MSE − tol²,  C_ma ← α·C_ma + (1−α)·C (detached; C_ma starts at the first C),
     loss = KL + λ·Ĉ  where Ĉ has C_ma's value and C's gradient,
@@ -33,22 +33,20 @@ frames; ``h_std`` is the std of the energy along each forward rollout, averaged 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from pivf.core.config import ExperimentConfig
-from pivf.core.errors import ConfigError
-from pivf.core.model import EncoderOutput
+from pivf import hookimpl
 from pivf.core.data.dataset import as_float
-from pivf.core.objectives import Objective
+from pivf.core.errors import ConfigError
+from pivf.core.inference import inference
+from pivf.core.model import EncoderOutput
+from pivf.core.objective import Objective, ObjectiveParams
 from pivf.core.pipeline import Pipeline, PipelineOutput
-from pivf.core.plugin import PluginParams
 
 #: normalised per-frame error above which a prediction is no longer valid (VPT)
 VPT_THRESHOLD = 0.025
@@ -57,51 +55,43 @@ MSE_SCALE = 1e4
 LAMBDA_MIN, LAMBDA_MAX = 1e-10, 1e10
 
 
-class LatentImageParams(PluginParams):
-    """The geometry HGN's encoder and decoder share: images of side latent_size·2^k."""
-
-    image_size: int = Field(32, ge=2)
-    channels: int = Field(3, ge=1)
-    latent_channels: int = Field(16, ge=1, description="channels of q (and of p)")
-    latent_size: int = Field(4, ge=2, description="spatial side of q and p (the Hamiltonian's net needs ≥ 2)")
+class HgnParams(ObjectiveParams):
+    mode: Literal["predict", "reconstruct"] = Field(
+        "predict", description="predict: infer from the first input_steps frames and predict the rest; "
+                               "reconstruct: reconstruct the given sequence (autoencoding)")
+    variational: bool = Field(True, description="a variational encoder and a KL term (sets encoder.variational)")
+    kl_weight: float = Field(1e-2, ge=0, description="fixed β of the KL term (when geco is off)")
+    geco: bool = False
+    geco_tolerance: float = Field(0.033, gt=0, description="GECO: per-pixel RMS error the constraint aims at")
+    geco_alpha: float = Field(0.99, ge=0, lt=1, description="GECO: moving-average factor of the constraint")
+    geco_rate: float = Field(0.1, gt=0, description="GECO: speed of the Lagrange multiplier update")
 
     @model_validator(mode="after")
-    def _image_is_latent_doubled(self) -> LatentImageParams:
-        ratio, rest = divmod(self.image_size, self.latent_size)
-        if rest or ratio < 2 or ratio & (ratio - 1):
-            raise ValueError(f"image_size must be latent_size·2^k with k ≥ 1, got image_size {self.image_size} "
-                             f"and latent_size {self.latent_size}")
+    def _geco_needs_a_kl_term(self) -> HgnParams:
+        if self.geco and not self.variational:
+            raise ValueError("geco trades the KL term against the reconstruction; it needs variational: true")
         return self
-
-    @property
-    def doublings(self) -> int:
-        """k in image_size = latent_size·2^k: stride-2 convs in, upsampling blocks out."""
-        return (self.image_size // self.latent_size).bit_length() - 1
-
-
-@runtime_checkable
-class LatentPrior(Protocol):
-    """An encoder with a N(0, I) prior over its z and a map from z to the initial state."""
-
-    def prior_shape(self) -> tuple[int, ...] | None:
-        """Shape of one z; None when the encoder is deterministic (no prior was learned)."""
-
-    def transform(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """z → (q0, p0)."""
 
 
 class HgnObjective(Objective):
     """HGN's loss and metrics (see the module docs); holds GECO's λ from step to step."""
 
     name = "hgn"
+    description = "HGN: pixel MSE of the decoded latent rollout + KL (fixed β or GECO); VPT and energy metrics"
+    Params = HgnParams
+    states = ("latent",)
+    headline = ("mse", "vpt", "h_rel_std")
 
-    def __init__(self, config: ExperimentConfig) -> None:
-        super().__init__(config)
-        self.settings = config.hgn
-        if self.settings.geco and not self.settings.variational:
-            raise ConfigError("hgn.geco trades the KL term against the reconstruction; it needs hgn.variational: true")
+    def __init__(self, params: HgnParams | dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+        self.settings: HgnParams = self.params
         self.geco_lambda = torch.ones(())
         self.constraint_ma: Tensor | None = None
+
+    @classmethod
+    def implied_params(cls, params: Any) -> dict[str, Any]:
+        """The encoder is variational exactly when the objective has a KL term."""
+        return {"variational": params.variational}
 
     @property
     def first_frame(self) -> int:
@@ -139,9 +129,9 @@ class HgnObjective(Objective):
     def _kl(self, encoded: EncoderOutput) -> Tensor | None:
         variational = self.settings.variational
         if (encoded.kl is not None) != variational:
-            raise ConfigError(f"hgn.variational is {str(variational).lower()} but the encoder is "
+            raise ConfigError(f"objective.variational is {str(variational).lower()} but the encoder is "
                               f"{'variational' if encoded.kl is not None else 'deterministic'}; "
-                              f"set encoder.variational to {str(variational).lower()}")
+                              f"set objective.variational to match it")
         return encoded.kl
 
     def _geco(self, mse: Tensor, update: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -211,50 +201,6 @@ def valid_prediction_time(prediction: Tensor, target: Tensor, threshold: float =
     return (error <= threshold).long().cumprod(1).sum(1)
 
 
-# --- inference ---------------------------------------------------------------------------------
-
-@contextmanager
-def inference(pipeline: Pipeline) -> Iterator[None]:
-    """Eval mode (the encoder returns its mean) and no graph, restoring the mode afterwards."""
-    was_training = pipeline.training
-    pipeline.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        pipeline.train(was_training)
-
-
-def rollout_frames(pipeline: Pipeline, q0: Tensor, p0: Tensor, steps: int, speed: float = 1.0) -> Tensor:
-    """Frames (B, 1 + steps, C, H, W) of the rollout from ``(q0, p0)``.
-
-    ``speed`` scales the time step: −1 runs time backwards, 2 plays twice as fast, 0.5 half as fast.
-    """
-    with inference(pipeline):
-        q, _ = pipeline.rollout(q0, p0, steps, dt=speed * pipeline.dt)
-        return pipeline.decode(q)
-
-
-def predict(pipeline: Pipeline, frames: Tensor, steps: int, speed: float = 1.0) -> Tensor:
-    """Infer the state at the last input frame of ``frames`` (B, T, C, H, W) and roll it out."""
-    with inference(pipeline):
-        encoded = pipeline.encoder(frames)
-    return rollout_frames(pipeline, encoded.q0, encoded.p0, steps, speed)
-
-
-def sample(pipeline: Pipeline, n: int, steps: int, speed: float = 1.0,
-           generator: torch.Generator | None = None) -> Tensor:
-    """``n`` new videos: z from the prior N(0, I), mapped to (q0, p0) by the encoder's transformer.
-
-    The prior is over the encoder's z (where the KL term acts), not over (q, p) directly.
-    """
-    encoder = pipeline.encoder
-    shape = encoder.prior_shape() if isinstance(encoder, LatentPrior) else None
-    if shape is None:
-        raise ValueError(f"encoder '{encoder.name}' has no prior to sample from; use a variational HGN encoder")
-    device = next(pipeline.parameters()).device
-    z_device = generator.device if generator is not None else device  # a generator draws on its own device
-    z = torch.randn((n, *shape), generator=generator, device=z_device).to(device)
-    with inference(pipeline):
-        q0, p0 = encoder.transform(z)
-    return rollout_frames(pipeline, q0, p0, steps, speed)
+@hookimpl
+def pivf_objectives() -> list[type]:
+    return [HgnObjective]

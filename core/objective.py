@@ -1,0 +1,112 @@
+"""The contract of a training objective: which frames a model sees, what it predicts, how that is
+scored, and what it asks of the other plugins.
+
+An objective is a plugin of kind ``objective``, returned by a module's ``pivf_objectives`` hook and
+chosen with ``--objective NAME`` (config section ``objective:``, its params beside ``name``). The
+trainer owns the loop (optimiser, checkpoints, time budget, logging); the objective owns the loss::
+
+    class MyParams(ObjectiveParams):      # input_steps and pred_steps come from the data
+        weight: float = Field(1.0, ge=0)
+
+    class MyObjective(Objective):
+        name = "mine"
+        description = "one line for `pivf plugins`"
+        Params = MyParams
+        states = ("objects",)             # the state kinds of physics it can train
+        headline = ("pred",)              # evaluate()'s keys that summarise a run
+
+        def losses(self, pipeline, frames):
+            out = pipeline(frames[:, : self.train_length], steps=self.pred_steps)
+            ...
+            return {"pred": pred, "loss": pred}
+
+What it may override: ``training_losses`` (a schedule over steps), ``after_step`` (re-initialise
+parts of the model), ``evaluate`` and ``report`` (metrics that are not means, their names in
+metrics.json), ``implied_params`` (params it decides for the encoder, decoder or physics),
+``state_dict``/``load_state_dict`` (state that must survive a resume) and ``recipes`` (named config
+layers, ``--recipe NAME``, that train it well).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+from torch import Tensor
+
+from pivf.core.data.dataset import as_float
+from pivf.core.inference import inference
+from pivf.core.physics import StateKind
+from pivf.core.pipeline import Pipeline
+from pivf.core.plugin import Plugin, PluginParams
+
+
+class ObjectiveParams(PluginParams):
+    """Params every objective has; both are filled in from the data section."""
+
+    input_steps: int = Field(4, ge=1, description="frames the encoder sees (data.input_steps)")
+    pred_steps: int = Field(6, ge=1, description="frames predicted and trained on (data.pred_steps)")
+
+
+class Objective(Plugin):
+    """Base class of objective plugins. ``losses`` returns named scalar tensors; ``"loss"`` is what
+    training minimises."""
+
+    kind: ClassVar[str] = "objective"
+    required_methods = (("losses",),)
+    Params: ClassVar[type[PluginParams]] = ObjectiveParams
+    #: state kinds of the physics this objective can train (see ``PhysicsSystem.state``)
+    states: ClassVar[tuple[StateKind, ...]] = ("objects",)
+    #: keys of ``evaluate``'s result that summarise a run (``pivf compare`` charts them first)
+    headline: ClassVar[tuple[str, ...]] = ()
+    #: named config layers over the task preset (``training.recipe``); the first is the default
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, params: PluginParams | dict[str, Any] | None = None) -> None:
+        self.params: Any = self.validate_params(params)
+        self.input_steps: int = self.params.input_steps
+        self.pred_steps: int = self.params.pred_steps
+
+    @classmethod
+    def implied_params(cls, params: Any) -> dict[str, Any]:
+        """Params this objective decides for the other plugins (a plugin whose params model has the
+        field gets the value), e.g. whether the encoder is variational."""
+        return {}
+
+    @property
+    def train_length(self) -> int:
+        """Frames of a training sequence the objective uses."""
+        return self.input_steps + self.pred_steps
+
+    def losses(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
+        raise NotImplementedError(f"objective '{self.name}' does not define its losses")
+
+    def training_losses(self, pipeline: Pipeline, frames: Tensor, step: int) -> dict[str, Tensor]:
+        """The losses of optimiser step ``step``; an objective with a schedule overrides this."""
+        return self.losses(pipeline, frames)
+
+    def after_step(self, pipeline: Pipeline, steps_done: int) -> tuple[bool, list[str]]:
+        """Called after each optimiser step: whether parts of the model were re-initialised (the
+        trainer then restarts the optimiser's moments) and messages for the log."""
+        return False, []
+
+    def report(self, metrics: dict[str, float]) -> dict[str, float]:
+        """``evaluate``'s metrics as metrics.json names them (without the training ``loss``)."""
+        return {key: value for key, value in metrics.items() if key != "loss"}
+
+    def evaluate(self, pipeline: Pipeline, data: Tensor, batch_size: int) -> dict[str, float]:
+        """Metrics over a split (uint8 (N, T, H, W, C) on the model's device); by default the mean of
+        every loss, weighted by batch size. Override for metrics that are not means (e.g. medians)."""
+        totals: dict[str, Tensor] = {}
+        with inference(pipeline):
+            for start in range(0, data.shape[0], batch_size):
+                chunk = as_float(data[start:start + batch_size])
+                for key, value in self.losses(pipeline, chunk).items():
+                    totals[key] = totals.get(key, 0.0) + value.detach() * chunk.shape[0]
+        return {key: float(value) / data.shape[0] for key, value in totals.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the objective (counters, multipliers); nothing by default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict``'s result."""

@@ -1,0 +1,172 @@
+"""The PAIG objective (Jaques et al. 2020): reconstruct the encoded frames, predict the next ones.
+
+The encoder sees ``input_steps + pred_steps`` frames; the rollout starts at the last input frame.
+Losses on the paper's scale (``core/losses.py``): ``recons`` over the encoded frames, ``pred`` over
+the ``pred_steps`` predicted frames, ``extrap`` over any further frame of a longer (test) sequence;
+training minimises ``pred + recons_weight·recons``.
+
+The training schedule (all off in the paper's recipe): for ``warmup_steps`` only the
+reconstruction is trained, so the autoencoder finds the objects before a prediction through a
+random velocity estimator and wrong physics can pull them apart; then the predicted horizon grows
+from one frame to ``pred_steps`` over ``horizon_steps``, so the physical parameters first fit short,
+nearly linear motions; ``latent_weight`` adds the squared distance between the rolled-out positions
+and the encoder's (detached) positions of the same frames, a gradient on the physics that does not
+depend on rendered and true objects overlapping.
+
+With ``discovery_share`` > 0 the warm-up also watches object discovery (core/discovery.py) every
+``CHECK_EVERY`` steps: a slot that explains less than that share of what the best slot explains is
+re-initialised (then left alone for ``GRACE_STEPS``), and the prediction starts at the first check
+after ``warmup_steps`` at which every slot explains an object of its own (at the latest after
+``MAX_WARMUP_FACTOR`` × ``warmup_steps``).
+
+Recipes (``--recipe``), config layers over the task preset:
+
+- ``fast`` (default): finds the objects and the physical parameters in minutes on a CPU. Adam, with
+  a larger learning rate for the physical parameters (their gradients are small and their scale is
+  logarithmic); batch 16 (more updates per second); the soft-argmax coordinate head and the
+  displacement-based velocity estimator; the schedule above. docs/RESULTS.md has the ablation.
+- ``paper``: the original code's training, kept for faithful comparisons: TF-style RMSprop at the
+  task's learning rate, batch 100, element-wise clipping, the MLP coordinate head and velocity MLP,
+  every loss from the first step.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from torch import Tensor
+
+from pivf import hookimpl
+from pivf.core.discovery import contributions
+from pivf.core.losses import frame_sse, state_sse
+from pivf.core.objective import Objective, ObjectiveParams
+from pivf.core.pipeline import Pipeline, PipelineOutput
+
+
+class PaigParams(ObjectiveParams):
+    recons_weight: float = Field(3.0, ge=0, description="α in loss = pred + α·recons")
+    warmup_steps: int = Field(0, ge=0, description="steps of reconstruction alone before prediction is trained")
+    horizon_steps: int = Field(0, ge=0, description="steps over which the trained prediction horizon grows from "
+                                                   "1 frame to pred_steps after warm-up (0: all at once)")
+    discovery_share: float = Field(0.0, ge=0, lt=1, description="during warm-up, re-initialise an object slot "
+                                   "that explains less than this share of what the best slot explains, and start "
+                                   "prediction once every slot explains an object (0: off)")
+    latent_weight: float = Field(0.0, ge=0, description="weight of the squared distance between rolled-out and "
+                                                        "encoded states of the predicted frames")
+
+
+def frame_losses(out: PipelineOutput, frames: Tensor, input_steps: int, pred_steps: int) -> dict[str, Tensor]:
+    """pred over the first ``pred_steps`` rolled-out frames, extrap over the rest, recons over the encoded frames."""
+    rolled = out.frames[:, 1:]
+    targets = frames[:, input_steps:]
+    losses = {}
+    if pred_steps > 0:
+        losses["pred"] = frame_sse(rolled[:, :pred_steps], targets[:, :pred_steps])
+    if rolled.shape[1] > pred_steps:
+        losses["extrap"] = frame_sse(rolled[:, pred_steps:], targets[:, pred_steps:rolled.shape[1]])
+    if out.recons is not None:
+        losses["recons"] = frame_sse(out.recons, frames[:, : out.recons.shape[1]])
+    return losses
+
+
+class PaigObjective(Objective):
+    """Reconstruct and predict frames through object positions (see the module docs)."""
+
+    name = "paig"
+    description = "PAIG: reconstruct the encoded frames and predict the next ones (pred + α·recons)"
+    Params = PaigParams
+    states = ("objects",)
+    headline = ("recons", "pred", "extrap")
+    recipes = {
+        "fast": {
+            "data": {"n_train": 1000},
+            "encoder": {"name": "paig_unet", "coordinates": "soft_argmax", "velocity": "differences",
+                        "colour_path": 20.0},
+            "training": {"optimizer": "adam", "lr": 2e-3, "physics_lr": 3e-2, "batch_size": 16, "grad_clip": 0.0,
+                         "epochs": 30, "eval_every": 1},
+            "objective": {"name": "paig", "warmup_steps": 300, "discovery_share": 0.25, "horizon_steps": 300,
+                          "latent_weight": 1.0},
+        },
+        "paper": {
+            "encoder": {"name": "paig_unet", "coordinates": "mlp", "velocity": "mlp", "colour_path": 0.0},
+        },
+    }
+    CHECK_EVERY = 25
+    GRACE_STEPS = 100
+    MAX_WARMUP_FACTOR = 3
+
+    def __init__(self, params: PaigParams | dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+        self.prediction_from: int | None = None  # the step prediction started at, when discovery gates it
+        self.checked_from = 0  # no discovery check before this step (a re-initialised slot gets time)
+        self.last_batch: tuple[Tensor, Tensor] | None = None  # (positions, frames) of the last training step
+
+    def losses(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
+        out = pipeline(frames[:, : self.train_length], steps=frames.shape[1] - self.input_steps)
+        losses = frame_losses(out, frames, self.input_steps, self.pred_steps)
+        losses["loss"] = self._weighted(losses)
+        return losses
+
+    def _weighted(self, losses: dict[str, Tensor]) -> Tensor:
+        """pred + α·recons (the original's only terms) + the state-consistency term when it is on."""
+        return (losses.get("pred", 0.0) + self.params.recons_weight * losses.get("recons", 0.0)
+                + self.params.latent_weight * losses.get("latent", 0.0))
+
+    def horizon(self, step: int) -> int:
+        """Frames predicted (and scored) at training step ``step``: 0 during warm-up."""
+        p = self.params
+        start = self.prediction_from if p.discovery_share > 0 else p.warmup_steps
+        if start is None or step < start:
+            return 0
+        if p.horizon_steps == 0:
+            return self.pred_steps
+        return min(self.pred_steps, 1 + (step - start) * self.pred_steps // p.horizon_steps)
+
+    def training_losses(self, pipeline: Pipeline, frames: Tensor, step: int) -> dict[str, Tensor]:
+        horizon = self.horizon(step)
+        window = frames[:, : self.train_length]
+        out = pipeline(window, steps=horizon)
+        self.last_batch = (out.encoded.positions.detach(), window)
+        losses = frame_losses(out, window, self.input_steps, horizon)
+        if horizon > 0 and self.params.latent_weight > 0:
+            targets = out.encoded.positions[:, self.input_steps:self.input_steps + horizon].detach()
+            losses["latent"] = state_sse(out.q[1:].transpose(0, 1), targets)
+        losses["loss"] = self._weighted(losses)
+        return losses
+
+    def after_step(self, pipeline: Pipeline, steps_done: int) -> tuple[bool, list[str]]:
+        p = self.params
+        if (p.discovery_share == 0 or self.prediction_from is not None or self.last_batch is None
+                or steps_done % self.CHECK_EVERY or steps_done < self.checked_from):
+            return False, []
+        result = contributions(pipeline, *self.last_batch, p.discovery_share)
+        messages, reinitialised = [], False
+        at_limit = steps_done >= self.MAX_WARMUP_FACTOR * p.warmup_steps
+        if steps_done >= p.warmup_steps and (result.found or at_limit):
+            self.prediction_from = steps_done
+            messages.append(f"step {steps_done}: prediction starts (objects "
+                            f"{'found' if result.found else 'not all found, warm-up at its limit'})")
+            return False, messages
+        for index in result.idle:
+            reset = [part for part in ("encoder", "decoder") if getattr(pipeline, part).reset_object(index)]
+            reinitialised |= bool(reset)
+            messages.append(f"step {steps_done}: object {index} explains little of the images; re-initialised its "
+                            f"{' and '.join(reset) or 'nothing (the plugins cannot)'} parts")
+        if reinitialised:
+            self.checked_from = steps_done + self.GRACE_STEPS
+        return reinitialised, messages
+
+    def report(self, metrics: dict[str, float]) -> dict[str, float]:
+        """PAIG's losses read ``recons_loss``, ``pred_loss``, ``extrap_loss`` in metrics.json."""
+        return {f"{key}_loss": value for key, value in metrics.items() if key != "loss"}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"prediction_from": self.prediction_from, "checked_from": self.checked_from}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.prediction_from, self.checked_from = state["prediction_from"], state["checked_from"]
+
+
+@hookimpl
+def pivf_objectives() -> list[type]:
+    return [PaigObjective]
