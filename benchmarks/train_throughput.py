@@ -26,7 +26,7 @@ from pivf.core.config import resolve_config
 from pivf.core.data.dataset import as_float
 from pivf.core.model import EncoderOutput
 from pivf.core.optim import make_optimizer
-from pivf.core.train import resolve_device
+from pivf.core.devices import resolve_device
 
 
 class Bfloat16(nn.Module):

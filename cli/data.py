@@ -39,7 +39,7 @@ def generate_command(
     """Simulate and render a task's dataset: a train file (train/valid/short test) and a long test file."""
     from pivf.core.data.generate import generate_dataset, make_task
     from pivf.core.paths import make_dir
-    from pivf.core.train import resolve_device
+    from pivf.core.devices import resolve_device
 
     instance = make_task(task, _task_params(params))
     torch_device = str(resolve_device(device, option="--device"))

@@ -16,7 +16,9 @@ from pivf.core.errors import PivfUserError
 from pivf.core.inference import predict, sample
 from pivf.core.pipeline import Pipeline
 from pivf.core.report import parameter_report
-from pivf.core.train import Log, describe_device, load_run_config, resolve_device
+from pivf.core.devices import describe_device, resolve_device
+from pivf.core.runs import load_run_config
+from pivf.core.train import Log
 
 
 def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[ExperimentConfig, dict[str, Any]]:

@@ -14,11 +14,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from pivf.core.atomic import atomic_write_text
-from pivf.core.config import ExperimentConfig, dump_yaml
+from pivf.core.config import ExperimentConfig, dump_yaml, read_config_file, validate_plugin_sections
 from pivf.core.data.dataset import Dataset
-from pivf.core.errors import PivfUserError
+from pivf.core.errors import ConfigError, PivfUserError
 from pivf.core.paths import make_dir
+from pivf.core.plugin import format_validation_error
+
+
+def load_run_config(run_dir: Path) -> ExperimentConfig:
+    """A run directory's config (older layouts upgraded), validated against the installed plugins."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise PivfUserError(f"{run_dir} is not a run directory (no config.yaml)")
+    try:
+        config = ExperimentConfig.model_validate(read_config_file(path))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path))) from None
+    return validate_plugin_sections(config)
 
 
 def new_run_dir(config: ExperimentConfig, overwrite: bool = False) -> Path:

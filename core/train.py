@@ -31,8 +31,9 @@ from torch import Tensor
 
 from pivf.core.build import build_objective, build_pipeline, open_dataset
 from pivf.core.checkpoints import checkpoint_path, load_checkpoint, restoring
-from pivf.core.config import ExperimentConfig, TrainingConfig, read_config_file, validate_plugin_sections
+from pivf.core.config import ExperimentConfig, TrainingConfig
 from pivf.core.data.dataset import as_float
+from pivf.core.devices import describe_device, resolve_device
 from pivf.core.distributed import (all_ranks_finite, average_gradients, barrier, broadcast_parameters,
                                    init_world, local_device_name, ranks_in_sync, share_from_main, shutdown)
 from pivf.core.errors import ConfigError, PivfUserError
@@ -41,7 +42,7 @@ from pivf.core.optim import make_optimizer
 from pivf.core.progress import Progress
 from pivf.core.report import parameter_report, save_figures
 from pivf.core.atomic import atomic_torch_save
-from pivf.core.runs import new_run_dir, with_dataset_sizes, write_config, write_metrics
+from pivf.core.runs import load_run_config, new_run_dir, with_dataset_sizes, write_config, write_metrics
 
 Log = Callable[[str], None]
 MAX_FAILURES = 3
@@ -49,41 +50,6 @@ MAX_FAILURES = 3
 
 class TrainingDiverged(PivfUserError):
     """Training kept producing non-finite values; the last good checkpoint is intact."""
-
-
-def resolve_device(name: str, option: str = "training.device") -> torch.device:
-    """A usable device for ``name`` ('auto', 'cpu', 'cuda', 'cuda:N'); ``option`` names it in errors."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"{option}: unknown device '{name}'; allowed: auto, cpu, cuda, cuda:N") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (device.index or 0) >= count:
-            raise ConfigError(f"{option}: '{name}' requested but {count} CUDA device(s) are available; "
-                              f"use 'cpu' or 'auto'")
-    elif device.type != "cpu":
-        raise ConfigError(f"{option}: unsupported device '{name}'; allowed: auto, cpu, cuda, cuda:N")
-    return device
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return "cpu"
-
-
-def load_run_config(run_dir: Path) -> ExperimentConfig:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise PivfUserError(f"{run_dir} is not a run directory (no config.yaml)")
-    try:
-        config = ExperimentConfig.model_validate(read_config_file(path))
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from None
-    return validate_plugin_sections(config)
 
 
 class Trainer:

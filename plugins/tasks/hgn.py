@@ -10,8 +10,8 @@ anti-aliased discs in the original colours (yellow, red, green) over its grey-bl
 placed at sub-pixel precision rather than truncated to whole pixels, on a canvas of ±``canvas``
 world units: pixel = size·(x + canvas)/(2·canvas), world y pointing down the image.
 
-The double pendulum is defined here from its true Hamiltonian (the public re-implementation's
-equations do not follow from the Hamiltonian in its own docstring).
+The double pendulum's physics (``plugins/physics/double_pendulum.py``) comes from its true
+Hamiltonian (the public re-implementation's equations do not follow from the one in its docstring).
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from pivf.core.data.render import draw_discs
 from pivf.core.data.sampling import normal, signs, uniform, unit_vectors
 from pivf.core.data.task import Task, TaskParams, Trajectory, with_default
 from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import PhysicsSystem, log_parameter
 from pivf.core.plugin import PluginParams
 
 _BACKGROUND = (81 / 255, 88 / 255, 93 / 255)
@@ -193,44 +192,6 @@ class ThreeBodyTask(TwoBodyTask):
     Params: ClassVar[type[PluginParams]] = ThreeBodyParams
 
 
-class DoublePendulumPhysicsParams(PluginParams):
-    g: float = Field(1.0, gt=0, description="initial gravitational acceleration")
-    l: float = Field(1.0, gt=0, description="length of each rod (fixed)")
-    m: float = Field(1.0, gt=0, description="mass of each bob (fixed)")
-    learnable: bool = Field(True, description="learn g")
-
-
-class DoublePendulum(PhysicsSystem):
-    """Two equal bobs on equal rigid rods; q = the rods' angles from the downward vertical and p the
-    canonical momenta. H = (p₁² + 2p₂² − 2p₁p₂·cos Δ) / (2ml²(1 + sin² Δ)) + mgl(3 − 2cos q₁ − cos q₂),
-    Δ = q₁ − q₂; the equations of motion follow from H by autograd, so they cannot disagree with it."""
-
-    name = "double_pendulum"
-    description = "double pendulum (equal bobs and rods) from its Hamiltonian; learnable g"
-    state = "generalized"
-    Params = DoublePendulumPhysicsParams
-    ground_truth = {"g": 3.0, "l": 1.0, "m": 1.0}
-
-    def __init__(self, params: DoublePendulumPhysicsParams | None = None) -> None:
-        super().__init__(params)
-        self.log_g = log_parameter(self.params.g, self.params.learnable)
-        self.log_l = log_parameter(self.params.l, learnable=False)
-        self.log_m = log_parameter(self.params.m, learnable=False)
-
-    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
-        m, g, l = self.log_m.exp(), self.log_g.exp(), self.log_l.exp()
-        (q1, q2), (p1, p2) = q.unbind(-1), p.unbind(-1)
-        delta = q1 - q2
-        kinetic = (p1**2 + 2 * p2**2 - 2 * p1 * p2 * delta.cos()) / (2 * m * l**2 * (1 + delta.sin() ** 2))
-        return kinetic + m * g * l * (3 - 2 * q1.cos() - q2.cos())
-
-    def learned_parameters(self) -> dict[str, float]:
-        return {"g": self.log_g.exp().item()} if self.params.learnable else {}
-
-    def state_shape(self) -> tuple[int, ...]:
-        return (2,)
-
-
 class DoublePendulumParams(HgnParams):
     n_objects: Literal[2] = 2
     radius: float = with_default(HgnParams, "radius", 2.0)
@@ -246,11 +207,6 @@ class DoublePendulumTask(PendulumTask):
     description = "double pendulum (m=1, l=1, g=3) from its true Hamiltonian, chaotic"
     physics = "double_pendulum"
     Params: ClassVar[type[PluginParams]] = DoublePendulumParams
-
-
-@hookimpl
-def pivf_physics() -> list[type]:
-    return [DoublePendulum]
 
 
 @hookimpl
