@@ -106,7 +106,7 @@ def _plugin_warnings_on_one_line() -> None:
 
 @app.command("plugins")
 def plugins_command(
-    kind: Annotated[Optional[str], typer.Option(help="only this kind: physics, integrator, decoder, encoder, task")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="only this kind: physics, integrator, decoder, encoder, objective, task")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List installed plugins: kind, name, description, providing distribution and status."""

@@ -106,8 +106,16 @@ def legacy_config(config: dict) -> dict:
     return config
 
 
-def test_a_run_written_before_objectives_were_plugins_still_evaluates_and_resumes(data_file, tmp_path):
+@pytest.fixture
+def one_thread():
+    """A tiny model: more threads only add synchronisation; the setting is put back afterwards."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_run_written_before_objectives_were_plugins_still_evaluates_and_resumes(data_file, tmp_path, one_thread):
     config = resolve_config(task="spring_color", overrides=SMALL + [
         f"data.path={data_file}", "training.device=cpu", "training.batch_size=10", f"logging.out={tmp_path}",
         "training.epochs=1", "logging.run_name=old", "objective.recons_weight=2.5"])
