@@ -103,3 +103,14 @@ def test_tf_rmsprop_starts_with_an_accumulator_of_one():
     assert torch.allclose(w.detach(), expected)
     # PyTorch's RMSprop (accumulator 0) would have moved each weight by ~lr/sqrt(0.1) instead
     assert abs(w.detach()[0] - 1.0) < 0.1 / math.sqrt(0.1) / 3
+
+
+def test_warmup_frames_shorten_only_the_warmup_window():
+    config = resolve_config(overrides=["objective.warmup_frames=4", "objective.discovery_share=0",
+                                       "objective.warmup_steps=10", "encoder.unet_base=4"])
+    pipeline, objective = build_pipeline(config), build_objective(config)
+    frames = torch.rand(2, 12, 3, 32, 32)
+    warm = objective.training_losses(pipeline, frames, step=0)
+    assert set(warm) == {"recons", "loss"} and objective.last_batch[1].shape[1] == 4
+    later = objective.training_losses(pipeline, frames, step=10)
+    assert "pred" in later and objective.last_batch[1].shape[1] == objective.train_length == 10

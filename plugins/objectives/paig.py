@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor
 
 from pivf import hookimpl
@@ -53,6 +53,17 @@ class PaigParams(ObjectiveParams):
                                    "prediction once every slot explains an object (0: off)")
     latent_weight: float = Field(0.0, ge=0, description="weight of the squared distance between rolled-out and "
                                                         "encoded states of the predicted frames")
+    warmup_frames: int | None = Field(None, ge=1, description="frames per sequence encoded and reconstructed "
+                                      "during warm-up (the first ones); fewer frames make warm-up steps cheaper "
+                                      "(empty: the whole training window)")
+
+    @model_validator(mode="after")
+    def _warmup_frames_hold_the_inputs(self) -> PaigParams:
+        window = self.input_steps + self.pred_steps
+        if self.warmup_frames is not None and not self.input_steps <= self.warmup_frames <= window:
+            raise ValueError(f"warmup_frames must be between input_steps ({self.input_steps}) and "
+                             f"input_steps + pred_steps ({window}), got {self.warmup_frames}")
+        return self
 
 
 def frame_losses(out: PipelineOutput, frames: Tensor, input_steps: int, pred_steps: int) -> dict[str, Tensor]:
@@ -124,7 +135,8 @@ class PaigObjective(Objective):
 
     def training_losses(self, pipeline: Pipeline, frames: Tensor, step: int) -> dict[str, Tensor]:
         horizon = self.horizon(step)
-        window = frames[:, : self.train_length]
+        warmup_frames = self.params.warmup_frames
+        window = frames[:, : self.train_length if horizon or warmup_frames is None else warmup_frames]
         out = pipeline(window, steps=horizon)
         self.last_batch = (out.encoded.positions.detach(), window)
         losses = frame_losses(out, window, self.input_steps, horizon)

@@ -7,6 +7,7 @@ import torch
 
 import pivf
 from pivf.core.data.task import Trajectory
+from pivf.core.errors import UnknownPluginError
 from pivf.testing import (assert_energy_conserved, assert_follows_hamiltons_equations, measured_order, random_state,
                           registered)
 from pivf_charged import ChargedColor, ChargedParticles
@@ -44,7 +45,7 @@ def test_a_variant_registered_for_one_test_is_usable_by_name():
     with registered(Repulsive):
         system = pivf.physics("charged_repulsive", charges=[1.0, 1.0])
         assert system.learned_parameters()["coulomb"] == pytest.approx(1.0)
-    with pytest.raises(Exception, match="unknown physics 'charged_repulsive'"):
+    with pytest.raises(UnknownPluginError, match="unknown physics 'charged_repulsive'"):
         pivf.physics("charged_repulsive")
 
 
