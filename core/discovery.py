@@ -48,3 +48,14 @@ def contributions(pipeline: Pipeline, positions: Tensor, frames: Tensor, share: 
     best = max(rises)
     idle = tuple(j for j, rise in enumerate(rises) if best > 0 and rise < share * best)
     return Contributions(rises=tuple(rises), idle=idle)
+
+
+@torch.no_grad()
+def missing_colour(pipeline: Pipeline, positions: Tensor, frames: Tensor) -> Tensor:
+    """(C,): the colour of what the reconstruction leaves out, the mean of the positive residual
+    (image brighter than its reconstruction) weighted by its energy per pixel."""
+    states = positions.detach().flatten(0, 1)
+    targets = frames.flatten(0, 1)
+    residual = (targets - pipeline.decoder(states)).clamp_min(0)  # (M, C, H, W)
+    energy = residual.pow(2).sum(1, keepdim=True)
+    return (residual * energy).sum((0, 2, 3)) / energy.sum().clamp_min(1e-12)

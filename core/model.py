@@ -44,9 +44,10 @@ class Encoder(Plugin, nn.Module):
     def forward(self, frames: Tensor) -> EncoderOutput:
         raise NotImplementedError
 
-    def reset_object(self, index: int) -> bool:
+    def reset_object(self, index: int, colour: Tensor | None = None) -> bool:
         """Re-initialise what only object ``index`` uses, so its slot can find another object (see
-        core/discovery.py); False when this encoder has no such part."""
+        core/discovery.py); False when this encoder has no such part. ``colour`` (C,), when given,
+        is the colour of what the reconstruction misses most: a hint where to look."""
         return False
 
 
@@ -67,6 +68,7 @@ class Decoder(Plugin, nn.Module):
     def forward(self, q: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def reset_object(self, index: int) -> bool:
-        """Re-initialise what only object ``index`` uses (its templates, say); False when nothing is."""
+    def reset_object(self, index: int, colour: Tensor | None = None) -> bool:
+        """Re-initialise what only object ``index`` uses (its templates, say); False when nothing is.
+        ``colour`` as for ``Encoder.reset_object``."""
         return False

@@ -102,7 +102,7 @@ class SpatialTransformerDecoder(Decoder):
         warped = F.grid_sample(joint, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return warped.reshape(b, n, *warped.shape[1:])
 
-    def reset_object(self, index: int) -> bool:
+    def reset_object(self, index: int, colour: Tensor | None = None) -> bool:
         self.mask_template.reset(index)
         self.content_template.reset(index)
         return True

@@ -208,14 +208,18 @@ class PaigUNetEncoder(Encoder):
         return self.velocity(positions)
 
     @torch.no_grad()
-    def reset_object(self, index: int) -> bool:
+    def reset_object(self, index: int, colour: Tensor | None = None) -> bool:
         """Object ``index`` owns one output channel of the U-Net's last (1×1) convolution and of the
-        colour path: new random weights there give its slot another colour and feature preference."""
+        colour path: new random weights there give its slot another colour and feature preference;
+        with a ``colour`` hint the colour path starts pointing at that colour instead."""
         for conv in (self.unet.head, self.colour):
             if conv is not None:
                 bound = math.sqrt(6.0 / (conv.in_channels + conv.out_channels))
                 conv.weight[index].uniform_(-bound, bound)
                 conv.bias[index] = 0.0
+        if colour is not None and self.colour is not None:
+            direction = colour.to(self.colour.weight) / colour.norm().clamp_min(1e-12)
+            self.colour.weight[index] = direction.reshape(-1, 1, 1)
         return True
 
     def forward(self, frames: Tensor) -> EncoderOutput:

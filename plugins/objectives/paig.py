@@ -37,7 +37,7 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from pivf import hookimpl
-from pivf.core.discovery import contributions
+from pivf.core.discovery import contributions, missing_colour
 from pivf.core.losses import frame_sse, state_sse
 from pivf.core.objective import Objective, ObjectiveParams
 from pivf.core.pipeline import Pipeline, PipelineOutput
@@ -53,6 +53,8 @@ class PaigParams(ObjectiveParams):
                                    "prediction once every slot explains an object (0: off)")
     latent_weight: float = Field(0.0, ge=0, description="weight of the squared distance between rolled-out and "
                                                         "encoded states of the predicted frames")
+    guided_reset: bool = Field(False, description="re-initialise an idle slot towards the colour the "
+                               "reconstruction misses most, instead of at random")
     warmup_frames: int | None = Field(None, ge=1, description="frames per sequence encoded and reconstructed "
                                       "during warm-up (the first ones); fewer frames make warm-up steps cheaper "
                                       "(empty: the whole training window)")
@@ -159,8 +161,9 @@ class PaigObjective(Objective):
             messages.append(f"step {steps_done}: prediction starts (objects "
                             f"{'found' if result.found else 'not all found, warm-up at its limit'})")
             return False, messages
+        hint = {"colour": missing_colour(pipeline, *self.last_batch)} if p.guided_reset else {}
         for index in result.idle:
-            reset = [part for part in ("encoder", "decoder") if getattr(pipeline, part).reset_object(index)]
+            reset = [part for part in ("encoder", "decoder") if getattr(pipeline, part).reset_object(index, **hint)]
             reinitialised |= bool(reset)
             messages.append(f"step {steps_done}: object {index} explains little of the images; re-initialised its "
                             f"{' and '.join(reset) or 'nothing (the plugins cannot)'} parts")
