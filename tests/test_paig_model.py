@@ -10,7 +10,7 @@ from torch import nn
 import pivf
 from pivf.core.config import resolve_config
 from pivf.core.build import build_objective, build_pipeline
-from pivf.core.discovery import contributions
+from pivf.core.discovery import contributions, missing_colour
 from pivf.core.pipeline import Pipeline
 from pivf.core.optim import TFRMSprop
 
@@ -114,3 +114,16 @@ def test_warmup_frames_shorten_only_the_warmup_window():
     assert set(warm) == {"recons", "loss"} and objective.last_batch[1].shape[1] == 4
     later = objective.training_losses(pipeline, frames, step=10)
     assert "pred" in later and objective.last_batch[1].shape[1] == objective.train_length == 10
+
+
+def test_a_guided_reset_points_an_idle_slot_at_the_colour_the_reconstruction_misses():
+    pipeline = build_pipeline(resolve_config(overrides=["encoder.unet_base=4"]))
+    frames = torch.zeros(1, 2, 3, 32, 32)
+    frames[:, :, 0, 10:14, 20:24] = 1.0  # a red square nobody draws
+    nowhere = torch.full((1, 2, 2, 2), -200.0)
+    colour = missing_colour(pipeline, nowhere, frames)
+    assert colour[0] > 0 and torch.allclose(colour[1:], torch.zeros(2))
+    assert pipeline.encoder.reset_object(1, colour=colour) and pipeline.decoder.reset_object(1, colour=colour)
+    torch.testing.assert_close(pipeline.encoder.colour.weight[1].flatten(), torch.tensor([1.0, 0.0, 0.0]))
+    content = pipeline.decoder.templates()[1][1]  # object 1's content template (C, t, t)
+    torch.testing.assert_close(content.mean((-2, -1)), torch.tensor([0.95, 0.05, 0.05]))

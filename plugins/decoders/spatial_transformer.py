@@ -42,14 +42,19 @@ class NetworkVariable(nn.Module):
         return self.net(self.seed).reshape(self.shape)
 
     @torch.no_grad()
-    def reset(self, index: int) -> None:
-        """Re-initialise the output units of ``tensor[index]`` (Glorot-uniform over the whole layer's fans)."""
+    def reset(self, index: int, value: Tensor | None = None) -> None:
+        """Re-initialise the output units of ``tensor[index]`` (Glorot-uniform over the whole layer's
+        fans), or, given ``value`` (broadcast to ``shape[1:]``), make them output exactly that."""
         last = self.net[-1]
         per_entry = last.out_features // self.shape[0]
         rows = slice(index * per_entry, (index + 1) * per_entry)
-        bound = math.sqrt(6.0 / (last.in_features + last.out_features))
-        last.weight[rows].uniform_(-bound, bound)
-        last.bias[rows] = 0.0
+        if value is None:
+            bound = math.sqrt(6.0 / (last.in_features + last.out_features))
+            last.weight[rows].uniform_(-bound, bound)
+            last.bias[rows] = 0.0
+        else:
+            last.weight[rows] = 0.0
+            last.bias[rows] = value.to(last.bias).expand(self.shape[1:]).flatten()
 
 
 class SpatialTransformerParams(PluginParams):
@@ -103,8 +108,14 @@ class SpatialTransformerDecoder(Decoder):
         return warped.reshape(b, n, *warped.shape[1:])
 
     def reset_object(self, index: int, colour: Tensor | None = None) -> bool:
+        """New templates for object ``index``; with a ``colour`` hint its content starts that colour
+        (scaled to its brightest channel), so the slot is drawn as what the reconstruction misses."""
         self.mask_template.reset(index)
-        self.content_template.reset(index)
+        if colour is None:
+            self.content_template.reset(index)
+        else:
+            shade = (colour / colour.max().clamp_min(1e-12)).clamp(0.05, 0.95)
+            self.content_template.reset(index, torch.logit(shade).reshape(-1, 1, 1))
         return True
 
     def forward(self, q: Tensor) -> Tensor:
