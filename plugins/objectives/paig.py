@@ -14,8 +14,8 @@ and the encoder's (detached) positions of the same frames, a gradient on the phy
 depend on rendered and true objects overlapping.
 
 With ``discovery_share`` > 0 the warm-up also watches object discovery (core/discovery.py) every
-``CHECK_EVERY`` steps: a slot that explains less than that share of what the best slot explains is
-re-initialised (then left alone for ``GRACE_STEPS``), and the prediction starts at the first check
+``CHECK_EVERY`` steps: of the slots that explain less than that share of what the best slot
+explains, the one explaining least is re-initialised (then left alone for ``GRACE_STEPS``), and the prediction starts at the first check
 after ``warmup_steps`` at which every slot explains an object of its own (at the latest after
 ``MAX_WARMUP_FACTOR`` × ``warmup_steps``).
 
@@ -162,7 +162,9 @@ class PaigObjective(Objective):
                             f"{'found' if result.found else 'not all found, warm-up at its limit'})")
             return False, messages
         hint = {"colour": missing_colour(pipeline, *self.last_batch)} if p.guided_reset else {}
-        for index in result.idle:
+        # one slot per check, the one that explains least: two slots sharing an object both look
+        # idle, and re-initialising both would lose the object they share
+        for index in sorted(result.idle, key=lambda j: result.rises[j])[:1]:
             reset = [part for part in ("encoder", "decoder") if getattr(pipeline, part).reset_object(index, **hint)]
             reinitialised |= bool(reset)
             messages.append(f"step {steps_done}: object {index} explains little of the images; re-initialised its "
