@@ -15,9 +15,10 @@ depend on rendered and true objects overlapping.
 
 With ``discovery_share`` > 0 the warm-up also watches object discovery (core/discovery.py) every
 ``CHECK_EVERY`` steps: of the slots that explain less than that share of what the best slot
-explains, the one explaining least is re-initialised (then left alone for ``GRACE_STEPS``), and the prediction starts at the first check
-after ``warmup_steps`` at which every slot explains an object of its own (at the latest after
-``MAX_WARMUP_FACTOR`` × ``warmup_steps``).
+explains, the one explaining least is re-initialised (then left alone for ``GRACE_STEPS``), and
+the prediction starts at the first check after ``warmup_steps`` at which every slot explains an
+object of its own (at the latest after ``MAX_WARMUP_FACTOR`` × ``warmup_steps``). With
+``guided_reset`` the slot starts looking for, and drawing, the colour the reconstruction misses.
 
 Recipes (``--recipe``), config layers over the task preset:
 
