@@ -162,7 +162,7 @@ class PaigObjective(Objective):
             messages.append(f"step {steps_done}: prediction starts (objects "
                             f"{'found' if result.found else 'not all found, warm-up at its limit'})")
             return False, messages
-        hint = {"colour": missing_colour(pipeline, *self.last_batch)} if p.guided_reset else {}
+        hint = {"colour": missing_colour(pipeline, *self.last_batch)} if p.guided_reset and result.idle else {}
         # one slot per check, the one that explains least: two slots sharing an object both look
         # idle, and re-initialising both would lose the object they share
         for index in sorted(result.idle, key=lambda j: result.rises[j])[:1]:
