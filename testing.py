@@ -44,7 +44,8 @@ def random_state(system: PhysicsSystem, batch: int = 8, scale: float = 1.0, seed
 def energy_gradients(system: PhysicsSystem, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
     """(∂E/∂q, ∂E/∂p) of the system's energy, summed over the batch."""
     q, p = q.clone().requires_grad_(True), p.clone().requires_grad_(True)
-    return torch.autograd.grad(system.energy(q, p).sum(), (q, p), materialize_grads=True)
+    dq, dp = torch.autograd.grad(system.energy(q, p).sum(), (q, p), materialize_grads=True)
+    return dq, dp
 
 
 def energy_rate(system: PhysicsSystem, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:

@@ -58,10 +58,11 @@ def generate_command(
 @data_app.command("tasks")
 def tasks_command() -> None:
     """List the tasks, one line each: name, physics, frame size, sequence lengths, description."""
+    from pivf.core.data.task import Task
     from pivf.core.registry import registry
 
     for row in registry().rows("task"):
-        if row.cls is None:
+        if row.cls is None or not issubclass(row.cls, Task):
             continue
         params = row.cls.validate_params()
         size = f"{params.image_size}px"

@@ -106,7 +106,7 @@ def _run_processes(plan: list[tuple[ExperimentConfig, bool]], jobs: int, tmp: Pa
                 path = tmp / f"run{i}.yaml"
                 path.write_text(dump_yaml(config))
                 cmd = [sys.executable, "-m", "pivf.cli", "train", "--config", str(path), "--quiet"]
-                err = open(tmp / f"run{i}.err", "w+")  # a file, not a pipe: a chatty run cannot block on it
+                err: IO[str] = open(tmp / f"run{i}.err", "w+")  # a file, not a pipe: a chatty run cannot block on it
                 proc = subprocess.Popen(cmd + (["--overwrite"] if overwrite else []), stdout=subprocess.DEVNULL,
                                         stderr=err, text=True)
                 running.append((config, proc, err))

@@ -11,19 +11,23 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pivf.core.errors import ConfigError
-from pivf.core.plugin import format_validation_error
+from pivf.core.plugin import Plugin, format_validation_error
 
-try:
+if TYPE_CHECKING:
+    from pivf.core.physics import StateKind
+
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:
+    import tomli as tomllib
 
 
 DEFAULT_TASK = "spring_color"
@@ -340,8 +344,8 @@ def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
         validated = cls.validate_params(params)
         resolved[section] = {"name": choice.name, **json.loads(validated.model_dump_json())}
         if kind == "objective":
-            implied.update({field: (f"objective.{field}", value)
-                            for field, value in cls.implied_params(validated).items()})
+            implications = reg.get("objective", choice.name).implied_params(validated)
+            implied.update({field: (f"objective.{field}", value) for field, value in implications.items()})
     config = ExperimentConfig.model_validate(resolved)
     check_compatibility(config)
     return config
@@ -354,9 +358,6 @@ def check_compatibility(config: ExperimentConfig) -> None:
     reg = registry()
     physics = reg.get("physics", config.physics.name)
     integrator = reg.get("integrator", config.integrator.name)
-    encoder = reg.get("encoder", config.encoder.name)
-    decoder = reg.get("decoder", config.decoder.name)
-    objective = reg.get("objective", config.objective.name)
     if physics.has_constraints and not integrator.supports_constraints:
         raise ConfigError(
             f"integrator '{integrator.name}' cannot apply the hard constraints (wall bounces) of physics "
@@ -367,12 +368,21 @@ def check_compatibility(config: ExperimentConfig) -> None:
         if len(set(values.values())) > 1:
             raise ConfigError("the latent state must have one shape: " + ", ".join(
                 f"{section}.{field} = {value}" for section, value in values.items()) + " differ")
-    for section, plugin in (("encoder", encoder), ("decoder", decoder), ("objective", objective)):
-        if physics.state not in plugin.states:
-            fitting = [n for n in reg.names(section) if physics.state in reg.get(section, n).states]
+    for section in ("encoder", "decoder", "objective"):
+        plugin = reg.get(section, getattr(config, section).name)
+        if physics.state not in states_handled(plugin):
+            fitting = [n for n in reg.names(section) if physics.state in states_handled(reg.get(section, n))]
             raise ConfigError(
-                f"{section} '{plugin.name}' works on {'/'.join(plugin.states)} states but physics "
+                f"{section} '{plugin.name}' works on {'/'.join(states_handled(plugin))} states but physics "
                 f"'{physics.name}' has {physics.state} states; use {section} {' or '.join(fitting) or '(none installed)'}")
+
+
+def states_handled(cls: type[Plugin[Any]]) -> tuple[StateKind, ...]:
+    """The state kinds an encoder, decoder or objective works on (see ``PhysicsSystem.state``)."""
+    from pivf.core.model import Decoder, Encoder
+    from pivf.core.objective import Objective
+
+    return cls.states if issubclass(cls, (Encoder, Decoder, Objective)) else ()
 
 
 def dump_yaml(config: ExperimentConfig) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -52,7 +53,7 @@ def local_device_name(world: World, device_name: str) -> str:
     return device_name
 
 
-def average_gradients(params: list[Tensor], world: World) -> None:
+def average_gradients(params: Sequence[Tensor], world: World) -> None:
     if not world.active:
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
@@ -88,14 +89,14 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
-def broadcast_parameters(params: list[Tensor], world: World) -> None:
+def broadcast_parameters(params: Sequence[Tensor], world: World) -> None:
     """Start every rank from rank 0's weights."""
     if world.active:
         for param in params:
             dist.broadcast(param.data, src=0)
 
 
-def ranks_in_sync(params: list[Tensor], world: World) -> bool:
+def ranks_in_sync(params: Sequence[Tensor], world: World) -> bool:
     """True when every rank holds exactly rank 0's weights (checked at the end of a run)."""
     if not world.active:
         return True

@@ -35,7 +35,7 @@ def frame_grid(rows: list[Tensor], pad: int = 1) -> Tensor:
 def save_png(image: Tensor, path: Path, scale: int = 3) -> None:
     pil = Image.fromarray(to_uint8_image(image))
     if scale > 1:
-        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     pil.save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())

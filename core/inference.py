@@ -59,13 +59,13 @@ def sample(pipeline: Pipeline, n: int, steps: int, speed: float = 1.0,
 
     The prior is over the encoder's z (where the KL term acts), not over (q, p) directly.
     """
-    encoder = pipeline.encoder
-    shape = encoder.prior_shape() if isinstance(encoder, LatentPrior) else None
-    if shape is None:
-        raise ValueError(f"encoder '{encoder.name}' has no prior to sample from; use a variational encoder")
+    prior = pipeline.encoder if isinstance(pipeline.encoder, LatentPrior) else None
+    shape = prior.prior_shape() if prior is not None else None
+    if prior is None or shape is None:
+        raise ValueError(f"encoder '{pipeline.encoder.name}' has no prior to sample from; use a variational encoder")
     device = next(pipeline.parameters()).device
     z_device = generator.device if generator is not None else device  # a generator draws on its own device
     z = torch.randn((n, *shape), generator=generator, device=z_device).to(device)
     with inference(pipeline):
-        q0, p0 = encoder.transform(z)
+        q0, p0 = prior.transform(z)
     return rollout_frames(pipeline, q0, p0, steps, speed)

@@ -6,7 +6,7 @@ once: writing into a preallocated tensor makes backward quadratic in the number 
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 from pydantic import Field
@@ -20,21 +20,21 @@ class IntegratorParams(PluginParams):
     substeps: int = Field(5, ge=1, description="integration steps per frame interval")
 
 
-class Integrator(Plugin):
+IP = TypeVar("IP", bound=IntegratorParams)
+
+
+class Integrator(Plugin[IP]):
     """Base for integrator plugins; a fixed-step method only overrides ``step``."""
 
     kind: ClassVar[str] = "integrator"
     required_methods = (("step",), ("rollout",))
-    Params: ClassVar[type[PluginParams]] = IntegratorParams
+    Params = IntegratorParams
     #: global order of accuracy, checked by a convergence test
     order: ClassVar[int] = 1
     symplectic: ClassVar[bool] = False
     time_reversible: ClassVar[bool] = False
     #: False for methods that cannot apply ``physics.constrain`` between steps (adaptive ODE solvers)
     supports_constraints: ClassVar[bool] = True
-
-    def __init__(self, params: PluginParams | None = None) -> None:
-        self.params = self.validate_params(params)
 
     @property
     def substeps(self) -> int:

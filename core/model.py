@@ -8,7 +8,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from pivf.core.physics import StateKind
-from pivf.core.plugin import Plugin, PluginParams
+from pivf.core.plugin import P, Plugin
 
 
 @dataclass
@@ -26,7 +26,7 @@ class EncoderOutput:
     kl: Tensor | None = None
 
 
-class Encoder(Plugin, nn.Module):
+class Encoder(Plugin[P], nn.Module):
     """frames (B, T, C, H, W) in [0, 1] → initial state at the last input frame.
 
     ``states`` lists the state kinds it produces. Params named ``image_size``, ``channels``,
@@ -36,10 +36,6 @@ class Encoder(Plugin, nn.Module):
     kind: ClassVar[str] = "encoder"
     required_methods = (("forward",),)
     states: ClassVar[tuple[StateKind, ...]] = ("objects",)
-
-    def __init__(self, params: PluginParams | None = None) -> None:
-        nn.Module.__init__(self)
-        self.params = self.validate_params(params)
 
     def forward(self, frames: Tensor) -> EncoderOutput:
         raise NotImplementedError
@@ -51,7 +47,7 @@ class Encoder(Plugin, nn.Module):
         return False
 
 
-class Decoder(Plugin, nn.Module):
+class Decoder(Plugin[P], nn.Module):
     """state q of shape (B, *state) → frames (B, C, H, W) in [0, 1].
 
     Params named ``image_size``, ``channels`` or ``n_objects`` are filled in from the data.
@@ -60,10 +56,6 @@ class Decoder(Plugin, nn.Module):
     kind: ClassVar[str] = "decoder"
     required_methods = (("forward",),)
     states: ClassVar[tuple[StateKind, ...]] = ("objects",)
-
-    def __init__(self, params: PluginParams | None = None) -> None:
-        nn.Module.__init__(self)
-        self.params = self.validate_params(params)
 
     def forward(self, q: Tensor) -> Tensor:
         raise NotImplementedError

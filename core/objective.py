@@ -28,7 +28,7 @@ layers, ``--recipe NAME``, that train it well).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field
 from torch import Tensor
@@ -47,13 +47,16 @@ class ObjectiveParams(PluginParams):
     pred_steps: int = Field(6, ge=1, description="frames predicted and trained on (data.pred_steps)")
 
 
-class Objective(Plugin):
+OP = TypeVar("OP", bound=ObjectiveParams)
+
+
+class Objective(Plugin[OP]):
     """Base class of objective plugins. ``losses`` returns named scalar tensors; ``"loss"`` is what
     training minimises."""
 
     kind: ClassVar[str] = "objective"
     required_methods = (("losses",),)
-    Params: ClassVar[type[PluginParams]] = ObjectiveParams
+    Params = ObjectiveParams
     #: state kinds of the physics this objective can train (see ``PhysicsSystem.state``)
     states: ClassVar[tuple[StateKind, ...]] = ("objects",)
     #: keys of ``evaluate``'s result that summarise a run (``pivf compare`` charts them first)
@@ -61,8 +64,8 @@ class Objective(Plugin):
     #: named config layers over the task preset (``training.recipe``); the first is the default
     recipes: ClassVar[dict[str, dict[str, Any]]] = {}
 
-    def __init__(self, params: PluginParams | dict[str, Any] | None = None) -> None:
-        self.params: Any = self.validate_params(params)
+    def __init__(self, params: OP | dict[str, Any] | None = None) -> None:
+        super().__init__(params)
         self.input_steps: int = self.params.input_steps
         self.pred_steps: int = self.params.pred_steps
 

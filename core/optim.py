@@ -1,7 +1,7 @@
 """Optimisers, including RMSprop with TF1's semantics, which PAIG's learning rates were tuned for."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -14,11 +14,11 @@ class TFRMSprop(Optimizer):
     SGD-like), ε sits inside the square root, decay 0.9, no momentum. PyTorch's RMSprop starts the
     accumulator at zero, which makes the first steps ~lr·sign(g) and destabilises PAIG's training."""
 
-    def __init__(self, params: Iterable[Tensor], lr: float, decay: float = 0.9, eps: float = 1e-10) -> None:
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float, decay: float = 0.9, eps: float = 1e-10) -> None:
         super().__init__(params, {"lr": lr, "decay": decay, "eps": eps})
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[no-untyped-def]
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         loss = None if closure is None else closure()
         for group in self.param_groups:
             lr, decay, eps = group["lr"], group["decay"], group["eps"]

@@ -17,14 +17,14 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from pivf.core.plugin import Plugin, PluginParams
+from pivf.core.plugin import P, Plugin, PluginParams
 
 #: "objects": (B, N, D) pixel coordinates an object decoder can draw; "generalized": coordinates
 #: such as angles, which need a task's renderer; "latent": abstract maps inferred by an encoder
 StateKind = Literal["objects", "generalized", "latent"]
 
 
-class PhysicsSystem(Plugin, nn.Module):
+class PhysicsSystem(Plugin[P], nn.Module):
     """Base class for physics plugins (an ``nn.Module`` so its physical parameters can be learned)."""
 
     kind: ClassVar[str] = "physics"
@@ -37,10 +37,6 @@ class PhysicsSystem(Plugin, nn.Module):
     has_constraints: ClassVar[bool] = False
     #: True when the flow conserves ``energy`` (no damping, no actuation)
     conservative: ClassVar[bool] = True
-
-    def __init__(self, params: PluginParams | None = None) -> None:
-        nn.Module.__init__(self)
-        self.params = self.validate_params(params)
 
     # --- the equations of motion -------------------------------------------------------------
     def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:

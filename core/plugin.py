@@ -2,7 +2,7 @@
 its kind requires; ``contract_problems`` checks all of it when the plugin loads."""
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticUndefined
@@ -16,8 +16,13 @@ class PluginParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Plugin:
-    """Mixin for plugin classes. Subclasses set ``name``, ``description`` and ``Params``."""
+P = TypeVar("P", bound=PluginParams)
+
+
+class Plugin(Generic[P]):
+    """Base of every kind's base class. A plugin names its params model as the type argument,
+    ``class Spring(PhysicsSystem[SpringParams])``, so ``self.params.k`` type-checks; that argument
+    becomes ``Params``, the model its params are validated with, unless the class sets ``Params``."""
 
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
@@ -25,17 +30,41 @@ class Plugin:
     Params: ClassVar[type[PluginParams]] = PluginParams
     #: methods a plugin of this kind defines: one of these groups, every method in it overridden
     required_methods: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    params: P
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = _params_argument(cls)
+        if declared is not None and "Params" not in cls.__dict__:
+            cls.Params = declared
+
+    def __init__(self, params: P | dict[str, Any] | None = None) -> None:
+        super().__init__()  # nn.Module's, for the kinds that are modules
+        self.params = self.validate_params(params)
 
     @classmethod
-    def validate_params(cls, params: dict[str, Any] | PluginParams | None = None) -> PluginParams:
+    def validate_params(cls, params: PluginParams | dict[str, Any] | None = None) -> P:
         """Validate raw params with this plugin's model; errors name the plugin and the field."""
         if isinstance(params, cls.Params):
-            return params
+            return cast(P, params)
+        if isinstance(params, PluginParams):
+            params = params.model_dump()
         try:
-            return cls.Params(**(params or {}))
+            return cast(P, cls.Params(**(params or {})))
         except ValidationError as exc:
             where = f"{cls.kind} '{cls.name}'"
             raise PluginParamsError(format_validation_error(exc, where, sorted(cls.Params.model_fields))) from None
+
+
+def _params_argument(cls: type) -> type[PluginParams] | None:
+    """The params model ``cls`` gives as its base's type argument (``Base[SomeParams]``), if any."""
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        origin = get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, Plugin):
+            for arg in get_args(base):
+                if isinstance(arg, type) and issubclass(arg, PluginParams):
+                    return arg
+    return None
 
 
 def contract_problems(cls: Any, base: type[Plugin]) -> list[str]:

@@ -25,13 +25,20 @@ import warnings
 from dataclasses import dataclass, replace
 from importlib.metadata import EntryPoint, distributions
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import pluggy
 
 from pivf.core import hookspecs
 from pivf.core.errors import PluginConflictError, UnknownPluginError
 from pivf.core.plugin import Plugin, contract_problems
+
+if TYPE_CHECKING:
+    from pivf.core.data.task import Task
+    from pivf.core.integrator import Integrator
+    from pivf.core.model import Decoder, Encoder
+    from pivf.core.objective import Objective
+    from pivf.core.physics import PhysicsSystem
 
 DISABLE_AUTOLOAD_ENV = "PIVF_DISABLE_PLUGIN_AUTOLOAD"
 ALLOW_ENV = "PIVF_PLUGINS"
@@ -231,7 +238,22 @@ class Registry:
     def names(self, kind: str) -> list[str]:
         return sorted({r.name for r in self._all_rows() if r.kind == kind and r.status in ("ok", "conflict")})
 
-    def get(self, kind: str, name: str) -> type[Plugin]:
+    @overload
+    def get(self, kind: Literal["physics"], name: str) -> type[PhysicsSystem[Any]]: ...
+    @overload
+    def get(self, kind: Literal["integrator"], name: str) -> type[Integrator[Any]]: ...
+    @overload
+    def get(self, kind: Literal["encoder"], name: str) -> type[Encoder[Any]]: ...
+    @overload
+    def get(self, kind: Literal["decoder"], name: str) -> type[Decoder[Any]]: ...
+    @overload
+    def get(self, kind: Literal["objective"], name: str) -> type[Objective[Any]]: ...
+    @overload
+    def get(self, kind: Literal["task"], name: str) -> type[Task[Any]]: ...
+    @overload
+    def get(self, kind: str, name: str) -> type[Plugin[Any]]: ...
+
+    def get(self, kind: str, name: str) -> type[Plugin[Any]]:
         """The plugin class of that kind and name, or a one-line error saying why not."""
         if kind not in hookspecs.HOOK_OF_KIND:
             raise UnknownPluginError(f"unknown plugin kind '{kind}'; known kinds: {', '.join(hookspecs.HOOK_OF_KIND)}")
@@ -259,7 +281,22 @@ class Registry:
         did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
         return f"unknown {kind} '{name}'{did_you_mean}; {available}"
 
-    def create(self, kind: str, name: str, **params: Any) -> Plugin:
+    @overload
+    def create(self, kind: Literal["physics"], name: str, **params: Any) -> PhysicsSystem[Any]: ...
+    @overload
+    def create(self, kind: Literal["integrator"], name: str, **params: Any) -> Integrator[Any]: ...
+    @overload
+    def create(self, kind: Literal["encoder"], name: str, **params: Any) -> Encoder[Any]: ...
+    @overload
+    def create(self, kind: Literal["decoder"], name: str, **params: Any) -> Decoder[Any]: ...
+    @overload
+    def create(self, kind: Literal["objective"], name: str, **params: Any) -> Objective[Any]: ...
+    @overload
+    def create(self, kind: Literal["task"], name: str, **params: Any) -> Task[Any]: ...
+    @overload
+    def create(self, kind: str, name: str, **params: Any) -> Plugin[Any]: ...
+
+    def create(self, kind: str, name: str, **params: Any) -> Plugin[Any]:
         """A configured instance; params are validated by the plugin's own model."""
         cls = self.get(kind, name)
         return cls(cls.validate_params(params))

@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import ValidationError
@@ -43,6 +43,9 @@ from pivf.core.progress import Progress
 from pivf.core.report import parameter_report, save_figures
 from pivf.core.atomic import atomic_torch_save
 from pivf.core.runs import load_run_config, new_run_dir, with_dataset_sizes, write_config, write_metrics
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 Log = Callable[[str], None]
 MAX_FAILURES = 3
@@ -84,7 +87,7 @@ class Trainer:
         self.lr_scale = 1.0
         self.wall = 0.0
         self.quiet = quiet
-        self.writer = None
+        self.writer: SummaryWriter | None = None
         self.history: list[dict[str, Any]] = []  # one entry per validation: when, losses, parameters
         self.stop_when = stop_when  # a caller's target, asked at each validation (e.g. a benchmark's success)
         self.target_reached = False

@@ -9,7 +9,6 @@ import torch
 from torchdiffeq import odeint
 
 import pivf
-from pivf.core.errors import PluginParamsError, UnknownPluginError
 from pivf.core.registry import reset_registry
 from pivf.testing import assert_energy_conserved, assert_follows_hamiltons_equations, energy_rate, random_state
 

@@ -6,7 +6,7 @@ subclassing ``BallTask`` and writing ``sample_initial``.
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TypeVar
 
 import torch
 from pydantic import Field
@@ -14,7 +14,6 @@ from torch import Tensor
 
 from pivf.core.data.render import draw_discs
 from pivf.core.data.task import Task, TaskParams, Trajectory
-from pivf.core.plugin import PluginParams
 
 
 class BallTaskParams(TaskParams):
@@ -26,10 +25,13 @@ def inside_walls(q: Tensor, margin: float, size: int) -> Tensor:
     return ((q >= margin) & (q <= size - margin)).flatten(1).all(1)
 
 
-class BallTask(Task):
+BTP = TypeVar("BTP", bound=BallTaskParams)
+
+
+class BallTask(Task[BTP]):
     """Balls of ``radius`` px whose q (N, T, K, 2) are pixel positions; walls reject a sequence."""
 
-    Params: ClassVar[type[PluginParams]] = BallTaskParams
+    Params = BallTaskParams
 
     def accept(self, q: Tensor, p: Tensor) -> Tensor:
         return inside_walls(q, self.params.radius, self.params.image_size)

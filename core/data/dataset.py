@@ -142,8 +142,8 @@ def _pair_without_sidecar(path: Path, task: str | None) -> tuple[Path, Path | No
     return pair[0][1], (pair[-1][1] if len(pair) > 1 else None), instance, "file name"
 
 
-def _resolve(path: Path, task: str | None) -> tuple[Path, Path | None, Sidecar | None, Task | None, str]:
-    """(train file, test file or None, train file's sidecar, task when there is no sidecar, source)."""
+def _resolve(path: Path, task: str | None) -> tuple[Path, Path | None, Sidecar | None, dict[str, Any], str]:
+    """(train file, test file or None, train file's sidecar, what the data is (a task record), source)."""
     if path.is_dir():
         files = sorted(path.glob("*.npz"))
         if not files:
@@ -155,15 +155,18 @@ def _resolve(path: Path, task: str | None) -> tuple[Path, Path | None, Sidecar |
     meta = _read_sidecar(path)
     if meta is None:
         train, test, instance, source = _pair_without_sidecar(path, task)
-        return train, test, None, instance, source
+        return train, test, None, instance.describe(), source
     companion = path.with_name(meta.companion)
     missing = [f for f in (companion, sidecar_path(companion)) if not f.is_file()]
     if missing:
         raise DataError(f"{path.parent}: incomplete dataset, {' and '.join(f.name for f in missing)} missing "
                         f"(was its generation interrupted?); generate it again")
     if meta.role == "test":  # its own train_x and valid_x are empty: take them from the train file
-        path, companion, meta = companion, path, _read_sidecar(companion)
-    return path, companion, meta, None, "sidecar"
+        path, companion = companion, path
+        meta = _read_sidecar(path)
+        if meta is None:
+            raise DataError(f"{path}: its sidecar went missing while the dataset was being opened")
+    return path, companion, meta, meta.model_dump(), "sidecar"
 
 
 # --- checks ------------------------------------------------------------------------------------
@@ -203,10 +206,10 @@ def load_dataset(path: Path | str, task: str | None = None) -> Dataset:
     path = Path(path)
     if not path.exists():
         raise DataError(f"dataset not found: {path}")
-    train_path, test_path, meta, instance, source = _resolve(path, task)
+    train_path, test_path, meta, description, source = _resolve(path, task)
     train_arrays = _read_checked(train_path, meta)
     test_arrays = train_arrays if test_path is None else _read_checked(test_path, _read_sidecar(test_path))
-    record = TaskRecord.model_validate(meta.model_dump() if meta is not None else instance.describe())
+    record = TaskRecord.model_validate(description)
     for file, arrays in ((train_path, train_arrays), (test_path, test_arrays)):
         if file is not None:
             _check_frames(file, arrays, record.image_size)

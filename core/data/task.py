@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from copy import copy
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from pydantic import Field, model_validator
@@ -105,12 +105,15 @@ class Trajectory:
         return Trajectory(self.q[index], self.p[index], self.positions[index])
 
 
-class Task(Plugin):
+TP = TypeVar("TP", bound=TaskParams)
+
+
+class Task(Plugin[TP]):
     """Base class of task plugins (see the module docstring for the contract)."""
 
     kind: ClassVar[str] = "task"
     required_methods = (("sample_initial", "render"), ("simulate", "render"))
-    Params: ClassVar[type[PluginParams]] = TaskParams
+    Params = TaskParams
     #: name of the physics plugin whose equations generate the data
     physics: ClassVar[str] = ""
     #: the task's own physical constants, over the physics plugin's ``ground_truth``
@@ -125,9 +128,6 @@ class Task(Plugin):
     #: the config layer a run on this task starts from (``--task NAME``): its data section, the
     #: plugins and the training the task is usually learned with; empty means pivf's defaults
     preset: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, params: PluginParams | None = None) -> None:
-        self.params = self.validate_params(params)
 
     # --- to implement ----------------------------------------------------------------------------
     def sample_initial(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:

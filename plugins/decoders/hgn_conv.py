@@ -36,10 +36,9 @@ class UpsamplingBlock(nn.Module):
         return self.convs(x) + self.skip(x)
 
 
-class HgnConvDecoder(Decoder):
+class HgnConvDecoder(Decoder[HgnDecoderParams]):
     name = "hgn_conv"
     description = "HGN: residual upsampling conv decoder from the latent q alone"
-    Params = HgnDecoderParams
     states = ("latent",)
 
     def __init__(self, params: HgnDecoderParams | None = None) -> None:

@@ -46,6 +46,7 @@ class NetworkVariable(nn.Module):
         """Re-initialise the output units of ``tensor[index]`` (Glorot-uniform over the whole layer's
         fans), or, given ``value`` (broadcast to ``shape[1:]``), make them output exactly that."""
         last = self.net[-1]
+        assert isinstance(last, nn.Linear)
         per_entry = last.out_features // self.shape[0]
         rows = slice(index * per_entry, (index + 1) * per_entry)
         if value is None:
@@ -66,10 +67,9 @@ class SpatialTransformerParams(PluginParams):
     learn_sigma: bool = True
 
 
-class SpatialTransformerDecoder(Decoder):
+class SpatialTransformerDecoder(Decoder[SpatialTransformerParams]):
     name = "spatial_transformer"
     description = "PAIG: coordinate-consistent spatial transformer with learnable templates and softmax compositing"
-    Params = SpatialTransformerParams
     states = ("objects",)
 
     def __init__(self, params: SpatialTransformerParams | None = None) -> None:

@@ -44,10 +44,9 @@ def _transformer(fan_in: int, width: int, fan_out: int, halvings: int) -> nn.Seq
     return nn.Sequential(*layers)
 
 
-class HgnEncoder(Encoder):
+class HgnEncoder(Encoder[HgnEncoderParams]):
     name = "hgn"
     description = "HGN: conv encoder over stacked input frames (variational z) + transformer to latent (q, p)"
-    Params = HgnEncoderParams
     states = ("latent",)
 
     def __init__(self, params: HgnEncoderParams | None = None) -> None:

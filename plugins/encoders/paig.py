@@ -128,7 +128,9 @@ class DifferenceVelocity(nn.Module):
         with torch.no_grad():
             self.combine.weight.zero_()
             self.combine.weight[0, -1] = 1.0
-            self.correct[-1].weight.zero_()
+            last = self.correct[-1]
+            assert isinstance(last, nn.Linear)
+            last.weight.zero_()
 
     def forward(self, positions: Tensor) -> Tensor:
         """positions (B, T_in, N, dim) → (B, N, dim)."""
@@ -171,10 +173,9 @@ class PaigEncoderParams(PluginParams):
     vel_layers: int = Field(2, ge=1, description="hidden tanh layers of the velocity MLP")
 
 
-class PaigUNetEncoder(Encoder):
+class PaigUNetEncoder(Encoder[PaigEncoderParams]):
     name = "paig_unet"
     description = "PAIG: U-Net object maps + coordinate head (soft-argmax or MLP) + velocity estimator (object coordinates)"
-    Params = PaigEncoderParams
     states = ("objects",)
 
     def __init__(self, params: PaigEncoderParams | None = None) -> None:
@@ -216,7 +217,8 @@ class PaigUNetEncoder(Encoder):
             if conv is not None:
                 bound = math.sqrt(6.0 / (conv.in_channels + conv.out_channels))
                 conv.weight[index].uniform_(-bound, bound)
-                conv.bias[index] = 0.0
+                if conv.bias is not None:
+                    conv.bias[index] = 0.0
         if colour is not None and self.colour is not None:
             direction = colour.to(self.colour.weight) / colour.norm().clamp_min(1e-12)
             self.colour.weight[index] = direction.reshape(-1, 1, 1)

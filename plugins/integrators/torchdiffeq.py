@@ -19,7 +19,7 @@ constraints (``supports_constraints = False``).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from pydantic import Field
@@ -43,10 +43,13 @@ class AdaptiveParams(TorchdiffeqParams):
     atol: float = Field(1e-6, gt=0, description="absolute tolerance of the step-size controller")
 
 
-class TorchdiffeqIntegrator(Integrator):
+TDP = TypeVar("TDP", bound=TorchdiffeqParams)
+
+
+class TorchdiffeqIntegrator(Integrator[TDP]):
     """Common driver: subclasses say which torchdiffeq ``method`` and which solver arguments."""
 
-    Params: ClassVar[type[IntegratorParams]] = TorchdiffeqParams
+    Params = TorchdiffeqParams
     #: the torchdiffeq method name (its key in ``torchdiffeq._impl.odeint.SOLVERS``)
     method: ClassVar[str] = ""
     supports_constraints = False
@@ -78,7 +81,7 @@ class TorchdiffeqIntegrator(Integrator):
         return odeint(field, (q, p), times, **kwargs)
 
 
-class FixedGridIntegrator(TorchdiffeqIntegrator):
+class FixedGridIntegrator(TorchdiffeqIntegrator[TorchdiffeqParams]):
     def solver_kwargs(self, times: Tensor) -> dict[str, Any]:
         return {"options": {"grid_constructor": self.grid}}
 
@@ -89,7 +92,7 @@ class FixedGridIntegrator(TorchdiffeqIntegrator):
         return torch.cat([inner.reshape(-1), t[-1:]])
 
 
-class AdaptiveIntegrator(TorchdiffeqIntegrator):
+class AdaptiveIntegrator(TorchdiffeqIntegrator[AdaptiveParams]):
     """The controller picks its own steps; ``substeps`` only sets the first trial step, which saves
     torchdiffeq's initial-step search (two extra evaluations of the field per call).
 
@@ -98,7 +101,6 @@ class AdaptiveIntegrator(TorchdiffeqIntegrator):
     then misses the solution by 1e-7 on a harmonic oscillator; stepping onto frames gives 1e-13).
     """
 
-    Params = AdaptiveParams
 
     def solver_kwargs(self, times: Tensor) -> dict[str, Any]:
         first_step = (times[1] - times[0]).abs() / self.substeps

@@ -73,12 +73,11 @@ class HgnParams(ObjectiveParams):
         return self
 
 
-class HgnObjective(Objective):
+class HgnObjective(Objective[HgnParams]):
     """HGN's loss and metrics (see the module docs); holds GECO's λ from step to step."""
 
     name = "hgn"
     description = "HGN: pixel MSE of the decoded latent rollout + KL (fixed β or GECO); VPT and energy metrics"
-    Params = HgnParams
     states = ("latent",)
     headline = ("mse", "vpt", "h_rel_std")
 

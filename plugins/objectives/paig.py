@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
@@ -83,12 +84,11 @@ def frame_losses(out: PipelineOutput, frames: Tensor, input_steps: int, pred_ste
     return losses
 
 
-class PaigObjective(Objective):
+class PaigObjective(Objective[PaigParams]):
     """Reconstruct and predict frames through object positions (see the module docs)."""
 
     name = "paig"
     description = "PAIG: reconstruct the encoded frames and predict the next ones (pred + α·recons)"
-    Params = PaigParams
     states = ("objects",)
     headline = ("recons", "pred", "extrap")
     recipes = {
@@ -123,8 +123,8 @@ class PaigObjective(Objective):
 
     def _weighted(self, losses: dict[str, Tensor]) -> Tensor:
         """pred + α·recons (the original's only terms) + the state-consistency term when it is on."""
-        return (losses.get("pred", 0.0) + self.params.recons_weight * losses.get("recons", 0.0)
-                + self.params.latent_weight * losses.get("latent", 0.0))
+        weights = {"pred": 1.0, "recons": self.params.recons_weight, "latent": self.params.latent_weight}
+        return sum((weight * losses[key] for key, weight in weights.items() if key in losses), torch.zeros(()))
 
     def horizon(self, step: int) -> int:
         """Frames predicted (and scored) at training step ``step``: 0 during warm-up."""

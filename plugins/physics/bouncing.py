@@ -29,10 +29,9 @@ class BouncingParams(ObjectParams):
         return box
 
 
-class Bouncing(PhysicsSystem):
+class Bouncing(PhysicsSystem[BouncingParams]):
     name = "bouncing"
     description = "balls in a box with elastic walls (PAIG); no learnable parameters"
-    Params = BouncingParams
     has_constraints = True
 
     def dq_dt(self, q: Tensor, p: Tensor) -> Tensor:

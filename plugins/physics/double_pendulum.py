@@ -16,7 +16,7 @@ class DoublePendulumParams(PluginParams):
     learnable: bool = Field(True, description="learn g")
 
 
-class DoublePendulum(PhysicsSystem):
+class DoublePendulum(PhysicsSystem[DoublePendulumParams]):
     """Two equal bobs on equal rigid rods; q = the rods' angles from the downward vertical and p the
     canonical momenta. H = (p₁² + 2p₂² − 2p₁p₂·cos Δ) / (2ml²(1 + sin² Δ)) + mgl(3 − 2cos q₁ − cos q₂),
     Δ = q₁ − q₂; the equations of motion follow from H by autograd, so they cannot disagree with it."""
@@ -24,7 +24,6 @@ class DoublePendulum(PhysicsSystem):
     name = "double_pendulum"
     description = "double pendulum (equal bobs and rods) from its Hamiltonian; learnable g"
     state = "generalized"
-    Params = DoublePendulumParams
     ground_truth = {"g": 3.0, "l": 1.0, "m": 1.0}
 
     def __init__(self, params: DoublePendulumParams | None = None) -> None:

@@ -44,10 +44,9 @@ class GravityParams(ObjectParams):
         return masses
 
 
-class Gravity(PhysicsSystem):
+class Gravity(PhysicsSystem[GravityParams]):
     name = "gravity"
     description = "N bodies under gravity (PAIG 3-body, HGN n-body); learnable g, optional masses"
-    Params = GravityParams
     ground_truth = {"g": 60.0}
 
     def __init__(self, params: GravityParams | None = None) -> None:

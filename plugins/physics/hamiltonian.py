@@ -13,7 +13,7 @@ Two plugins share this: ``hamiltonian`` (an MLP over object coordinates (B, N, D
 """
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 import torch
 from pydantic import Field
@@ -31,13 +31,16 @@ class LearnedHamiltonianParams(PluginParams):
     separable: bool = Field(True, description="H = K(p) + V(q) with two networks (needed by leapfrog/yoshida)")
 
 
-class LearnedHamiltonian(PhysicsSystem):
+LHP = TypeVar("LHP", bound=LearnedHamiltonianParams)
+
+
+class LearnedHamiltonian(PhysicsSystem[LHP]):
     """H(q, p) from networks; subclasses say how one network turns a state into per-sample energies."""
 
     #: dimension along which q and p are joined for a non-separable network
     join_dim: ClassVar[int] = -1
 
-    def __init__(self, params: PluginParams | None = None) -> None:
+    def __init__(self, params: LHP | None = None) -> None:
         super().__init__(params)
         if self.params.separable:
             self.kinetic = self._energy_net(joint=False)
@@ -77,10 +80,9 @@ class _MLPEnergy(nn.Module):
         return self.net(x.flatten(-2)).squeeze(-1)
 
 
-class Hamiltonian(LearnedHamiltonian):
+class Hamiltonian(LearnedHamiltonian[HamiltonianParams]):
     name = "hamiltonian"
     description = "learned Hamiltonian (MLP) over object coordinates; smooth activations, separable option"
-    Params = HamiltonianParams
 
     def _energy_net(self, joint: bool) -> nn.Module:
         size = self.params.n_objects * self.params.dim * (2 if joint else 1)
@@ -122,10 +124,9 @@ class _ConvEnergy(nn.Module):
         return energy_map.sum((-3, -2, -1)).reshape(leading)
 
 
-class LatentHamiltonian(LearnedHamiltonian):
+class LatentHamiltonian(LearnedHamiltonian[LatentHamiltonianParams]):
     name = "hamiltonian_latent"
     description = "learned Hamiltonian (conv net, HGN) over latent maps q, p of shape (C, H, W)"
-    Params = LatentHamiltonianParams
     state: ClassVar[StateKind] = "latent"
     join_dim = -3
 

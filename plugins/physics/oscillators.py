@@ -6,6 +6,8 @@ the undamped one instead of repeating it.
 """
 from __future__ import annotations
 
+from typing import TypeVar
+
 from pydantic import Field
 from torch import Tensor
 
@@ -20,14 +22,17 @@ class MassSpringParams(PluginParams):
     learnable: bool = Field(True, description="learn k and m")
 
 
-class MassSpring(PhysicsSystem):
+MSP = TypeVar("MSP", bound=MassSpringParams)
+
+
+class MassSpring(PhysicsSystem[MSP]):
     name = "mass_spring"
     description = "1-D harmonic oscillator H = p²/2m + kq²/2 (HGN); learnable k and m"
     state = "generalized"  # a displacement along a line, drawn only by its task
     Params = MassSpringParams
     ground_truth = {"k": 2.0, "m": 0.5}
 
-    def __init__(self, params: MassSpringParams | None = None) -> None:
+    def __init__(self, params: MSP | None = None) -> None:
         super().__init__(params)
         self.log_k = log_parameter(self.params.k, self.params.learnable)
         self.log_m = log_parameter(self.params.m, self.params.learnable)
@@ -55,10 +60,9 @@ class DampedSpringParams(MassSpringParams):
     learn_damping: bool = Field(True, description="learn ζ")
 
 
-class DampedSpring(MassSpring):
+class DampedSpring(MassSpring[DampedSpringParams]):
     name = "damped_spring"
     description = "1-D damped oscillator ṗ = −kq − 2ζ√(k/m)·p (HGN); learnable k, m and damping ζ"
-    Params = DampedSpringParams
     ground_truth = {"k": 2.0, "m": 0.5, "zeta": 0.3}
     conservative = False
 

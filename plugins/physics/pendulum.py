@@ -28,11 +28,10 @@ class PendulumParams(PluginParams):
     learn_actuation: bool = Field(False, description="learn τ")
 
 
-class Pendulum(PhysicsSystem):
+class Pendulum(PhysicsSystem[PendulumParams]):
     name = "pendulum"
     description = "rigid pendulum, angle and canonical momentum; learnable g, optional l and actuation torque"
     state = "generalized"  # an angle, drawn only by its task
-    Params = PendulumParams
     ground_truth = {"g": 3.0, "l": 1.0, "m": 0.5}
 
     def __init__(self, params: PendulumParams | None = None) -> None:

@@ -28,10 +28,9 @@ class SpringParams(ObjectParams):
     learnable: bool = Field(True, description="learn k and l; false keeps them fixed")
 
 
-class Spring(PhysicsSystem):
+class Spring(PhysicsSystem[SpringParams]):
     name = "spring"
     description = "two unit masses joined by a spring (PAIG); learnable k and half rest length l"
-    Params = SpringParams
     ground_truth = {"k": 4.0, "l": 6.0}
 
     def __init__(self, params: SpringParams | None = None) -> None:

@@ -16,7 +16,7 @@ Hamiltonian (the public re-implementation's equations do not follow from the one
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from pydantic import Field
@@ -26,7 +26,6 @@ from pivf.core.data.render import draw_discs
 from pivf.core.data.sampling import normal, signs, uniform, unit_vectors
 from pivf.core.data.task import Task, TaskParams, Trajectory, with_default
 from pivf.core.hookspecs import hookimpl
-from pivf.core.plugin import PluginParams
 
 _BACKGROUND = (81 / 255, 88 / 255, 93 / 255)
 _COLOURS = ((173 / 255, 146 / 255, 0.0), (173 / 255, 0.0, 0.0), (0.0, 146 / 255, 0.0))
@@ -43,10 +42,13 @@ class HgnParams(TaskParams):
     energy_range: tuple[float, float] = Field((0.1, 1.0), description="range of the phase-space radius of initial states")
 
 
-class HgnTask(Task):
+HTP = TypeVar("HTP", bound=HgnParams)
+
+
+class HgnTask(Task[HTP]):
     """An HGN environment: q, p in world units, balls drawn where ``world_positions`` puts them."""
 
-    Params: ClassVar[type[PluginParams]] = HgnParams
+    Params = HgnParams
     #: the HGN paper's setup: 5 frames in, 29 predicted, a learned Hamiltonian, leapfrog
     preset = {
         "data": {"image_size": 32, "n_objects": 1, "input_steps": 5, "pred_steps": 29, "extrap_steps": 30,
@@ -85,7 +87,7 @@ class HgnTask(Task):
                           torch.tensor(_BACKGROUND, device=device), size, size)
 
 
-class MassSpringTask(HgnTask):
+class MassSpringTask(HgnTask[HTP]):
     name = "mass_spring"
     description = "HGN mass-spring (k=2, m=0.5): one ball moving up and down"
     physics = "mass_spring"
@@ -101,11 +103,10 @@ class DampedSpringParams(HgnParams):
     energy_range: tuple[float, float] = with_default(HgnParams, "energy_range", (0.75, 1.4))
 
 
-class DampedSpringTask(MassSpringTask):
+class DampedSpringTask(MassSpringTask[DampedSpringParams]):
     name = "damped_spring"
     description = "HGN damped mass-spring (ζ=0.3): energy decays"
     physics = "damped_spring"
-    Params: ClassVar[type[PluginParams]] = DampedSpringParams
 
 
 class PendulumParams(HgnParams):
@@ -113,13 +114,13 @@ class PendulumParams(HgnParams):
     energy_range: tuple[float, float] = with_default(HgnParams, "energy_range", (1.3, 2.3))
 
 
-class PendulumTask(HgnTask):
+class PendulumTask(HgnTask[HTP]):
     """A chain of ``n_objects`` rods hanging from the image centre, one angle per rod (0 = down)."""
 
     name = "pendulum"
     description = "HGN pendulum (m=0.5, l=1, g=3) swinging from the image centre"
     physics = "pendulum"
-    Params: ClassVar[type[PluginParams]] = PendulumParams
+    Params = PendulumParams
 
     def sample_initial(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return self.annulus(n, generator, dims=self.params.n_objects)
@@ -139,7 +140,10 @@ class TwoBodyParams(HgnParams):
     min_separation: float = Field(0.0, ge=0, description="redraw sequences where two bodies come closer (world units)")
 
 
-class TwoBodyTask(HgnTask):
+TBTP = TypeVar("TBTP", bound=TwoBodyParams)
+
+
+class TwoBodyTask(HgnTask[TBTP]):
     """Unit masses on a regular polygon of random radius r around the centre, each on its circular
     orbit (speed² = g·Σ_j 1/(4r·sin(πj/n)), tangential, one random sense for all), then each velocity
     component jittered by ``orbit_noise``. The bodies may drift off the canvas, as in the original.
@@ -150,7 +154,7 @@ class TwoBodyTask(HgnTask):
     description = "HGN two-body gravity (g=1, unit masses), near-circular orbits"
     physics = "gravity"
     ground_truth = {"g": 1.0}
-    Params: ClassVar[type[PluginParams]] = TwoBodyParams
+    Params = TwoBodyParams
 
     def physics_params(self) -> dict[str, Any]:
         return {**super().physics_params(), "n_objects": self.params.n_objects, "momentum": True}
@@ -186,10 +190,9 @@ class ThreeBodyParams(TwoBodyParams):
     substeps: int = with_default(TwoBodyParams, "substeps", 20)
 
 
-class ThreeBodyTask(TwoBodyTask):
+class ThreeBodyTask(TwoBodyTask[ThreeBodyParams]):
     name = "three_body"
     description = "HGN three-body gravity (g=1, unit masses), chaotic"
-    Params: ClassVar[type[PluginParams]] = ThreeBodyParams
 
 
 class DoublePendulumParams(HgnParams):
@@ -200,13 +203,12 @@ class DoublePendulumParams(HgnParams):
     energy_range: tuple[float, float] = with_default(HgnParams, "energy_range", (0.5, 1.3))
 
 
-class DoublePendulumTask(PendulumTask):
+class DoublePendulumTask(PendulumTask[DoublePendulumParams]):
     """Each rod's (q_i, p_i) drawn on its own phase-space circle, as in DeepMind's suite."""
 
     name = "double_pendulum"
     description = "double pendulum (m=1, l=1, g=3) from its true Hamiltonian, chaotic"
     physics = "double_pendulum"
-    Params: ClassVar[type[PluginParams]] = DoublePendulumParams
 
 
 @hookimpl

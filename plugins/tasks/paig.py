@@ -10,7 +10,7 @@ from the paper's description (see each class).
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from pydantic import Field
@@ -23,7 +23,6 @@ from pivf.core.data.sprites import DIGIT_BOX, SPRITE_SCALE, digit_sprite, natura
 from pivf.core.data.task import Trajectory, with_default
 from pivf.core.errors import DataError
 from pivf.core.hookspecs import hookimpl
-from pivf.core.plugin import PluginParams
 
 
 class PaigParams(BallTaskParams):
@@ -57,12 +56,15 @@ class SpringParams(PaigParams):
     n_objects: Literal[2] = 2
 
 
-class SpringColor(BallTask):
+SCP = TypeVar("SCP", bound=SpringParams)
+
+
+class SpringColor(BallTask[SCP]):
     name = "spring_color"
     description = "two balls joined by a spring (k=4, l=6)"
     physics = "spring"
     ground_truth = {"k": 4.0, "l": 6.0}
-    Params: ClassVar[type[PluginParams]] = SpringParams
+    Params = SpringParams
     name_template = "color_spring_vx{speed_x}_vy{speed_y}_sl{length}_r{radius}_k{k}_e{l}"
     preset = paig_preset({"name": "spring"}, 32, 2, 4, 6, 20, 0.3, 6e-4, 3.0)
 
@@ -93,7 +95,7 @@ class HalfPaneParams(SpringParams):
     speed_y: float = with_default(PaigParams, "speed_y", 4.0)
 
 
-class SpringColorHalf(SpringColor):
+class SpringColorHalf(SpringColor[HalfPaneParams]):
     """Both balls stay wholly in the left half for the first ``train_length`` frames of every
     sequence, so a model never sees the right half while it trains (the input and prediction frames
     are among those); in test sequences a ball centre must then cross into the right half.
@@ -104,7 +106,6 @@ class SpringColorHalf(SpringColor):
 
     name = "spring_color_half"
     description = "spring pair confined to the left half while training; crosses over only in test extrapolation"
-    Params: ClassVar[type[PluginParams]] = HalfPaneParams
     name_template = SpringColor.name_template + "_halfpane"
 
     def centre_range(self) -> tuple[Tensor, Tensor]:
@@ -121,7 +122,7 @@ class SpringColorHalf(SpringColor):
         return ok
 
 
-class BouncingBalls(BallTask):
+class BouncingBalls(BallTask[PaigParams]):
     """Two balls flying freely and bouncing elastically off the walls (no ball-ball collisions, as
     the model has none). Start positions are uniform where a ball fits; the original generator was
     never released."""
@@ -129,7 +130,6 @@ class BouncingBalls(BallTask):
     name = "bouncing_balls"
     description = "two balls bouncing off the walls"
     physics = "bouncing"
-    Params: ClassVar[type[PluginParams]] = PaigParams
     name_template = "color_bounce_vx{speed_x}_vy{speed_y}_sl{length}_r{radius}"
     preset = paig_preset({"name": "bouncing"}, 32, 2, 4, 6, 20, 0.3, 3e-4, 2.0)
 
@@ -156,7 +156,7 @@ class ThreeBodyParams(PaigParams):
     speed_y: float = with_default(PaigParams, "speed_y", 2.0)
 
 
-class ThreeBodyColor(BallTask):
+class ThreeBodyColor(BallTask[ThreeBodyParams]):
     """Three unit masses around the image centre at angles 120° ± 14° apart on a common radius
     (0.75-1.0)·W/4, moving tangentially at speed (vx, vy), one shared sense of rotation, plus one
     shared drift U(−½, ½)² (original generator)."""
@@ -165,7 +165,6 @@ class ThreeBodyColor(BallTask):
     description = "three bodies under gravity (g=60)"
     physics = "gravity"
     ground_truth = {"g": 60.0}
-    Params: ClassVar[type[PluginParams]] = ThreeBodyParams
     name_template = "color_3bp_vx{speed_x}_vy{speed_y}_sl{length}_r{radius}_g{g}_m1_dt{dt}"
     # clipped forces, as PAIG's: early in training the encoder's positions can nearly coincide
     preset = paig_preset({"name": "gravity", "paig_clipping": True}, 36, 3, 4, 12, 24, 0.5, 1e-3, 5.0)
@@ -198,7 +197,7 @@ class MnistSpringParams(SpringParams):
     background: Literal["photo", "none"] = Field("photo", description="scikit-image's coffee photo, or black")
 
 
-class MnistSpringColor(SpringColor):
+class MnistSpringColor(SpringColor[MnistSpringParams]):
     """Two digits joined by a spring over a fixed background, 64 px. Digit j is alpha-blended into
     channel j alone (digit 0 red, digit 1 green; the reverse of the balls' order), so a digit both
     adds its own colour and hides the background in the other channels. The centre of mass keeps
@@ -208,7 +207,6 @@ class MnistSpringColor(SpringColor):
     name = "mnist_spring_color"
     description = "two digits joined by a spring (k=2, l=12) over a photograph"
     ground_truth = {"k": 2.0, "l": 12.0}
-    Params: ClassVar[type[PluginParams]] = MnistSpringParams
     name_template = "color_mnist_spring_vx{speed_x}_vy{speed_y}_sl{length}_r{radius}_k{k}_e{l}"
     chunk_size = 250
     preset = paig_preset({"name": "spring"}, 64, 2, 3, 7, 20, 0.3, 6e-4, 3.0)

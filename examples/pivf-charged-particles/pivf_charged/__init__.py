@@ -31,11 +31,11 @@ class ChargedParams(ObjectParams):
         return self
 
 
-class ChargedParticles(PhysicsSystem):
+class ChargedParticles(PhysicsSystem[ChargedParams]):
     name = "charged_particles"
     description = "N charged particles under Coulomb forces; learnable Coulomb constant"
-    Params = ChargedParams
     ground_truth = {"coulomb": 50.0}
+    charges: Tensor  # a buffer: the fixed charge of each particle
 
     def __init__(self, params: ChargedParams | None = None) -> None:
         super().__init__(params)
@@ -76,14 +76,13 @@ class ChargedColorParams(BallTaskParams):
     speed: float = Field(1.5, ge=0, description="initial speed of each particle, px per unit time (near a circular orbit)")
 
 
-class ChargedColor(BallTask):
+class ChargedColor(BallTask[ChargedColorParams]):
     """Two opposite charges orbiting each other on black, PAIG-style balls: videos to learn the
     Coulomb constant from. A pair starts 8-14 px apart around the image centre, moving sideways."""
 
     name = "charged_color"
     description = "two opposite charges (Coulomb constant 50) drawn as coloured balls"
     physics = "charged_particles"
-    Params = ChargedColorParams
     preset = {
         "data": {"image_size": 32, "n_objects": 2, "input_steps": 4, "pred_steps": 6, "extrap_steps": 20, "dt": 0.3},
         "physics": {"name": "charged_particles", "charges": [1.0, -1.0]},
