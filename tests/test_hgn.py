@@ -94,6 +94,24 @@ def test_encoder_and_decoder_scale_between_latent_and_image(size):
     assert decoder(encoded.q0).shape == (2, 3, size, size)
 
 
+def test_decoding_in_cpu_batches_changes_nothing_but_the_speed():
+    torch.manual_seed(0)
+    q = torch.randn(23, 4, 4, 4, dtype=torch.float64, requires_grad=True)
+    decoders = [pivf.decoder("hgn_conv", image_size=16, channels=3, latent_channels=4, filters=8, cpu_batch=n)
+                for n in (5, 64)]
+    decoders[1].load_state_dict(decoders[0].state_dict())
+    frames, grads = [], []
+    for decoder in decoders:
+        out = decoder.double()(q)
+        (grad,) = torch.autograd.grad(out.square().sum(), q)
+        frames.append(out)
+        grads.append(grad)
+    assert torch.allclose(frames[0], frames[1], rtol=0, atol=1e-12)
+    assert torch.allclose(grads[0], grads[1], rtol=0, atol=1e-12)
+    reference = decoders[0]._decode(q.detach())  # one batch, the input's own memory layout
+    assert torch.allclose(frames[0], reference, rtol=0, atol=1e-12)
+
+
 def test_image_size_must_be_the_latent_size_doubled():
     with pytest.raises(PluginParamsError, match="latent_size"):
         pivf.decoder("hgn_conv", image_size=24)

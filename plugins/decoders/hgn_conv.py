@@ -5,6 +5,11 @@ ReLU, plus the upsampled input as a skip (through a 1×1 conv where the widths d
 to the image channels and a sigmoid finish. The skip path stays linear (no squashing after the sum),
 so a block can pass its input through unchanged.
 
+On a CPU the frames of a rollout are decoded ``cpu_batch`` images at a time, channels-last: a whole
+rollout's 64-channel activations (batch 16 × 30 frames × 64 × 32² floats, 126 MB per layer) do not
+fit in the caches, a few dozen images' do, and oneDNN's convolutions run fastest channels-last.
+Together about 2.5× faster, forward and backward (docs/BENCHMARKS.md).
+
 Only q is decoded: the image must not see p, or the model could store motion in the picture instead
 of in the dynamics.
 """
@@ -22,6 +27,7 @@ from pivf.core.model import Decoder
 
 class HgnDecoderParams(LatentImageParams):
     filters: int = Field(64, ge=1, description="width of every residual block")
+    cpu_batch: int = Field(64, ge=1, description="images decoded at a time on a CPU (a GPU decodes all at once)")
 
 
 class UpsamplingBlock(nn.Module):
@@ -32,8 +38,11 @@ class UpsamplingBlock(nn.Module):
         self.skip = nn.Conv2d(fan_in, width, 1) if fan_in != width else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        return self.convs(x) + self.skip(x)
+        up = F.interpolate(x, scale_factor=2, mode="nearest")
+        if isinstance(self.skip, nn.Identity):
+            return self.convs(up) + up
+        # a 1×1 conv commutes with nearest upsampling: it runs on a quarter of the pixels
+        return self.convs(up) + F.interpolate(self.skip(x), scale_factor=2, mode="nearest")
 
 
 class HgnConvDecoder(Decoder[HgnDecoderParams]):
@@ -49,6 +58,12 @@ class HgnConvDecoder(Decoder[HgnDecoderParams]):
         self.out = nn.Conv2d(p.filters, p.channels, 3, padding=1)
 
     def forward(self, q: Tensor) -> Tensor:
+        if q.device.type != "cpu":
+            return self._decode(q)
+        q = q.contiguous(memory_format=torch.channels_last)
+        return torch.cat([self._decode(chunk) for chunk in q.split(self.params.cpu_batch)])
+
+    def _decode(self, q: Tensor) -> Tensor:
         return torch.sigmoid(self.out(self.blocks(q)))
 
 
