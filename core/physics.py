@@ -12,6 +12,7 @@ dq/dt = ∂H/∂p, dp/dt = −∂H/∂q, never "velocity = p".
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import torch
@@ -71,19 +72,24 @@ class PhysicsSystem(Plugin[P], nn.Module):
 
     # --- helpers for subclasses ----------------------------------------------------------------
     def _hamiltonian_grad(self, q: Tensor, p: Tensor, wrt: str) -> Tensor:
-        training = torch.is_grad_enabled()
-        with torch.enable_grad():
-            # Differentiate w.r.t. fresh nodes (views), not q and p themselves: inside an integrator
-            # step q is often computed from p (or p from q), and autograd would then add that path
-            # and return a total derivative instead of the partial ∂H/∂p (or ∂H/∂q).
-            q_ = q.view_as(q) if q.requires_grad else q.detach().requires_grad_(True)
-            p_ = p.view_as(p) if p.requires_grad else p.detach().requires_grad_(True)
-            h = self.hamiltonian(q_, p_).sum()
-            target = p_ if wrt == "p" else q_
-            (grad,) = torch.autograd.grad(h, target, create_graph=training, allow_unused=True)
-        if grad is None:
-            grad = torch.zeros_like(target)
-        return grad if training else grad.detach()
+        if wrt == "p":
+            return energy_gradient(lambda p_: self.hamiltonian(q, p_), p)
+        return energy_gradient(lambda q_: self.hamiltonian(q_, p), q)
+
+
+def energy_gradient(energy: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """∂(Σ energy(x))/∂x for an energy per sample. While gradients are on, the result stays
+    differentiable (``create_graph``), so a loss on a rollout reaches the energy's weights."""
+    training = torch.is_grad_enabled()
+    with torch.enable_grad():
+        # Differentiate w.r.t. a fresh node (a view), not x itself: inside an integrator step x is
+        # often computed from the other coordinate, and autograd would then follow that path and
+        # return a total derivative instead of the partial one.
+        x_ = x.view_as(x) if x.requires_grad else x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(energy(x_).sum(), x_, create_graph=training, allow_unused=True)
+    if grad is None:
+        grad = torch.zeros_like(x)
+    return grad if training else grad.detach()
 
 
 def log_parameter(value: float, learnable: bool = True) -> nn.Parameter:

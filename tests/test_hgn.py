@@ -323,3 +323,18 @@ def test_evaluate_reports_the_papers_metrics(frames):
         energy = pipeline.physics.energy(q, p)
     assert metrics["h_std"] == pytest.approx(float(energy.std(0, correction=0).mean()), rel=1e-4)
     assert metrics["h_std"] > 0 and metrics["kl"] > 0
+
+
+def test_a_separable_hamiltonians_derivatives_each_run_one_network():
+    torch.manual_seed(0)
+    physics = pivf.physics("hamiltonian_latent", latent_channels=2, conv_channels=[4, 8])
+    calls = {"kinetic": 0, "potential": 0}
+    for name in calls:
+        getattr(physics, name).register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    q, p = torch.randn(3, 2, 4, 4, dtype=torch.float64), torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    physics.double()
+    dq, dp = physics.dq_dt(q, p), physics.dp_dt(q, p)
+    assert calls == {"kinetic": 1, "potential": 1}
+    q_, p_ = q.clone().requires_grad_(True), p.clone().requires_grad_(True)
+    grad_q, grad_p = torch.autograd.grad(physics.hamiltonian(q_, p_).sum(), (q_, p_))
+    assert torch.allclose(dq, grad_p) and torch.allclose(dp, -grad_q)

@@ -127,3 +127,18 @@ def test_a_guided_reset_points_an_idle_slot_at_the_colour_the_reconstruction_mis
     torch.testing.assert_close(pipeline.encoder.colour.weight[1].flatten(), torch.tensor([1.0, 0.0, 0.0]))
     content = pipeline.decoder.templates()[1][1]  # object 1's content template (C, t, t)
     torch.testing.assert_close(content.mean((-2, -1)), torch.tensor([0.95, 0.05, 0.05]))
+
+
+@pytest.mark.parametrize("stored, used", [(10, 10), (12, 10), (30, 30), (30, 7)])
+def test_the_unet_sees_channels_last_images_whatever_slice_of_the_data(stored, used):
+    """oneDNN's convolutions run about twice as fast channels-last; a batch that is a slice of
+    longer stored sequences used to reach the U-Net channels-first."""
+    from pivf.core.data.dataset import as_float
+
+    encoder = build_pipeline(resolve_config(task="spring_color")).encoder
+    layouts = []
+    encoder.unet.register_forward_pre_hook(
+        lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    stored_frames = torch.randint(0, 256, (2, stored, 32, 32, 3), dtype=torch.uint8)
+    encoder.locate(as_float(stored_frames)[:, :used])
+    assert layouts == [True]

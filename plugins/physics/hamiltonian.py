@@ -20,7 +20,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import ObjectParams, PhysicsSystem, StateKind
+from pivf.core.physics import ObjectParams, PhysicsSystem, StateKind, energy_gradient
 from pivf.core.plugin import PluginParams
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"softplus": nn.Softplus, "tanh": nn.Tanh, "swish": nn.SiLU}
@@ -56,6 +56,13 @@ class LearnedHamiltonian(PhysicsSystem[LHP]):
         if self.params.separable:
             return self.kinetic(p) + self.potential(q)
         return self.joint(torch.cat((q, p), dim=self.join_dim))
+
+    # A separable H's partial derivatives each need one of its two networks, not both.
+    def dq_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        return energy_gradient(self.kinetic, p) if self.params.separable else super().dq_dt(q, p)
+
+    def dp_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        return -energy_gradient(self.potential, q) if self.params.separable else super().dp_dt(q, p)
 
 
 # --- over object coordinates -------------------------------------------------------------------
