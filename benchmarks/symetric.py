@@ -1,4 +1,4 @@
-"""SyMetric of a finished run (see pivf/core/symetric.py): how well the learned phase space maps
+"""SyMetric of a finished run (see core/symetric.py): how well the learned phase space maps
 onto the true one, and whether that map is symplectic, on fresh sequences of the run's task.
 
     python benchmarks/symetric.py runs/<run> --sequences 10 --steps 60
