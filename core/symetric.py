@@ -99,8 +99,8 @@ def symetric_score(true_q: np.ndarray, true_p: np.ndarray, latent_q: np.ndarray,
 def pullback(models: list, point: np.ndarray, std: np.ndarray, pairs: int, h: float = 1e-4) -> np.ndarray:
     """JᵀΩJ at ``point`` (standardised), J by central differences and rescaled to the true units."""
     steps = np.eye(point.size) * h
-    plus = np.stack([[m.predict((point + s)[None])[0] for m in models] for s in steps], axis=1)
-    minus = np.stack([[m.predict((point - s)[None])[0] for m in models] for s in steps], axis=1)
+    values = np.stack([m.predict(np.concatenate([point + steps, point - steps])) for m in models])
+    plus, minus = np.split(values, 2, axis=1)
     jacobian = (plus - minus) / (2 * h) / std  # ∂latent/∂z, (2m', 2n)
     return jacobian.T @ omega(pairs) @ jacobian
 
