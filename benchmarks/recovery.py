@@ -42,14 +42,20 @@ class Criteria:
     recons_below: float | None = 1.5
     pred_below: float | None = 3.0
     param_tol: float | None = 0.05
+    #: the parameters ``param_tol`` applies to; None: every learned one with a truth
+    judged: tuple[str, ...] | None = None
 
     def holds(self, losses: dict[str, float], params: dict[str, dict[str, float]]) -> bool:
         if self.recons_below is not None and not losses.get("recons_loss", float("inf")) < self.recons_below:
             return False
         if self.pred_below is not None and not losses.get("pred_loss", float("inf")) < self.pred_below:
             return False
-        errors = [entry["rel_error"] for entry in params.values() if "rel_error" in entry]
-        return self.param_tol is None or all(error <= self.param_tol for error in errors)
+        return self.param_tol is None or all(error <= self.param_tol for error in self.errors(params))
+
+    def errors(self, params: dict[str, dict[str, float]]) -> list[float]:
+        """Relative errors of the judged parameters."""
+        return [entry["rel_error"] for name, entry in params.items()
+                if "rel_error" in entry and (self.judged is None or name in self.judged)]
 
 
 #: the issue's targets; any other task starts from the defaults of ``Criteria``
@@ -59,6 +65,10 @@ TASK_CRITERIA: dict[str, Criteria] = {
     "bouncing_balls": Criteria(1.5, 3.0, None),
     "3bp_color": Criteria(None, None, 0.05),
     "mnist_spring_color": Criteria(None, 30.0, 0.10),
+    # the issue's target is on what the physics means, g/L and b; the pivot and the rod in pixels are
+    # reported beside them (a relative error of an image coordinate depends on where the origin is)
+    "mujoco_pendulum": Criteria(1.5, 3.0, 0.05, ("g_over_l", "damping")),
+    "mujoco_spring": Criteria(1.5, 3.0, 0.05),
 }
 
 
@@ -98,13 +108,17 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def true(entry: dict[str, float]) -> str:
+    return f"{entry['true']:.4g}" if "true" in entry else "–"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     names = sorted({name for r in rows for name in r["params"]})
     head = ["recipe", "seed", "wall s", "steps", "recons", "pred", "extrap"] + \
            [f"{n} (true)" for n in names] + [f"{n} err" for n in names] + ["success", "t→success s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        learned = [f"{r['params'][n]['learned']:.3f} ({r['params'][n].get('true', '–')})" if n in r["params"] else "–"
+        learned = [f"{r['params'][n]['learned']:.3f} ({true(r['params'][n])})" if n in r["params"] else "–"
                    for n in names]
         errors = [f"{100 * r['params'][n]['rel_error']:.1f} %" if "rel_error" in r["params"].get(n, {}) else "–"
                   for n in names]
@@ -114,13 +128,14 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def summary(recipe: str, rows: list[dict[str, Any]]) -> str:
+def summary(recipe: str, rows: list[dict[str, Any]], criteria: Criteria) -> str:
     mine = [r for r in rows if r["recipe"] == recipe]
     wins = sum(r["success"] for r in mine)
-    errors = [max((p["rel_error"] for p in r["params"].values() if "rel_error" in p), default=0.0) for r in mine]
+    errors = [max(criteria.errors(r["params"]), default=0.0) for r in mine]
     times = [r["time_to_success_s"] for r in mine if r["time_to_success_s"] is not None]
     median_time = f"{statistics.median(times):.0f} s" if times else "never"
-    return (f"{recipe}: {wins}/{len(mine)} seeds succeeded; worst-parameter relative error median "
+    judged = ", ".join(criteria.judged) if criteria.judged else "every parameter"
+    return (f"{recipe}: {wins}/{len(mine)} seeds succeeded; worst relative error ({judged}) median "
             f"{100 * statistics.median(errors):.1f} %, worst {100 * max(errors):.1f} %; median time to success "
             f"{median_time}")
 
@@ -147,7 +162,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     base = TASK_CRITERIA.get(args.task, Criteria())
     criteria = Criteria(*(given if given is not None else default for given, default in (
-        (args.recons_below, base.recons_below), (args.pred_below, base.pred_below), (args.param_tol, base.param_tol))))
+        (args.recons_below, base.recons_below), (args.pred_below, base.pred_below), (args.param_tol, base.param_tol))),
+        base.judged)
     seeds = [int(s) for s in args.seeds.split(",")]
     recipes = args.recipes.split(",")
     rows = []
@@ -162,7 +178,7 @@ def main() -> None:
           f"criteria={criteria}")
     print(table(rows))
     for recipe in recipes:
-        print(summary(recipe, rows))
+        print(summary(recipe, rows, criteria))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -67,7 +67,8 @@ def tasks_command() -> None:
         params = row.cls.validate_params()
         size = f"{params.image_size}px"
         lengths = f"{params.train_length}/{params.test_length} frames"
-        typer.echo(f"{row.name:<20} {row.cls.physics:<16} {size:<6} {lengths:<16} {row.description}")
+        detail = f"unavailable: {row.error}" if row.status == "unavailable" else row.description
+        typer.echo(f"{row.name:<20} {row.cls.physics:<16} {size:<6} {lengths:<16} {detail}")
 
 
 @data_app.command("info")

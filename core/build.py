@@ -34,13 +34,24 @@ def build_objective(config: ExperimentConfig) -> Objective:
     return create_plugin("objective", config.objective)
 
 
+def generated_task_params(config: ExperimentConfig) -> dict[str, Any]:
+    """The task params of a generated dataset: ``data.task_params``, plus the frame size and time
+    step where the data section departs from the task's defaults (``--set data.image_size=16``)."""
+    data = config.data
+    defaults = registry().get("task", data.task).validate_params()
+    params = {field: getattr(data, field) for field in ("image_size", "dt")
+              if getattr(data, field) != getattr(defaults, field)}
+    return {**params, **data.task_params}
+
+
 def open_dataset(config: ExperimentConfig, log: Callable[[str], None] = print) -> Dataset:
     """The configured dataset, or a small one generated (and cached) for the task when none is given."""
     data = config.data
     path = data.path
     if path is None:
         log(f"no --data given: using a generated {data.task} dataset ({data.n_train} train sequences, cached)")
-        path = ensure_dataset(data.task, data.n_train, data.n_valid, data.n_test, data.seed, data.cache_dir)
+        path = ensure_dataset(data.task, data.n_train, data.n_valid, data.n_test, data.seed, data.cache_dir,
+                              params=generated_task_params(config))
     dataset = load_dataset(path, task=data.task)
     info = dataset.info
     mismatched = [f"{name} {mine} (data: {theirs})" for name, mine, theirs in (

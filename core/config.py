@@ -63,6 +63,8 @@ class DataConfig(Section):
     n_test: int = Field(100, ge=1)
     seed: int = Field(0, ge=0, lt=2**64, description="seed of the generated dataset (kept apart from training.seed)")
     cache_dir: Path = Path("~/.cache/pivf/data")
+    task_params: dict[str, Any] = Field({}, description="the task's own params for a generated dataset "
+                                                         "(see `pivf data tasks`), e.g. rod_length")
 
 
 class TrainingConfig(Section):

@@ -59,3 +59,37 @@ def missing_colour(pipeline: Pipeline, positions: Tensor, frames: Tensor) -> Ten
     residual = (targets - pipeline.decoder(states)).clamp_min(0)  # (M, C, H, W)
     energy = residual.pow(2).sum(1, keepdim=True)
     return (residual * energy).sum((0, 2, 3)) / energy.sum().clamp_min(1e-12)
+
+
+#: share of the pixels, the most unlike the backdrop, whose colours ``departure_colours`` clusters
+DEPARTURE_SHARE = 0.01
+#: a pixel nearer the backdrop than this (in RGB distance, 0-1 scale) is never an object's
+MIN_DEPARTURE = 0.1
+
+
+@torch.no_grad()
+def departure_colours(differences: Tensor, k: int, iterations: int = 25) -> Tensor | None:
+    """(k, C): the k colour changes that objects make against a fixed backdrop, from ``differences``
+    (M, C, H, W) = frames − backdrop, or None when too few pixels differ.
+
+    The pixels most unlike the backdrop (the top ``DEPARTURE_SHARE``) are clustered by k-means,
+    started from the strongest departure and then from the one farthest from the centres chosen so
+    far, so the result is deterministic. On a red bob in front of a grey wall the change is
+    "more red, much less green and blue"; a slot's colour path pointed that way lights up the bob
+    and nothing else, where a random one may light up the wall.
+    """
+    pixels = differences.movedim(1, -1).reshape(-1, differences.shape[1])
+    strength = pixels.norm(dim=1)
+    threshold = max(float(torch.quantile(strength[:1 << 24], 1 - DEPARTURE_SHARE)), MIN_DEPARTURE)
+    departures = pixels[strength >= threshold]
+    if departures.shape[0] < k:
+        return None
+    centres = departures[strength[strength >= threshold].argmax()][None]
+    while centres.shape[0] < k:
+        distance = torch.cdist(departures, centres).min(dim=1).values
+        centres = torch.cat((centres, departures[distance.argmax()][None]))
+    for _ in range(iterations):
+        nearest = torch.cdist(departures, centres).argmin(dim=1)
+        centres = torch.stack([departures[nearest == j].mean(0) if (nearest == j).any() else centres[j]
+                               for j in range(k)])
+    return centres

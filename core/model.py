@@ -40,6 +40,11 @@ class Encoder(Plugin[P], nn.Module):
     def forward(self, frames: Tensor) -> EncoderOutput:
         raise NotImplementedError
 
+    def prepare(self, frames: Tensor) -> None:
+        """Data-dependent initialisation, once before a new run's first step, from a sample of its
+        training frames (float (N, T, C, H, W) in [0, 1]): a fixed camera's backdrop, say. Whatever
+        it sets must live in parameters or buffers, so checkpoints carry it. Nothing by default."""
+
     def reset_object(self, index: int, colour: Tensor | None = None) -> bool:
         """Re-initialise what only object ``index`` uses, so its slot can find another object (see
         core/discovery.py); False when this encoder has no such part. ``colour`` (C,), when given,

@@ -36,6 +36,10 @@ class Pipeline(nn.Module):
         self.integrator = integrator
         self.dt = dt
 
+    def prepare(self, frames: Tensor) -> None:
+        """Data-dependent initialisation before a new run's first step (``Encoder.prepare``)."""
+        self.encoder.prepare(frames)
+
     def frame_times(self, steps: int, dt: float | None = None) -> Tensor:
         """Times 0, dt, …, steps·dt; a negative ``dt`` runs backwards and a scaled one changes speed."""
         return torch.arange(steps + 1, dtype=torch.float64) * (self.dt if dt is None else dt)

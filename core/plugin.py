@@ -43,6 +43,12 @@ class Plugin(Generic[P]):
         self.params = self.validate_params(params)
 
     @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this plugin cannot run on this machine (an optional library or driver missing), or None.
+        Such a plugin is listed with the reason instead of failing to load."""
+        return None
+
+    @classmethod
     def validate_params(cls, params: PluginParams | dict[str, Any] | None = None) -> P:
         """Validate raw params with this plugin's model; errors name the plugin and the field."""
         if isinstance(params, cls.Params):

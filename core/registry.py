@@ -62,7 +62,7 @@ class PluginInfo:
     description: str
     distribution: str
     version: str
-    status: str  # "ok", "broken", "conflict" or "disabled"
+    status: str  # "ok", "broken", "conflict", "disabled" or "unavailable"
     error: str = ""
     cls: type[Plugin] | None = None
 
@@ -216,9 +216,13 @@ class Registry:
             for cls in returned:
                 problems = contract_problems(cls, base_class(kind))
                 name = getattr(cls, "name", "") or getattr(cls, "__name__", repr(cls))
-                rows.append(_broken(kind, name, dist, version, source, f"{getattr(cls, '__qualname__', repr(cls))} "
-                                    + "; ".join(problems)) if problems
-                            else PluginInfo(kind, name, cls.description, dist, version, "ok", cls=cls))
+                if problems:
+                    rows.append(_broken(kind, name, dist, version, source,
+                                        f"{getattr(cls, '__qualname__', repr(cls))} " + "; ".join(problems)))
+                    continue
+                reason = cls.unavailable()
+                status, error = ("unavailable", reason) if reason else ("ok", "")
+                rows.append(PluginInfo(kind, name, cls.description, dist, version, status, error, cls=cls))
         if not rows:
             rows.append(_broken(UNKNOWN_KIND, label, dist, version, source,
                                 "implements no pivf hook (see pivf/core/hookspecs.py)"))
@@ -257,7 +261,10 @@ class Registry:
         """The plugin class of that kind and name, or a one-line error saying why not."""
         if kind not in hookspecs.HOOK_OF_KIND:
             raise UnknownPluginError(f"unknown plugin kind '{kind}'; known kinds: {', '.join(hookspecs.HOOK_OF_KIND)}")
-        rows = [r for r in self._by_key.get((kind, name), []) if r.status != "broken"]
+        rows = [r for r in self._by_key.get((kind, name), []) if r.status not in ("broken", "unavailable")]
+        unavailable = [r for r in self._by_key.get((kind, name), []) if r.status == "unavailable"]
+        if not rows and unavailable:
+            raise UnknownPluginError(f"{kind} '{name}' is unavailable here: {unavailable[0].error}")
         if not rows:
             raise UnknownPluginError(self._why_missing(kind, name))
         if len(rows) > 1:

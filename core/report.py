@@ -21,7 +21,8 @@ def parameter_report(pipeline: Pipeline, truth: dict[str, float]) -> dict[str, d
         entry = {"learned": learned}
         if name in truth:
             entry["true"] = truth[name]
-            entry["rel_error"] = abs(learned - truth[name]) / abs(truth[name])
+            if truth[name] != 0:  # a parameter that is truly zero (no damping) has no relative error
+                entry["rel_error"] = abs(learned - truth[name]) / abs(truth[name])
         report[name] = entry
     return report
 

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 Log = Callable[[str], None]
 MAX_FAILURES = 3
+#: training frames handed to ``Pipeline.prepare`` before the first step
+PREPARE_FRAMES = 2048
 
 
 class TrainingDiverged(PivfUserError):
@@ -71,6 +73,8 @@ class Trainer:
         self.train_x, self.valid_x, self.test_x = (
             s.to(self.device) for s in (self.dataset.train, self.dataset.valid, self.dataset.test))
         self.pipeline = build_pipeline(config).to(self.device)
+        sample = self.train_x[: max(1, PREPARE_FRAMES // self.train_x.shape[1])]
+        self.pipeline.prepare(as_float(sample))  # a resumed run's checkpoint then overwrites it
         self.objective = build_objective(config)
         self.params = [p for p in self.pipeline.parameters() if p.requires_grad]
         broadcast_parameters(self.params, self.world)

@@ -87,3 +87,16 @@ def test_incompatible_combinations_are_refused(flags, message):
 def test_systems_without_pixel_coordinates_need_an_encoder_that_handles_them():
     with pytest.raises(ConfigError, match="physics 'pendulum' has generalized states; use encoder \\(none installed\\)"):
         resolve_config(flags={"physics.name": "pendulum"})
+
+
+def test_a_generated_dataset_takes_the_data_sections_frame_size_and_the_tasks_own_params(tmp_path):
+    from pivf.core.build import generated_task_params, open_dataset
+
+    overrides = ["data.image_size=24", "data.n_train=2", "data.n_valid=1", "data.n_test=1",
+                 f"data.cache_dir={tmp_path}", "data.task_params={radius: 1.5}"]
+    config = resolve_config(task="spring_color", overrides=overrides)
+    assert generated_task_params(config) == {"image_size": 24, "radius": 1.5}
+    dataset = open_dataset(config, log=lambda _message: None)
+    assert tuple(dataset.train.shape[2:4]) == (24, 24)
+    assert dataset.info.params["radius"] == 1.5
+    assert generated_task_params(resolve_config(task="3bp_color")) == {}  # its preset is its defaults

@@ -18,6 +18,7 @@ from pivf.core.data.dataset import load_dataset
 from pivf.core.registry import registry
 from pivf.core.data.generate import ensure_dataset, generate_dataset, single_threaded
 from pivf.core.data.names import NameTemplate
+from pivf.core.data.npz import read_positions
 from pivf.core.data.task import Trajectory
 from pivf.core.errors import DataError
 
@@ -162,8 +163,15 @@ def _generate(tmp_path, name="spring_color", seed=0, **params):
 def test_generated_files_use_the_original_layout_and_load(tmp_path):
     train_path, test_path = _generate(tmp_path)
     with np.load(train_path) as archive:  # readable without pivf, as the original files are
-        assert sorted(archive.files) == ["test_x", "train_x", "valid_x"]
+        assert {"test_x", "train_x", "valid_x"} <= set(archive.files)
         assert archive["train_x"].shape == (8, 12, 32, 32, 3) and archive["train_x"].dtype == np.uint8
+    positions = read_positions(train_path, "train_x")  # where each ball is drawn, beside the frames
+    assert positions.shape == (8, 12, 2, 2) and positions.dtype == np.float32
+    frames = load_dataset(train_path).train.float()
+    ball = positions[3, 5, 0]  # ball 0 is blue: the frame's blue channel peaks at its centre
+    blue = frames[3, 5, :, :, 2]
+    row, column = divmod(int(blue.argmax()), blue.shape[1])
+    assert abs(column + 0.5 - ball[0]) <= 1 and abs(row + 0.5 - ball[1]) <= 1
     sidecar = json.loads(train_path.with_suffix(".json").read_text())
     assert sidecar["task"] == "spring_color" and sidecar["ground_truth"] == {"k": 4.0, "l": 6.0}
     assert sidecar["companion"] == test_path.name and sidecar["format_version"] == 1

@@ -142,3 +142,38 @@ def test_the_unet_sees_channels_last_images_whatever_slice_of_the_data(stored, u
     stored_frames = torch.randint(0, 256, (2, stored, 32, 32, 3), dtype=torch.uint8)
     encoder.locate(as_float(stored_frames)[:, :used])
     assert layouts == [True]
+
+
+def test_a_median_backdrop_takes_a_fixed_cameras_scene_out_of_the_encoders_input():
+    """A textured backdrop with a small red disc that moves: the backdrop is the per-pixel median,
+    so the encoder's input is the disc alone, and a checkpoint carries the backdrop."""
+    from pivf.core.data.dataset import as_float
+
+    generator = torch.Generator().manual_seed(0)
+    backdrop = 0.4 + 0.2 * torch.rand(3, 32, 32, generator=generator)
+    frames = backdrop.expand(6, 10, 3, 32, 32).clone()
+    for i in range(6):
+        for t in range(10):
+            x = 4 + 2 * t + i
+            frames[i, t, :, 10:13, x:x + 3] = torch.tensor([0.9, 0.1, 0.1]).reshape(3, 1, 1)
+    config = resolve_config(task="spring_color", overrides=["encoder.background=median"])
+    pipeline = build_pipeline(config)
+    seen = []
+    pipeline.encoder.unet.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    pipeline.prepare(frames)
+    torch.testing.assert_close(pipeline.encoder.backdrop[0], backdrop)
+    change = torch.tensor([0.9, 0.1, 0.1]) - backdrop.mean((1, 2))  # the disc against the backdrop
+    for slot in range(2):  # each slot's colour path starts pointing at that change (one object: both)
+        weight = pipeline.encoder.colour.weight[slot].flatten()
+        assert torch.nn.functional.cosine_similarity(weight, change, dim=0) > 0.95
+    pipeline.encoder.locate(frames[:1, :1])
+    difference = seen[0][0]
+    assert difference[:, 10:13, 4:7].abs().min() > 0.1  # the disc
+    difference[:, 10:13, 4:7] = 0
+    assert difference.abs().max() < 1e-6  # nothing else
+    reloaded = build_pipeline(config)
+    reloaded.load_state_dict(pipeline.state_dict())
+    torch.testing.assert_close(reloaded.encoder.backdrop, pipeline.encoder.backdrop)
+    plain = build_pipeline(resolve_config(task="spring_color"))
+    plain.prepare(as_float(torch.zeros(2, 10, 32, 32, 3, dtype=torch.uint8)))
+    assert "encoder.backdrop" not in plain.state_dict()  # off by default: older checkpoints still load

@@ -12,6 +12,8 @@ import pivf
 from pivf.core.registry import reset_registry
 from pivf.testing import assert_energy_conserved, assert_follows_hamiltons_equations, energy_rate, random_state
 
+F64 = torch.float64
+
 ALL_PHYSICS = ["spring", "gravity", "pendulum", "bouncing", "mass_spring", "damped_spring", "hamiltonian",
                "hamiltonian_latent"]
 
@@ -166,18 +168,19 @@ def accurate_rollout(system, q0: torch.Tensor, p0: torch.Tensor, t: torch.Tensor
 
 
 def fit(model, q0: torch.Tensor, p0: torch.Tensor, t: torch.Tensor, target: torch.Tensor, adam_steps: int,
-        lbfgs_steps: int = 30, lr: float = 0.1, substeps: int = 5) -> None:
-    """Fit the model's log-parameters by MSE of positions along Euler rollouts (Adam, then L-BFGS).
+        lbfgs_steps: int = 30, lr: float = 0.1, substeps: int = 5, integrator: str = "euler") -> None:
+    """Fit the model's parameters by MSE of positions along rollouts (Adam, then L-BFGS).
 
     Semi-implicit Euler is leapfrog with p staggered half a step behind q, so starting from
     p(−h/2) ≈ p0 − (h/2)·dp/dt makes its positions second-order accurate; a velocity estimator learns
     the same shift. From p0 itself, the O(h) error would bias k or g by about 1% at these step sizes.
     """
-    euler = pivf.integrator("euler", substeps=substeps)
-    h = float(t[1] - t[0]) / euler.substeps
+    stepper = pivf.integrator(integrator, substeps=substeps)
+    h = float(t[1] - t[0]) / stepper.substeps
+    stagger = 0.5 * h if integrator == "euler" else 0.0
 
     def loss() -> torch.Tensor:
-        qs, _ = euler.rollout(model, q0, p0 - 0.5 * h * model.dp_dt(q0, p0), t)
+        qs, _ = stepper.rollout(model, q0, p0 - stagger * model.dp_dt(q0, p0), t)
         return ((qs - target) ** 2).mean()
 
     adam = torch.optim.Adam(model.parameters(), lr=lr)
@@ -305,3 +308,81 @@ def test_latent_hamiltonian_trains_every_weight_through_its_derivatives(separabl
     qs.square().mean().backward()
     for name, weight in system.named_parameters():
         assert weight.grad is not None and weight.grad.abs().sum() > 0, name
+
+
+# --- a pendulum in image coordinates -------------------------------------------------------------
+
+def swinging_bob(system, angle: torch.Tensor, rate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(q, p) of a bob at angle θ from the downward vertical, turning at θ̇, on the system's circle."""
+    length, pivot = system.log_length.exp(), system.pivot
+    direction = torch.stack((angle.sin(), angle.cos()), -1)[:, None]
+    tangent = torch.stack((angle.cos(), -angle.sin()), -1)[:, None]
+    return pivot + length * direction, length * rate[:, None, None] * tangent
+
+
+def angle_solution(g_over_l: float, damping: float, angle: torch.Tensor, rate: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """θ(t) of θ̈ = −ω² sin θ − b θ̇ by an accurate adaptive solve."""
+    def field(_, state):
+        theta, omega = state
+        return omega, -g_over_l * theta.sin() - damping * omega
+    thetas, _ = odeint(field, (angle, rate), t, rtol=1e-10, atol=1e-10, method="dopri5")
+    return thetas
+
+
+def test_pivot_pendulum_swings_as_its_angle_equation_with_the_rod_kept_rigid():
+    system = double("pivot_pendulum", g_over_l=10.9, damping=0.3, length=13.3, pivot=(16.0, 10.0))
+    gen = torch.Generator().manual_seed(0)
+    angle = (torch.rand(6, generator=gen, dtype=F64) - 0.5) * 2.6
+    rate = (torch.rand(6, generator=gen, dtype=F64) - 0.5) * 4
+    q0, p0 = swinging_bob(system, angle, rate)
+    t = torch.arange(31, dtype=F64) * 0.1
+    expected, _ = swinging_bob(system, angle_solution(10.9, 0.3, angle, rate, t).reshape(-1), torch.zeros(6 * 31, dtype=F64))
+    # with damping both are first-order, leapfrog with a far smaller constant
+    for name, substeps, tolerance in (("leapfrog", 5, 0.12), ("leapfrog", 40, 0.012), ("euler", 200, 0.04)):
+        qs, _ = pivf.integrator(name, substeps=substeps).rollout(system, q0, p0, t)
+        radius = (qs - system.pivot).norm(dim=-1)
+        torch.testing.assert_close(radius, system.log_length.exp().expand_as(radius), rtol=1e-12, atol=1e-12)  # no stretch
+        assert (qs - expected.reshape(31, 6, 1, 2)).abs().max() < tolerance, (name, substeps)
+
+
+def test_pivot_pendulum_energy_falls_at_the_damping_power_and_is_kept_without_damping():
+    gen = torch.Generator().manual_seed(1)
+    angle, rate = torch.rand(8, generator=gen, dtype=F64) * 2 - 1, torch.rand(8, generator=gen, dtype=F64) * 2 - 1
+    for damping in (0.0, 0.4):
+        system = double("pivot_pendulum", g_over_l=5.0, damping=damping, length=10.0, pivot=(12.0, 8.0))
+        q, p = swinging_bob(system, angle, rate)
+        energy_rate_now, _ = energy_rate(system, q, p)
+        torch.testing.assert_close(energy_rate_now, -system.damping * (p**2).sum((-2, -1)), rtol=1e-9, atol=1e-9)
+
+
+def test_pivot_pendulum_drops_a_radial_velocity_error_that_a_tangential_one_would_carry():
+    system = double("pivot_pendulum", g_over_l=5.0, length=10.0, pivot=(12.0, 8.0))
+    q, p = swinging_bob(system, torch.tensor([0.4, -0.7], dtype=F64), torch.tensor([1.0, 0.5], dtype=F64))
+    radial = (q - system.pivot) / 10.0
+    tangent = torch.stack((radial[..., 1], -radial[..., 0]), -1)
+    t = torch.arange(11, dtype=F64) * 0.1
+    leapfrog = pivf.integrator("leapfrog", substeps=5)
+    clean, _ = leapfrog.rollout(system, q, p, t)
+    off_radially, _ = leapfrog.rollout(system, q, p + 3.0 * radial, t)
+    off_tangentially, _ = leapfrog.rollout(system, q, p + 3.0 * tangent, t)
+    assert (off_radially - clean).abs().max() < 0.05 < 1.0 < (off_tangentially - clean).abs().max()
+
+
+def test_pivot_pendulum_recovers_g_over_l_damping_pivot_and_rod_from_positions():
+    truth = {"g_over_l": 10.9, "damping": 0.3, "length": 13.3, "pivot": (16.0, 10.0)}
+    gen = torch.Generator().manual_seed(2)
+    angle = (torch.rand(8, generator=gen, dtype=F64) - 0.5) * 2.4
+    rate = (torch.rand(8, generator=gen, dtype=F64) - 0.5) * 4
+    t = torch.arange(12, dtype=F64) * 0.1
+    true_system = double("pivot_pendulum", **truth)
+    with torch.no_grad():
+        q0, p0 = swinging_bob(true_system, angle, rate)
+        thetas = angle_solution(10.9, 0.3, angle, rate, t).reshape(-1)
+        target, _ = swinging_bob(true_system, thetas, torch.zeros_like(thetas))
+    model = double("pivot_pendulum", g_over_l=3.0, length=12.0, pivot=(15.0, 11.0))
+    fit(model, q0, p0, t, target.reshape(12, 8, 1, 2), adam_steps=150, lr=0.05, substeps=10, integrator="leapfrog")
+    learned = model.learned_parameters()
+    assert learned["g_over_l"] == pytest.approx(10.9, rel=0.01)
+    assert learned["damping"] == pytest.approx(0.3, abs=0.02)
+    assert learned["length"] == pytest.approx(13.3, rel=0.005)
+    assert (learned["pivot_x"], learned["pivot_y"]) == pytest.approx((16.0, 10.0), abs=0.05)

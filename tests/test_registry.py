@@ -238,3 +238,31 @@ def test_the_allow_list_loads_only_the_third_party_plugins_it_names(install_dist
         warnings.simplefilter("error", PluginLoadWarning)
         third_party = {r["distribution"] for r in pivf.list_plugins()} - {"pivf"}
     assert third_party <= {"pivf-charged-particles"}
+
+
+def test_a_plugin_that_cannot_run_here_is_listed_unavailable_with_its_reason():
+    from pivf.core.physics import PhysicsSystem
+    from pivf.testing import registered
+
+    class NeedsAnEngine(PhysicsSystem):
+        name = "needs_an_engine"
+        description = "simulated by an engine this machine lacks"
+
+        @classmethod
+        def unavailable(cls):
+            return "the engine is not installed (pip install engine)"
+
+        def dq_dt(self, q, p):
+            return p
+
+        def dp_dt(self, q, p):
+            return -q
+
+    with registered(NeedsAnEngine):
+        row = next(r for r in registry().rows("physics") if r.name == "needs_an_engine")
+        assert (row.status, row.error) == ("unavailable", "the engine is not installed (pip install engine)")
+        assert "needs_an_engine" not in registry().names("physics")
+        with pytest.raises(UnknownPluginError, match="physics 'needs_an_engine' is unavailable here: the engine is not"):
+            pivf.physics("needs_an_engine")
+        listed = runner.invoke(app, ["plugins", "--kind", "physics"])
+        assert any("unavailable" in line and "pip install engine" in line for line in listed.stdout.splitlines())

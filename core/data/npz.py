@@ -1,6 +1,11 @@
 """The original PAIG file layout: a .npz holding ``train_x``, ``valid_x`` and ``test_x``, each uint8
 (N, T, H, W, C). Written as a stream and atomically, read with one-line errors.
 
+Files pivf generates also hold, for each split, ``<split>_positions``: float32 (N, T, K, 2), where
+each object appears in each frame, in pixels (x = column, y = row). They are for tests and
+diagnostics (is an object where the encoder says?); training never reads them, and files without
+them (the original ones) load the same.
+
 ``np.savez_compressed`` needs every array in memory at once. The writer here emits each array's
 .npy header and then its bytes chunk by chunk into the zip member, so generating a dataset holds
 one chunk of sequences, never the dataset. It writes to a temporary file in the same folder and
@@ -50,16 +55,17 @@ class NpzWriter:
         self._zip = zipfile.ZipFile(self.tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=self.compresslevel)
         return self
 
-    def write(self, key: str, shape: tuple[int, ...], chunks: Iterable[np.ndarray]) -> None:
-        """Member ``key`` of uint8 ``shape``, from C-ordered chunks that concatenate along axis 0."""
+    def write(self, key: str, shape: tuple[int, ...], chunks: Iterable[np.ndarray],
+              dtype: type[np.generic] = np.uint8) -> None:
+        """Member ``key`` of ``dtype`` and ``shape``, from C-ordered chunks that concatenate along axis 0."""
         assert self._zip is not None, "use NpzWriter as a context manager"
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
         written = 0
         with self._zip.open(f"{key}.npy", "w", force_zip64=True) as member:
             np.lib.format.write_array_header_1_0(member, header)
             for chunk in chunks:
-                if chunk.dtype != np.uint8 or chunk.shape[1:] != shape[1:]:
-                    raise ValueError(f"{key}: chunk {chunk.dtype} {chunk.shape} does not fit uint8 {shape}")
+                if chunk.dtype != dtype or chunk.shape[1:] != shape[1:]:
+                    raise ValueError(f"{key}: chunk {chunk.dtype} {chunk.shape} does not fit {np.dtype(dtype)} {shape}")
                 member.write(np.ascontiguousarray(chunk).data)
                 written += chunk.shape[0]
         if written != shape[0]:
@@ -100,6 +106,22 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     for key, array in arrays.items():
         check_split(path, key, array)
     return arrays
+
+
+def positions_key(split: str) -> str:
+    """The member holding a split's object positions: ``train_x`` → ``train_positions``."""
+    return split.removesuffix("_x") + "_positions"
+
+
+def read_positions(path: Path, split: str) -> np.ndarray | None:
+    """float32 (N, T, K, 2) pixel positions of ``split``'s objects, or None for a file without them."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            key = positions_key(split)
+            return archive[key] if key in archive.files else None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: truncated or corrupt .npz ({reason})") from None
 
 
 def check_split(path: Path, key: str, array: np.ndarray) -> None:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from pivf.core.discovery import departure_colours
 from pivf.core.hookspecs import hookimpl
 from pivf.core.model import Encoder, EncoderOutput
 from pivf.core.nn import glorot_init, mlp
@@ -153,6 +154,10 @@ class MLPVelocity(nn.Module):
         return self.mlp(positions.permute(0, 2, 1, 3).reshape(b * n, t_in * d)).reshape(b, n, d)
 
 
+#: training frames whose per-pixel median is the backdrop (``background="median"``)
+BACKDROP_FRAMES = 2048
+
+
 class PaigEncoderParams(PluginParams):
     image_size: int = Field(32, ge=8)
     channels: int = Field(3, ge=1)
@@ -167,6 +172,9 @@ class PaigEncoderParams(PluginParams):
     colour_path: float = Field(
         20.0, ge=0, description="gain of a 1×1 convolution from the image straight to each object's map, "
                                "so a slot can key on an object's colour from the start (0: off, as the original)")
+    background: Literal["none", "median"] = Field(
+        "none", description="subtract a fixed camera's backdrop, the per-pixel median of the training frames, "
+                            "before locating objects (for scenes that are not objects on black)")
     unet_base: int | None = Field(None, ge=1, description="U-Net width; default 8 below 40 px, else 16")
     loc_hidden: int = Field(200, ge=1, description="width of the MLP coordinate head")
     vel_hidden: int = Field(100, ge=1)
@@ -177,6 +185,8 @@ class PaigUNetEncoder(Encoder[PaigEncoderParams]):
     name = "paig_unet"
     description = "PAIG: U-Net object maps + coordinate head (soft-argmax or MLP) + velocity estimator (object coordinates)"
     states = ("objects",)
+    #: the fixed camera's backdrop, a buffer only with ``background="median"``
+    backdrop: Tensor
 
     def __init__(self, params: PaigEncoderParams | None = None) -> None:
         super().__init__(params)
@@ -188,17 +198,39 @@ class PaigUNetEncoder(Encoder[PaigEncoderParams]):
         self.head = (SoftArgmaxHead(p.image_size) if p.coordinates == "soft_argmax"
                      else MaskedMLPHead(p.image_size, p.channels, p.loc_hidden, p.dim))
         glorot_init(self)
+        if p.background == "median":
+            self.register_buffer("backdrop", torch.zeros(1, p.channels, p.image_size, p.image_size))
         self.velocity = (  # one input frame shows no motion: the estimate is zero whichever is chosen
             DifferenceVelocity(p.input_steps, p.dim, p.vel_hidden, p.vel_layers, p.dt, p.image_size)
             if p.velocity == "differences" and p.input_steps > 1
             else glorot_init(MLPVelocity(p.input_steps, p.dim, p.vel_hidden, p.vel_layers)))
 
+    @torch.no_grad()
+    def prepare(self, frames: Tensor) -> None:
+        """With ``background="median"``: the backdrop is each pixel's median over up to
+        ``BACKDROP_FRAMES`` training frames. A fixed camera sees its backdrop in most frames at every
+        pixel, so objects, lights and textures that do not move fall out of the encoder's input.
+        Then each slot's colour path starts pointing at one of the colour changes objects make
+        against the backdrop (``departure_colours``): a random one may respond more to the wall than
+        to the bob, and the soft-argmax then points away from it."""
+        if self.params.background != "median":
+            return
+        images = frames.flatten(0, 1)[:BACKDROP_FRAMES].to(self.backdrop)
+        self.backdrop.copy_(images.median(dim=0, keepdim=True).values)
+        colours = departure_colours(images - self.backdrop, self.params.n_objects)
+        if colours is not None and self.colour is not None:
+            for index, colour in enumerate(colours):
+                self.reset_object(index, colour)
+
     def locate(self, frames: Tensor) -> Tensor:
         """frames (B, T, C, H, W) → positions (B, T, N, dim) in pixel units."""
         b, t, c, h, w = frames.shape
+        images = frames.reshape(b * t, c, h, w)
+        if self.params.background == "median":
+            images = images - self.backdrop.to(images.dtype)
         # channels-last on purpose: on a CPU oneDNN's convolutions run about twice as fast so, and a
         # batch's layout must not depend on whether it is a slice of longer stored sequences
-        images = frames.reshape(b * t, c, h, w).contiguous(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
         logits = self.unet(images)
         if self.colour is not None:
             logits = logits + self.params.colour_path * self.colour(images)

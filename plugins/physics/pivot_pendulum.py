@@ -1,0 +1,116 @@
+"""A pendulum as a camera sees it: the bob's pixel position swinging about a pivot in the image.
+
+The state is what the PAIG pipeline's encoder and decoder use, object coordinates: q (B, 1, 2) is
+the bob's position in pixels and p its velocity. Image rows grow downwards, so gravity pulls
+towards +y. With r = q − c from the pivot c, r̂ = r/|r| and the tangential velocity
+v = p − (p·r̂)r̂:
+
+    dq/dt = p
+    dp/dt = ω²ℓ (ŷ − (ŷ·r̂)r̂) − (|v|²/|r|) r̂ − b v
+
+the tangential pull of gravity, the rod's centripetal force and a viscous damping b of the swing:
+on the circle, θ̈ = −ω² sin θ − b θ̇ for the angle θ from the downward vertical. After every
+integrator substep the rod is made rigid again (``constrain``): q goes back onto the circle
+|q − c| = ℓ and p loses its radial part, as a rod's impulse would take it. So a velocity estimate's
+radial error is dropped in the first substep and no integrator lets the rod stretch. Leapfrog is
+second-order without damping and, with it, first-order with a small constant; semi-implicit Euler
+is first-order with a constant about 15× larger (tests/test_physics.py): prefer leapfrog.
+Adaptive ODE solvers, which cannot apply the constraint, are refused.
+
+What video identifies: ω² = g/L (1/time², from the timing alone, whatever the camera's scale), the
+pivot c and the rod's length ℓ in pixels (from the circle the bob traces), and b. With g known,
+the real length follows as L = g/ω².
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from pivf.core.hookspecs import hookimpl
+from pivf.core.physics import ObjectParams, PhysicsSystem, log_parameter
+
+#: floor on |r|² inside the sqrt, so a bob estimated at the pivot has a finite direction and gradient
+_MIN_SQUARED_RADIUS = 1e-8
+
+
+class PivotPendulumParams(ObjectParams):
+    n_objects: Literal[1] = 1
+    g_over_l: float = Field(1.0, gt=0, description="initial ω² = g/L, in 1/time² of the data's dt")
+    length: float = Field(8.0, gt=0, description="initial rod length ℓ in pixels")
+    pivot: tuple[float, float] = Field((16.0, 16.0), description="initial pivot (x, y) in pixels")
+    damping: float = Field(0.0, description="initial damping rate b, in 1/time")
+    learnable: bool = Field(True, description="learn ω²")
+    learn_geometry: bool = Field(True, description="learn the pivot and ℓ; false keeps the given ones (known pivot)")
+    learn_damping: bool = Field(True, description="learn b")
+
+
+class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
+    name = "pivot_pendulum"
+    description = "a pendulum's bob in pixel coordinates about a pivot; learnable g/L, damping, pivot and length"
+    has_constraints = True
+    conservative = False
+    ground_truth = {"g_over_l": 1.0, "damping": 0.0}
+
+    def __init__(self, params: PivotPendulumParams | None = None) -> None:
+        super().__init__(params)
+        p = self.params
+        self.log_g_over_l = log_parameter(p.g_over_l, p.learnable)
+        self.log_length = log_parameter(p.length, p.learn_geometry)
+        self.pivot = nn.Parameter(torch.tensor(p.pivot), requires_grad=p.learn_geometry)
+        self.damping = nn.Parameter(torch.tensor(p.damping), requires_grad=p.learn_damping)
+
+    def _radial(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        """|r| (..., 1) and r̂ (..., 2) for the bob at q."""
+        r = q - self.pivot.to(q.dtype)
+        radius = (r**2).sum(-1, keepdim=True).clamp_min(_MIN_SQUARED_RADIUS).sqrt()
+        return radius, r / radius
+
+    def _tangential(self, p: Tensor, direction: Tensor) -> Tensor:
+        return p - (p * direction).sum(-1, keepdim=True) * direction
+
+    def dq_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        return p
+
+    def dp_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        radius, direction = self._radial(q)
+        v = self._tangential(p, direction)
+        down = torch.zeros_like(direction)
+        down[..., 1] = 1.0
+        gravity = (self.log_g_over_l + self.log_length).exp() * self._tangential(down, direction)
+        centripetal = (v**2).sum(-1, keepdim=True) / radius * direction
+        return gravity - centripetal - self.damping * v
+
+    def constrain(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        _, direction = self._radial(q)
+        return self.pivot.to(q.dtype) + self.log_length.exp() * direction, self._tangential(p, direction)
+
+    def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
+        """Energy per unit mass in pixel units (conserved when b = 0): ½|v|² + ω²ℓ·(height above the
+        lowest point), the height measured upwards, against the image's rows."""
+        radius, direction = self._radial(q)
+        v = self._tangential(p, direction)
+        height = self.log_length.exp() - (q[..., 1] - self.pivot[1].to(q.dtype))
+        potential = (self.log_g_over_l + self.log_length).exp() * height
+        return (0.5 * (v**2).sum(-1) + potential).sum(-1)
+
+    def learned_parameters(self) -> dict[str, float]:
+        learned = {}
+        if self.params.learnable:
+            learned["g_over_l"] = self.log_g_over_l.exp().item()
+        if self.params.learn_damping:
+            learned["damping"] = self.damping.item()
+        if self.params.learn_geometry:
+            learned.update(length=self.log_length.exp().item(), pivot_x=self.pivot[0].item(),
+                           pivot_y=self.pivot[1].item())
+        return learned
+
+    def state_shape(self) -> tuple[int, ...]:
+        return (1, 2)
+
+
+@hookimpl
+def pivf_physics() -> list[type]:
+    return [PivotPendulum]

@@ -1,0 +1,396 @@
+"""Videos from a real physics engine: tasks simulated and rendered by MuJoCo (``pivf[mujoco]``).
+
+Every other task is drawn by pivf's own renderer from pivf's own physics plugins, so a model could
+pass by sharing the generator's assumptions. Here MuJoCo integrates the motion (its RK4 at
+``dt / substeps``, a millisecond by default) and renders shaded 3-D scenes with lights and a textured
+backdrop through a fixed camera; pivf only draws the initial states and projects the bodies' centres
+through the camera into ``positions`` (pixels, x = column, y = row, origin at the top-left corner,
+stored beside the frames for tests and diagnostics; training never sees them).
+
+Frames are rendered at ``supersample`` times the image size and averaged down (anti-aliasing).
+Offscreen rendering needs an OpenGL backend: ``MUJOCO_GL`` is honoured when set, otherwise EGL
+where CUDA is available and OSMesa (Debian's ``libosmesa6``) elsewhere. Without the package or a
+working backend the tasks are listed as unavailable with the reason, and nothing else changes.
+"""
+from __future__ import annotations
+
+import atexit
+import functools
+import math
+import os
+from types import ModuleType
+from typing import Any, ClassVar, Literal, TypeVar
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from pivf.core.config import deep_merge
+from pivf.core.data.sampling import uniform, unit_vectors
+from pivf.core.data.task import Task, TaskParams, Trajectory, with_default
+from pivf.core.errors import DataError
+from pivf.core.hookspecs import hookimpl
+from pivf.plugins.tasks.paig import paig_preset
+
+BACKEND_ENV = "MUJOCO_GL"
+_PROBE_XML = '<mujoco><worldbody><geom type="sphere" size="1"/></worldbody></mujoco>'
+#: sequences proposed per round while rejection sampling
+_PROPOSALS = 256
+#: rounds of proposals before a task is declared unable to produce its data
+_MAX_ROUNDS = 100
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _load_mujoco() -> ModuleType:
+    """``import mujoco`` with an offscreen backend chosen first (MuJoCo reads it on import)."""
+    os.environ.setdefault(BACKEND_ENV, "egl" if torch.cuda.is_available() else "osmesa")
+    import mujoco
+
+    return mujoco
+
+
+@functools.cache
+def mujoco_problem() -> str | None:
+    """Why MuJoCo cannot simulate and render on this machine, in one line, or None."""
+    try:
+        mujoco = _load_mujoco()
+    except ImportError as exc:
+        if exc.name == "mujoco":
+            return "the mujoco package is not installed (pip install 'pivf[mujoco]')"
+        return f"MuJoCo failed to import with {BACKEND_ENV}={os.environ[BACKEND_ENV]}: {_one_line(exc)}"
+    except Exception as exc:  # noqa: BLE001 - an OpenGL binding failing to find its library
+        return f"MuJoCo failed to import with {BACKEND_ENV}={os.environ[BACKEND_ENV]}: {_one_line(exc)}"
+    try:
+        with mujoco.Renderer(mujoco.MjModel.from_xml_string(_PROBE_XML), 8, 8) as renderer:
+            renderer.render()
+    except Exception as exc:  # noqa: BLE001 - any failure of the GL stack
+        return (f"MuJoCo cannot render offscreen with {BACKEND_ENV}={os.environ[BACKEND_ENV]} ({_one_line(exc)}); "
+                "install OSMesa (Debian: libosmesa6) or an EGL driver")
+    return None
+
+
+def project(points: np.ndarray, camera_position: np.ndarray, camera_rotation: np.ndarray, fovy_degrees: float,
+            size: int) -> np.ndarray:
+    """Pixel coordinates (..., 2) of world points (..., 3) in a square image from MuJoCo's camera.
+
+    MuJoCo's camera looks along its −z axis with +y up; ``camera_rotation`` (3, 3) holds its axes as
+    columns (``data.cam_xmat``). The principal point is the image centre and pixel i spans [i, i+1).
+    """
+    local = (points - camera_position) @ camera_rotation
+    focal = 0.5 * size / math.tan(math.radians(fovy_degrees) / 2)
+    depth = -local[..., 2]
+    return np.stack((size / 2 + focal * local[..., 0] / depth, size / 2 - focal * local[..., 1] / depth), -1)
+
+
+def mujoco_preset(physics: dict[str, Any], n_objects: int, dt: float) -> dict[str, Any]:
+    """PAIG's layout for 32-px MuJoCo video: the encoder subtracts the fixed camera's backdrop, and
+    leapfrog integrates (with a rigid rod, semi-implicit Euler is first-order with a large constant)."""
+    return deep_merge(paig_preset(physics, 32, n_objects, 4, 6, 20, dt, 6e-4, 3.0),
+                      {"encoder": {"background": "median"}, "integrator": {"name": "leapfrog", "substeps": 5}})
+
+
+class MujocoTaskParams(TaskParams):
+    substeps: int = with_default(TaskParams, "substeps", 100)
+    supersample: int = Field(2, ge=1, le=8, description="render at this multiple of image_size, then average down")
+    margin: float = Field(1.0, ge=0, description="sequences where a body's centre comes this close (px) to an edge are redrawn")
+    fovy: float = Field(45.0, gt=0, lt=180, description="the camera's vertical field of view in degrees")
+    shadows: bool = Field(False, description="let the key light cast shadows")
+
+
+MTP = TypeVar("MTP", bound=MujocoTaskParams)
+
+
+class MujocoTask(Task[MTP]):
+    """Base of MuJoCo tasks: a scene (``model_xml``), initial joint states (``sample_initial``:
+    qpos (N, nq) and qvel (N, nv), float64) and the geoms whose centres are the objects."""
+
+    Params = MujocoTaskParams
+    #: geoms whose centres are the objects' positions, in object order
+    tracked_geoms: ClassVar[tuple[str, ...]] = ()
+    camera: ClassVar[str] = "camera"
+
+    def __init__(self, params: MTP | dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+        self._mujoco: ModuleType | None = None
+        self._model: Any = None
+        self._renderer: Any = None
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        return mujoco_problem()
+
+    def model_xml(self) -> str:
+        raise NotImplementedError(f"task '{self.name}' defines no MuJoCo scene")
+
+    def physics_params(self) -> dict[str, Any]:
+        return {}  # the data come from MuJoCo, not from a pivf physics plugin
+
+    def visual_xml(self) -> str:
+        """The scene's ``<visual>``: an offscreen buffer for the supersampled frames, a soft headlight,
+        shadows only when asked (a 2048² shadow map costs more than the rest of a small frame)."""
+        side = self.params.image_size * self.params.supersample
+        shadow = 2048 if self.params.shadows else 0
+        return f"""<visual>
+    <global offwidth="{side}" offheight="{side}"/>
+    <quality shadowsize="{shadow}" offsamples="0"/>
+    <headlight ambient="0.3 0.3 0.3" diffuse="0.35 0.35 0.35" specular="0.05 0.05 0.05"/>
+  </visual>"""
+
+    # --- the engine --------------------------------------------------------------------------------
+    def _engine(self) -> tuple[ModuleType, Any]:
+        """mujoco and the compiled scene, made once per task."""
+        if self._model is None:
+            problem = mujoco_problem()
+            if problem:
+                raise DataError(f"task '{self.name}' is unavailable: {problem}")
+            self._mujoco = _load_mujoco()
+            self._model = self._mujoco.MjModel.from_xml_string(self.model_xml())
+            self._model.opt.timestep = self.params.dt / self.params.substeps
+        assert self._mujoco is not None
+        return self._mujoco, self._model
+
+    def _run(self, qpos: np.ndarray, qvel: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One sequence from its initial state: qpos (T, nq), qvel (T, nv) and positions (T, K, 2)."""
+        mujoco, model = self._engine()
+        data = mujoco.MjData(model)
+        data.qpos[:], data.qvel[:] = qpos, qvel
+        camera = model.camera(self.camera).id
+        geoms = [model.geom(name).id for name in self.tracked_geoms]
+        states_q, states_p, seen = [], [], []
+        for frame in range(length):
+            if frame:
+                mujoco.mj_step(model, data, nstep=self.params.substeps)
+            mujoco.mj_forward(model, data)
+            states_q.append(data.qpos.copy())
+            states_p.append(data.qvel.copy())
+            seen.append(project(data.geom_xpos[geoms], data.cam_xpos[camera], data.cam_xmat[camera].reshape(3, 3),
+                                model.cam_fovy[camera], self.params.image_size))
+        return np.stack(states_q), np.stack(states_p), np.stack(seen)
+
+    def simulate(self, n: int, length: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Trajectory:
+        kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        proposed = 0
+        for _ in range(_MAX_ROUNDS):
+            if len(kept) >= n:
+                break
+            qpos, qvel = self.sample_initial(_PROPOSALS, generator)
+            for i in range(_PROPOSALS):
+                q, p, seen = self._run(qpos[i].numpy(), qvel[i].numpy(), length)
+                proposed += 1
+                if self._in_view(seen) and bool(self.accept(torch.from_numpy(q)[None], torch.from_numpy(p)[None])[0]):
+                    kept.append((q, p, seen))
+                if len(kept) == n:
+                    break
+        if len(kept) < n:
+            raise DataError(f"task '{self.name}': only {len(kept)} of {proposed} simulated sequences stayed in view; "
+                            "the camera or the initial states leave too little room")
+        states = [torch.from_numpy(np.stack(parts)).to(device) for parts in zip(*kept)]
+        return Trajectory(*states)
+
+    def _in_view(self, seen: np.ndarray) -> bool:
+        low, high = self.params.margin, self.params.image_size - self.params.margin
+        return bool(((seen >= low) & (seen <= high)).all())
+
+    # --- the camera --------------------------------------------------------------------------------
+    def render(self, trajectory: Trajectory) -> Tensor:
+        mujoco, model = self._engine()
+        size, scale = self.params.image_size, self.params.supersample
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(model, size * scale, size * scale)
+            atexit.register(self._renderer.close)  # before the interpreter tears down OpenGL's bindings
+        data = mujoco.MjData(model)
+        n, t = trajectory.q.shape[:2]
+        q, p = trajectory.q.cpu().numpy(), trajectory.p.cpu().numpy()
+        frames = np.empty((n, t, size, size, 3), dtype=np.uint8)
+        for i in range(n):
+            for j in range(t):
+                data.qpos[:], data.qvel[:] = q[i, j], p[i, j]
+                mujoco.mj_forward(model, data)
+                self._renderer.update_scene(data, camera=self.camera)
+                image = self._renderer.render().reshape(size, scale, size, scale, 3).mean((1, 3))
+                frames[i, j] = np.rint(image).astype(np.uint8)
+        return torch.from_numpy(frames).to(trajectory.q.device)
+
+
+# --- the pendulum ------------------------------------------------------------------------------------
+
+class MujocoPendulumParams(MujocoTaskParams):
+    n_objects: Literal[1] = 1
+    dt: float = with_default(TaskParams, "dt", 0.1)
+    rod_length: float = Field(0.9, gt=0, description="rod length L in metres (pivot to the bob's centre)")
+    gravity: float = Field(9.81, gt=0, description="gravitational acceleration in m/s²")
+    damping: float = Field(0.3, ge=0, description="damping rate b in 1/s: θ̈ = −(g/L) sin θ − b θ̇")
+    bob_radius: float = Field(0.15, gt=0, description="bob radius as a fraction of L")
+    bob_colour: tuple[float, float, float] = Field((0.85, 0.2, 0.1), description="bob RGB in 0-1")
+    camera_distance: float = Field(2.9, gt=0, description="camera distance from the swing plane, in multiples of L")
+    camera_drop: float = Field(0.45, description="how far below the pivot the camera looks, in multiples of L")
+    max_angle: float = Field(1.35, gt=0, lt=math.pi, description="largest swing (rad) a sequence may reach")
+    min_angle: float = Field(0.35, ge=0, description="smallest swing (rad) a sequence must reach")
+
+
+class MujocoPendulum(MujocoTask[MujocoPendulumParams]):
+    """A shaded bob on a thin rod swinging in front of a checkered backdrop, filmed square-on: the
+    swing plane is parallel to the image, so the bob's image moves on an exact circle.
+
+    The bob is a point mass (its sphere is drawn, its inertia is negligible), so the true ω² is g/L
+    exactly, and the joint's damping is b·m·L², so θ̈ = −(g/L) sin θ − b θ̇. The camera keeps its
+    distance in multiples of L, so every length looks the same in the image and only the timing
+    tells them apart. Initial angles and angular velocities are uniform; a sequence is kept when its
+    swing's amplitude (from its energy) lies between ``min_angle`` and ``max_angle``.
+    """
+
+    name = "mujoco_pendulum"
+    description = "MuJoCo: a shaded 3-D pendulum filmed by a fixed camera (g/L, damping)"
+    physics = "pivot_pendulum"
+    tracked_geoms = ("bob",)
+    name_template = "mujoco_pendulum_sl{length}_L{rod_length}_g{gravity}_b{damping}"
+    # the learner starts from the image centre for the pivot, 8 px for the rod, ω² = 1 and no damping
+    preset = mujoco_preset({"name": "pivot_pendulum"}, 1, 0.1)
+
+    def true_parameters(self) -> dict[str, float]:
+        """ω² = g/L and b, and the pivot and rod as the camera sees them, in pixels."""
+        p = self.params
+        focal = 0.5 * p.image_size / math.tan(math.radians(p.fovy) / 2)
+        scale = focal / (p.camera_distance * p.rod_length)  # pixels per metre in the swing plane
+        return {"g_over_l": p.gravity / p.rod_length, "damping": p.damping, "length": scale * p.rod_length,
+                "pivot_x": p.image_size / 2, "pivot_y": p.image_size / 2 - scale * p.camera_drop * p.rod_length}
+
+    def model_xml(self) -> str:
+        p = self.params
+        length, radius = p.rod_length, p.bob_radius * p.rod_length
+        red, green, blue = p.bob_colour
+        return f"""
+<mujoco model="pendulum">
+  <option gravity="0 0 {-p.gravity}" integrator="RK4"/>
+  {self.visual_xml()}
+  <asset>
+    <texture name="backdrop" type="2d" builtin="checker" width="64" height="64"
+             rgb1="0.62 0.64 0.68" rgb2="0.54 0.56 0.6"/>
+    <material name="backdrop" texture="backdrop" texrepeat="6 6"/>
+    <material name="bob" rgba="{red} {green} {blue} 1" specular="0.6" shininess="0.6"/>
+    <material name="rod" rgba="0.25 0.25 0.28 1"/>
+  </asset>
+  <worldbody>
+    <light pos="{-length} {-2 * length} {2 * length}" dir="1 2 -2" diffuse="0.55 0.55 0.55"
+           castshadow="{str(p.shadows).lower()}"/>
+    <geom name="backdrop" type="plane" pos="0 {0.6 * length} 0" zaxis="0 -1 0"
+          size="{4 * length} {4 * length} 0.01" material="backdrop" contype="0" conaffinity="0"/>
+    <geom name="mount" type="box" pos="0 {0.3 * length} 0" size="{0.06 * length} {0.3 * length} {0.03 * length}"
+          material="rod" contype="0" conaffinity="0"/>
+    <body name="pendulum">
+      <joint name="swing" type="hinge" axis="0 -1 0" damping="{p.damping * length ** 2}"/>
+      <inertial pos="0 0 {-length}" mass="1" diaginertia="1e-9 1e-9 1e-9"/>
+      <geom name="rod" type="capsule" fromto="0 0 0 0 0 {-length}" size="{0.012 * length}" material="rod"
+            contype="0" conaffinity="0"/>
+      <geom name="bob" type="sphere" pos="0 0 {-length}" size="{radius}" material="bob" contype="0" conaffinity="0"/>
+    </body>
+    <camera name="camera" pos="0 {-p.camera_distance * length} {-p.camera_drop * length}" xyaxes="1 0 0 0 0 1"
+            fovy="{p.fovy}"/>
+  </worldbody>
+</mujoco>"""
+
+    def sample_initial(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Angles and angular velocities whose undamped amplitude lies in [min_angle, max_angle]."""
+        p = self.params
+        omega = math.sqrt(p.gravity / p.rod_length)
+        kept_q, kept_v, count = [], [], 0
+        while count < n:
+            angle = uniform(generator, (4 * n, 1), -p.max_angle, p.max_angle)
+            rate = uniform(generator, (4 * n, 1), -omega, omega)
+            amplitude = torch.acos((angle.cos() - rate**2 / (2 * omega**2)).clamp(-1, 1)).squeeze(1)
+            ok = (amplitude >= p.min_angle) & (amplitude <= p.max_angle)
+            kept_q.append(angle[ok])
+            kept_v.append(rate[ok])
+            count += int(ok.sum())
+        return torch.cat(kept_q)[:n], torch.cat(kept_v)[:n]
+
+
+# --- two balls joined by a spring ----------------------------------------------------------------
+
+class MujocoSpringParams(MujocoTaskParams):
+    n_objects: Literal[2] = 2
+    stiffness: float = Field(4.0, gt=0, description="spring constant per unit mass, 1/s² (the balls weigh 1 kg)")
+    rest_length: float = Field(0.75, gt=0, description="the spring's rest length in metres")
+    speed: float = Field(0.5, ge=0, description="each ball's initial speed in m/s, in a random direction")
+    ball_radius: float = Field(0.12, gt=0, description="ball radius in metres")
+    view: float = Field(1.0, gt=0, description="half the side of the table area the camera sees, in metres")
+
+
+class MujocoSpring(MujocoTask[MujocoSpringParams]):
+    """Two shaded balls (blue and green) on a wooden-looking table seen from straight above, joined
+    by a MuJoCo spatial tendon whose spring pulls them towards its rest length; they slide without
+    friction and pass through each other. In the image this is PAIG's spring: k = stiffness per unit
+    mass, and half the rest length ``l`` in pixels. Initial states follow PAIG's generator: centre
+    of mass uniform, a random axis, a separation of rest_length·U(0.5, 1.5), each ball a random
+    direction at ``speed``.
+    """
+
+    name = "mujoco_spring"
+    description = "MuJoCo: two balls joined by a spring on a table, seen from above (k, l)"
+    physics = "spring"
+    tracked_geoms = ("ball0", "ball1")
+    name_template = "mujoco_spring_sl{length}_k{stiffness}_rest{rest_length}"
+    preset = mujoco_preset({"name": "spring"}, 2, 0.3)
+
+    def _camera_height(self) -> float:
+        return self.params.view / math.tan(math.radians(self.params.fovy) / 2)
+
+    def true_parameters(self) -> dict[str, float]:
+        pixels_per_metre = self.params.image_size / (2 * self.params.view)
+        return {"k": self.params.stiffness, "l": pixels_per_metre * self.params.rest_length / 2}
+
+    def model_xml(self) -> str:
+        p = self.params
+        balls = "".join(f"""
+    <body name="body{j}" pos="0 0 {p.ball_radius}">
+      <joint name="x{j}" type="slide" axis="1 0 0"/>
+      <joint name="y{j}" type="slide" axis="0 1 0"/>
+      <geom name="ball{j}" type="sphere" size="{p.ball_radius}" material="ball{j}" mass="1" contype="0" conaffinity="0"/>
+      <site name="anchor{j}" size="{p.ball_radius / 4}"/>
+    </body>""" for j in range(2))
+        return f"""
+<mujoco model="spring">
+  <option gravity="0 0 -9.81" integrator="RK4"/>
+  {self.visual_xml()}
+  <asset>
+    <texture name="table" type="2d" builtin="gradient" width="64" height="64" rgb1="0.55 0.42 0.3" rgb2="0.45 0.33 0.22"/>
+    <material name="table" texture="table" texrepeat="3 3"/>
+    <material name="ball0" rgba="0.15 0.3 0.9 1" specular="0.6" shininess="0.6"/>
+    <material name="ball1" rgba="0.15 0.8 0.25 1" specular="0.6" shininess="0.6"/>
+  </asset>
+  <worldbody>
+    <light pos="{-p.view} {-p.view} {3 * p.view}" dir="1 1 -3" diffuse="0.55 0.55 0.55"
+           castshadow="{str(p.shadows).lower()}"/>
+    <geom name="table" type="plane" size="{4 * p.view} {4 * p.view} 0.01" material="table" contype="0" conaffinity="0"/>
+    {balls}
+    <camera name="camera" pos="0 0 {p.ball_radius + self._camera_height()}" xyaxes="1 0 0 0 1 0" fovy="{p.fovy}"/>
+  </worldbody>
+  <tendon>
+    <spatial name="spring" stiffness="{p.stiffness}" springlength="{p.rest_length}" width="{p.ball_radius / 8}"
+             rgba="0.8 0.8 0.8 1">
+      <site site="anchor0"/>
+      <site site="anchor1"/>
+    </spatial>
+  </tendon>
+</mujoco>"""
+
+    def sample_initial(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        p = self.params
+        reach = p.view - p.rest_length - p.ball_radius
+        if reach <= 0:
+            raise DataError(f"task '{self.name}': a rest length of {p.rest_length:g} m does not fit in the view")
+        centre = uniform(generator, (n, 1, 2), -reach, reach)
+        axis = unit_vectors(generator, (n, 1))
+        half_separation = p.rest_length / 2 * uniform(generator, (n, 1, 1), 0.5, 1.5)
+        position = centre + half_separation * torch.cat((axis, -axis), dim=1)
+        velocity = p.speed * unit_vectors(generator, (n, 2))
+        return position.reshape(n, 4), velocity.reshape(n, 4)
+
+
+@hookimpl
+def pivf_tasks() -> list[type]:
+    return [MujocoPendulum, MujocoSpring]
