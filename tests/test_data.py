@@ -24,6 +24,7 @@ from pivf.core.errors import DataError
 
 PAIG_TASKS = ["bouncing_balls", "spring_color", "spring_color_half", "3bp_color", "mnist_spring_color"]
 HGN_TASKS = ["mass_spring", "damped_spring", "pendulum", "two_body", "three_body", "double_pendulum"]
+MUJOCO_TASKS = ["mujoco_pendulum", "mujoco_spring"]  # listed even where unavailable (tests/test_mujoco.py)
 N = 6
 HGN_BACKGROUND = torch.tensor([81.0, 88.0, 93.0])
 
@@ -282,7 +283,7 @@ def test_cli_tasks_generate_info(tmp_path):
     assert listed.exit_code == 0
     names = [line.split()[0] for line in listed.stdout.splitlines()]
     third_party = {r["name"] for r in pivf.list_plugins("task") if r["distribution"] != "pivf"}
-    assert sorted(set(names) - third_party) == sorted(PAIG_TASKS + HGN_TASKS)
+    assert sorted(set(names) - third_party) == sorted(PAIG_TASKS + HGN_TASKS + MUJOCO_TASKS)
     made = runner.invoke(_cli(), ["data", "generate", "pendulum", "--out", str(tmp_path), "--n-train", "4",
                                   "--n-valid", "2", "--n-test", "2", "--set", "noise_std=0"])
     assert made.exit_code == 0, made.output

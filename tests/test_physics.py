@@ -338,7 +338,7 @@ def test_pivot_pendulum_swings_as_its_angle_equation_with_the_rod_kept_rigid():
     t = torch.arange(31, dtype=F64) * 0.1
     expected, _ = swinging_bob(system, angle_solution(10.9, 0.3, angle, rate, t).reshape(-1), torch.zeros(6 * 31, dtype=F64))
     # with damping both are first-order, leapfrog with a far smaller constant
-    for name, substeps, tolerance in (("leapfrog", 5, 0.12), ("leapfrog", 40, 0.012), ("euler", 200, 0.04)):
+    for name, substeps, tolerance in (("leapfrog", 5, 0.12), ("leapfrog", 40, 0.012), ("euler", 100, 0.08)):
         qs, _ = pivf.integrator(name, substeps=substeps).rollout(system, q0, p0, t)
         radius = (qs - system.pivot).norm(dim=-1)
         torch.testing.assert_close(radius, system.log_length.exp().expand_as(radius), rtol=1e-12, atol=1e-12)  # no stretch
@@ -371,8 +371,8 @@ def test_pivot_pendulum_drops_a_radial_velocity_error_that_a_tangential_one_woul
 def test_pivot_pendulum_recovers_g_over_l_damping_pivot_and_rod_from_positions():
     truth = {"g_over_l": 10.9, "damping": 0.3, "length": 13.3, "pivot": (16.0, 10.0)}
     gen = torch.Generator().manual_seed(2)
-    angle = (torch.rand(8, generator=gen, dtype=F64) - 0.5) * 2.4
-    rate = (torch.rand(8, generator=gen, dtype=F64) - 0.5) * 4
+    angle = (torch.rand(6, generator=gen, dtype=F64) - 0.5) * 2.4
+    rate = (torch.rand(6, generator=gen, dtype=F64) - 0.5) * 4
     t = torch.arange(12, dtype=F64) * 0.1
     true_system = double("pivot_pendulum", **truth)
     with torch.no_grad():
@@ -380,7 +380,8 @@ def test_pivot_pendulum_recovers_g_over_l_damping_pivot_and_rod_from_positions()
         thetas = angle_solution(10.9, 0.3, angle, rate, t).reshape(-1)
         target, _ = swinging_bob(true_system, thetas, torch.zeros_like(thetas))
     model = double("pivot_pendulum", g_over_l=3.0, length=12.0, pivot=(15.0, 11.0))
-    fit(model, q0, p0, t, target.reshape(12, 8, 1, 2), adam_steps=150, lr=0.05, substeps=10, integrator="leapfrog")
+    fit(model, q0, p0, t, target.reshape(12, 6, 1, 2), adam_steps=60, lbfgs_steps=20, lr=0.05, substeps=5,
+        integrator="leapfrog")
     learned = model.learned_parameters()
     assert learned["g_over_l"] == pytest.approx(10.9, rel=0.01)
     assert learned["damping"] == pytest.approx(0.3, abs=0.02)

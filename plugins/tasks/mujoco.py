@@ -94,7 +94,9 @@ def mujoco_preset(physics: dict[str, Any], n_objects: int, dt: float) -> dict[st
 
 
 class MujocoTaskParams(TaskParams):
-    substeps: int = with_default(TaskParams, "substeps", 100)
+    ground_truth: dict[str, float] = Field({}, max_length=0, description="not used: the scene's own params set "
+                                                                         "the physics, and the truth follows")
+    substeps: int = Field(100, ge=1, description="MuJoCo steps per frame interval (its timestep is dt / substeps)")
     supersample: int = Field(2, ge=1, le=8, description="render at this multiple of image_size, then average down")
     margin: float = Field(1.0, ge=0, description="sequences where a body's centre comes this close (px) to an edge are redrawn")
     fovy: float = Field(45.0, gt=0, lt=180, description="the camera's vertical field of view in degrees")
