@@ -73,8 +73,6 @@ class Trainer:
         self.train_x, self.valid_x, self.test_x = (
             s.to(self.device) for s in (self.dataset.train, self.dataset.valid, self.dataset.test))
         self.pipeline = build_pipeline(config).to(self.device)
-        sample = self.train_x[: max(1, PREPARE_FRAMES // self.train_x.shape[1])]
-        self.pipeline.prepare(as_float(sample))  # a resumed run's checkpoint then overwrites it
         self.objective = build_objective(config)
         self.params = [p for p in self.pipeline.parameters() if p.requires_grad]
         broadcast_parameters(self.params, self.world)
@@ -195,7 +193,8 @@ class Trainer:
 
             # a resumed run drops the points logged after its checkpoint, keeping those at its step
             self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self.step + 1 if self.step else None)
-        if self.epoch == 0 and self.step == 0:
+        if self.epoch == 0 and self.step == 0:  # a new run; a resumed one has this in its checkpoint
+            self.pipeline.prepare(as_float(self.train_x[: max(1, PREPARE_FRAMES // self.train_x.shape[1])]))
             self.save("last")  # the state every rollback can return to
         progress = Progress(tcfg.epochs * steps_per_epoch, self.log, enabled=not self.quiet and self.world.is_main)
         self.log(f"training {cfg.physics.name}+{cfg.integrator.name} on {cfg.data.task} ({n_train} sequences, "

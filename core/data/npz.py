@@ -28,6 +28,8 @@ from pivf.core.atomic import temporary_beside
 from pivf.core.errors import DataError
 
 SPLITS = ("train_x", "valid_x", "test_x")
+#: what reading a damaged archive raises
+UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
 
 
 def sha256_file(path: Path) -> str:
@@ -100,9 +102,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             arrays = {key: archive[key] for key in SPLITS}
     except DataError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise DataError(f"{path}: truncated or corrupt .npz ({reason})") from None
+    except UNREADABLE as exc:
+        raise corrupt(path, exc) from None
     for key, array in arrays.items():
         check_split(path, key, array)
     return arrays
@@ -119,9 +120,14 @@ def read_positions(path: Path, split: str) -> np.ndarray | None:
         with np.load(path, allow_pickle=False) as archive:
             key = positions_key(split)
             return archive[key] if key in archive.files else None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise DataError(f"{path}: truncated or corrupt .npz ({reason})") from None
+    except UNREADABLE as exc:
+        raise corrupt(path, exc) from None
+
+
+def corrupt(path: Path, exc: Exception) -> DataError:
+    """The one-line error for an archive that fails to read."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return DataError(f"{path}: truncated or corrupt .npz ({reason})")
 
 
 def check_split(path: Path, key: str, array: np.ndarray) -> None:

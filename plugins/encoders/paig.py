@@ -154,10 +154,6 @@ class MLPVelocity(nn.Module):
         return self.mlp(positions.permute(0, 2, 1, 3).reshape(b * n, t_in * d)).reshape(b, n, d)
 
 
-#: training frames whose per-pixel median is the backdrop (``background="median"``)
-BACKDROP_FRAMES = 2048
-
-
 class PaigEncoderParams(PluginParams):
     image_size: int = Field(32, ge=8)
     channels: int = Field(3, ge=1)
@@ -207,15 +203,15 @@ class PaigUNetEncoder(Encoder[PaigEncoderParams]):
 
     @torch.no_grad()
     def prepare(self, frames: Tensor) -> None:
-        """With ``background="median"``: the backdrop is each pixel's median over up to
-        ``BACKDROP_FRAMES`` training frames. A fixed camera sees its backdrop in most frames at every
+        """With ``background="median"``: the backdrop is each pixel's median over the given training
+        frames. A fixed camera sees its backdrop in most frames at every
         pixel, so objects, lights and textures that do not move fall out of the encoder's input.
         Then each slot's colour path starts pointing at one of the colour changes objects make
         against the backdrop (``departure_colours``): a random one may respond more to the wall than
         to the bob, and the soft-argmax then points away from it."""
         if self.params.background != "median":
             return
-        images = frames.flatten(0, 1)[:BACKDROP_FRAMES].to(self.backdrop)
+        images = frames.flatten(0, 1).to(self.backdrop)
         self.backdrop.copy_(images.median(dim=0, keepdim=True).values)
         colours = departure_colours(images - self.backdrop, self.params.n_objects)
         if colours is not None and self.colour is not None:

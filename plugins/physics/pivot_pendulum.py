@@ -14,7 +14,8 @@ integrator substep the rod is made rigid again (``constrain``): q goes back onto
 |q − c| = ℓ and p loses its radial part, as a rod's impulse would take it. So a velocity estimate's
 radial error is dropped in the first substep and no integrator lets the rod stretch. Leapfrog is
 second-order without damping and, with it, first-order with a small constant; semi-implicit Euler
-is first-order with a constant about 15× larger (tests/test_physics.py): prefer leapfrog.
+is first-order with a much larger one (leapfrog with 5 substeps is within 0.12 px of the exact swing
+over 30 frames where Euler needs 100 for 0.08 px; tests/test_physics.py): prefer leapfrog.
 Adaptive ODE solvers, which cannot apply the constraint, are refused.
 
 What video identifies: ω² = g/L (1/time², from the timing alone, whatever the camera's scale), the
