@@ -7,22 +7,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pivf.core.config import parse_override
+from pivf.cli.options import name_values
 from pivf.core.errors import PivfUserError
 
 data_app = typer.Typer(help="Generate, list and inspect datasets.", no_args_is_help=True)
-
-
-def _task_params(items: list[str] | None) -> dict[str, Any]:
-    """``--set image_size=64 --set ground_truth.k=3`` → {"image_size": 64, "ground_truth": {"k": 3}}."""
-    params: dict[str, Any] = {}
-    for item in items or []:
-        path, value = parse_override(item)
-        node = params
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return params
 
 
 @data_app.command("generate")
@@ -41,7 +29,7 @@ def generate_command(
     from pivf.core.paths import make_dir
     from pivf.core.devices import resolve_device
 
-    instance = make_task(task, _task_params(params))
+    instance = make_task(task, name_values(params))
     torch_device = str(resolve_device(device, option="--device"))
     make_dir(out, "--out")  # before the progress bar starts drawing
     total = n_train + n_valid + 2 * n_test

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional, TypeVar
@@ -11,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from pivf.cli.data import data_app
-from pivf.cli.options import flag_name, with_config_flags
+from pivf.cli.options import flag_name, name_values, with_config_flags
 from pivf.core.config import ExperimentConfig, dump_yaml
 from pivf.core.errors import PivfUserError
 
@@ -213,6 +214,51 @@ def rollout_command(
     except ValueError as exc:  # e.g. --prior on a model without a prior
         raise PivfUserError(str(exc)) from None
     typer.echo(f"wrote {path}")
+
+
+@app.command("control")
+def control_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run trained on an actuated task (e.g. mujoco_pendulum_motor)")],
+    policy: Annotated[str, typer.Option(help="model (plan through the learned model from pixels), true (the "
+                                             "true model and state) or random")] = "model",
+    episodes: Annotated[int, typer.Option(min=1, help="episodes, each from rest near hanging down")] = 10,
+    steps: Annotated[int, typer.Option(min=4, help="control steps (frames) per episode")] = 100,
+    goal: Annotated[float, typer.Option(help="goal angle in rad from hanging down (π: upright)")] = math.pi,
+    task_set: Annotated[Optional[list[str]], typer.Option("--task-set", help="change the live system: task "
+                                                                               "param=value (repeatable), e.g. mass=1.5")] = None,
+    edit: Annotated[Optional[list[str]], typer.Option(help="set a learned parameter of the model: name=value "
+                                                           "(repeatable), e.g. actuation=4.36")] = None,
+    horizon: Annotated[int, typer.Option(min=1, help="frames planned ahead")] = 25,
+    population: Annotated[int, typer.Option(min=2, help="input sequences sampled per planner iteration")] = 200,
+    iterations: Annotated[int, typer.Option(min=1, help="planner iterations per control step")] = 4,
+    seed: Annotated[int, typer.Option(help="seed of the start angles and the planner")] = 0,
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    out: Annotated[Optional[Path], typer.Option(help="JSON file to write the results to")] = None,
+    filmstrip: Annotated[Optional[Path], typer.Option(help="PNG of the first episode's frames")] = None,
+) -> None:
+    """Control a trained system from its frames: model-predictive control through the learned model
+    (swing a pendulum up and hold it), measured over episodes beside the true model or random inputs."""
+    from pivf.core.control import PlannerSettings
+    from pivf.core.control_run import POLICIES, control_run
+    from pivf.core.atomic import atomic_write_text
+
+    if checkpoint not in ("best", "last"):
+        raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
+    if policy not in POLICIES:
+        raise PivfUserError(f"--policy: unknown policy '{policy}'; allowed: {', '.join(POLICIES)}")
+    edits = name_values(edit)
+    if any(not isinstance(value, (int, float)) or isinstance(value, bool) for value in edits.values()):
+        raise PivfUserError("--edit: expected name=number, e.g. actuation=4.36")
+    if population < 20:
+        raise PivfUserError(f"--population: must be at least 20 (the planner keeps the best 20), got {population}")
+    settings = PlannerSettings(horizon=horizon, population=population, iterations=iterations)
+    result = control_run(run_dir, policy, episodes, steps, goal, name_values(task_set),
+                         {key: float(value) for key, value in edits.items()}, settings, seed, checkpoint, filmstrip,
+                         log=typer.echo)
+    text = json.dumps(result, indent=2)
+    if out is not None:
+        atomic_write_text(out, text + "\n")
+    typer.echo(text)
 
 
 @app.command("compare")

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from pivf.core.config import ExperimentConfig, resolve_config
+from pivf.core.config import ExperimentConfig, parse_override, resolve_config
 from pivf.core.errors import ConfigError
 
 PANEL = "Experiment"
@@ -90,3 +90,15 @@ def with_config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     wrapper.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
     del wrapper.__wrapped__  # typer must read the new signature, not the wrapped one
     return wrapper
+
+
+def name_values(items: list[str] | None) -> dict[str, Any]:
+    """``--set image_size=64 --set ground_truth.k=3`` → {"image_size": 64, "ground_truth": {"k": 3}}."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        path, value = parse_override(item)
+        node = params
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return params

@@ -65,6 +65,10 @@ def open_dataset(config: ExperimentConfig, log: Callable[[str], None] = print) -
              if split.shape[0] == 0]
     if empty:
         raise DataError(f"dataset {path} has no {' and no '.join(empty)} sequences; training needs all three splits")
+    takes = registry().get("physics", config.physics.name).n_controls
+    if dataset.n_controls and dataset.n_controls != takes:
+        raise ConfigError(f"physics '{config.physics.name}' takes {takes} control inputs but the dataset {path} "
+                          f"was recorded under {dataset.n_controls}; choose an actuated physics that takes them")
     needed = data.input_steps + data.pred_steps
     if info.train_length < needed:
         raise ConfigError(f"data.input_steps + data.pred_steps = {needed} but the training sequences of {path} "

@@ -43,7 +43,8 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", device: str = "auto", 
     config, state, pipeline, dataset = restore(run_dir, checkpoint, device, log)
     torch_device = next(pipeline.parameters()).device
     objective = build_objective(config)
-    test = objective.evaluate(pipeline, dataset.test.to(torch_device), config.training.batch_size)
+    controls = None if dataset.test_controls is None else dataset.test_controls.to(torch_device)
+    test = objective.evaluate(pipeline, dataset.test.to(torch_device), config.training.batch_size, controls)
     return {"task": config.data.task, "physics": config.physics.name, "integrator": config.integrator.name,
             "checkpoint": checkpoint, "epoch": state["epoch"], "device": describe_device(torch_device),
             "eval": {"split": "test", **objective.report(test)},

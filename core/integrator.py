@@ -3,6 +3,10 @@
 Each frame interval is split into ``substeps`` equal steps; outputs are time-major ``(T, *q0.shape)``
 with ``T = len(t)`` and the first entry the initial state. States are collected in a list and stacked
 once: writing into a preallocated tensor makes backward quadratic in the number of frames.
+
+``controls`` (T − 1, B, m), when given, are an actuated system's inputs, one per frame interval:
+the physics holds ``controls[i]`` while the state crosses interval i (``PhysicsSystem.hold``), as a
+controller that acts once per frame does.
 """
 from __future__ import annotations
 
@@ -52,19 +56,31 @@ class Integrator(Plugin[IP]):
             q, p = physics.constrain(q, p)
         return q, p
 
-    def rollout(self, physics: PhysicsSystem, q0: Tensor, p0: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """States at every time in ``t`` (a 1-D tensor), starting from ``(q0, p0)`` at ``t[0]``."""
+    def rollout(self, physics: PhysicsSystem, q0: Tensor, p0: Tensor, t: Tensor,
+                controls: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """States at every time in ``t`` (a 1-D tensor), starting from ``(q0, p0)`` at ``t[0]``;
+        ``controls`` (len(t) − 1, B, m) as the module docs say."""
         intervals = frame_intervals(t)
+        check_controls(controls, len(intervals))
         qs, ps = [q0], [p0]
         q, p = q0, p0
-        for dt in intervals:
-            q, p = self.advance(physics, q, p, dt)
-            qs.append(q)
-            ps.append(p)
+        try:
+            for i, dt in enumerate(intervals):
+                physics.hold(None if controls is None else controls[i])
+                q, p = self.advance(physics, q, p, dt)
+                qs.append(q)
+                ps.append(p)
+        finally:
+            physics.hold(None)
         return torch.stack(qs), torch.stack(ps)
 
     def describe(self) -> dict[str, object]:
         return {"order": self.order, "symplectic": self.symplectic, "time_reversible": self.time_reversible}
+
+
+def check_controls(controls: Tensor | None, intervals: int) -> None:
+    if controls is not None and controls.shape[0] < intervals:
+        raise ValueError(f"{intervals} frame intervals but controls for {controls.shape[0]}")
 
 
 def frame_intervals(t: Tensor) -> list[float]:

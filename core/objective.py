@@ -28,6 +28,7 @@ layers, ``--recipe NAME``, that train it well).
 """
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field
@@ -80,6 +81,12 @@ class Objective(Plugin[OP]):
         """Frames of a training sequence the objective uses."""
         return self.input_steps + self.pred_steps
 
+    def driving(self, pipeline: Pipeline, controls: Tensor | None,
+                rows: slice | Tensor = slice(None)) -> AbstractContextManager[None]:
+        """``pipeline.driven`` by the ``rows`` of a split's controls (N, T, m), aligned with its frames:
+        the rollout starts at the last input frame, so its inputs start there too."""
+        return pipeline.driven(None if controls is None else controls[rows, self.input_steps - 1:])
+
     def losses(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError(f"objective '{self.name}' does not define its losses")
 
@@ -96,14 +103,18 @@ class Objective(Plugin[OP]):
         """``evaluate``'s metrics as metrics.json names them (without the training ``loss``)."""
         return {key: value for key, value in metrics.items() if key != "loss"}
 
-    def evaluate(self, pipeline: Pipeline, data: Tensor, batch_size: int) -> dict[str, float]:
-        """Metrics over a split (uint8 (N, T, H, W, C) on the model's device); by default the mean of
-        every loss, weighted by batch size. Override for metrics that are not means (e.g. medians)."""
+    def evaluate(self, pipeline: Pipeline, data: Tensor, batch_size: int,
+                 controls: Tensor | None = None) -> dict[str, float]:
+        """Metrics over a split (uint8 (N, T, H, W, C) on the model's device, with its ``controls``
+        (N, T, m) when recorded under them); by default the mean of every loss, weighted by batch
+        size. Override for metrics that are not means (e.g. medians)."""
         totals: dict[str, Tensor] = {}
         with inference(pipeline):
             for start in range(0, data.shape[0], batch_size):
                 chunk = as_float(data[start:start + batch_size])
-                for key, value in self.losses(pipeline, chunk).items():
+                with self.driving(pipeline, controls, slice(start, start + batch_size)):
+                    losses = self.losses(pipeline, chunk)
+                for key, value in losses.items():
                     totals[key] = totals.get(key, 0.0) + value.detach() * chunk.shape[0]
         return {key: float(value) / data.shape[0] for key, value in totals.items()}
 

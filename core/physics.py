@@ -8,6 +8,12 @@ A system defines either ``dq_dt``/``dp_dt`` directly or a ``hamiltonian``; then 
 by autograd (with ``create_graph`` while training so the loss reaches H's weights). Integrators call
 ``dq_dt`` and ``dp_dt`` separately so symplectic schemes use the partitioned form
 dq/dt = ∂H/∂p, dp/dt = −∂H/∂q, never "velocity = p".
+
+An actuated system (a motor's torque, a thruster) declares ``n_controls`` > 0 and reads
+``self.control`` in its derivatives: (B, n_controls), the input applied over the current frame
+interval (integrators hold it constant across the interval's substeps), or None when unactuated,
+which means zero input. Controls enter the motion only, never ``hamiltonian``: an actuated flow does
+not conserve energy.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from pivf.core.errors import ConfigError
 from pivf.core.plugin import P, Plugin, PluginParams
 
 #: "objects": (B, N, D) pixel coordinates an object decoder can draw; "generalized": coordinates
@@ -38,6 +45,10 @@ class PhysicsSystem(Plugin[P], nn.Module):
     has_constraints: ClassVar[bool] = False
     #: True when the flow conserves ``energy`` (no damping, no actuation)
     conservative: ClassVar[bool] = True
+    #: control inputs per sample the derivatives read from ``control`` (0: not actuated)
+    n_controls: ClassVar[int] = 0
+    #: the held input (B, n_controls) while an integrator crosses a frame interval; None: zero input
+    control: Tensor | None = None
 
     # --- the equations of motion -------------------------------------------------------------
     def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
@@ -53,6 +64,12 @@ class PhysicsSystem(Plugin[P], nn.Module):
     def derivatives(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         return self.dq_dt(q, p), self.dp_dt(q, p)
 
+    def hold(self, control: Tensor | None) -> None:
+        """Hold ``control`` (B, n_controls) as the input until the next call; None releases it."""
+        if control is not None and control.shape[-1] != self.n_controls:
+            raise ValueError(f"physics '{self.name}' takes {self.n_controls} control inputs, got {control.shape[-1]}")
+        self.control = control
+
     def constrain(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         """Applied after every integrator substep; identity unless the system has hard constraints."""
         return q, p
@@ -65,6 +82,11 @@ class PhysicsSystem(Plugin[P], nn.Module):
     def learned_parameters(self) -> dict[str, float]:
         """Learnable physical parameters in physical units (e.g. ``{"k": 4.1}``)."""
         return {}
+
+    def set_learned(self, name: str, value: float) -> None:
+        """Set a learned parameter, named and in the units of ``learned_parameters``: the zero-shot
+        edit of a model to a changed system (a heavier bob, a stronger motor)."""
+        raise ConfigError(f"physics '{self.name}' has no parameters that can be set")
 
     def state_shape(self) -> tuple[int, ...]:
         """Shape of one sample's q (and p), for samplers and shape checks; () when free."""

@@ -2,9 +2,16 @@
 
 One code path serves PAIG (object coordinates, per-frame positions for a reconstruction loss) and
 HGN (latent maps inferred directly). Frames are (B, T, C, H, W) floats in [0, 1].
+
+Data recorded under controls drive actuated physics: inside ``with pipeline.driven(controls)`` every
+rollout that ``forward`` starts takes its inputs from ``controls`` (B, S, m), the actions applied after
+the frame the rollout starts at, one per frame interval. Objectives need not know: the trainer and
+``Objective.evaluate`` set the controls of each batch (``Objective.driving``).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +42,16 @@ class Pipeline(nn.Module):
         self.decoder = decoder
         self.integrator = integrator
         self.dt = dt
+        self.controls: Tensor | None = None  # (B, S, m) while ``driven``
+
+    @contextmanager
+    def driven(self, controls: Tensor | None) -> Iterator[None]:
+        """Roll out under ``controls`` (B, S, m) inside the block (see the module docs); None: no input."""
+        previous, self.controls = self.controls, controls
+        try:
+            yield
+        finally:
+            self.controls = previous
 
     def prepare(self, frames: Tensor) -> None:
         """Data-dependent initialisation before a new run's first step (``Encoder.prepare``)."""
@@ -49,13 +66,17 @@ class Pipeline(nn.Module):
         frames = self.decoder(q.flatten(0, 1))
         return frames.unflatten(0, q.shape[:2]).transpose(0, 1)
 
-    def rollout(self, q0: Tensor, p0: Tensor, steps: int, dt: float | None = None) -> tuple[Tensor, Tensor]:
-        return self.integrator.rollout(self.physics, q0, p0, self.frame_times(steps, dt))
+    def rollout(self, q0: Tensor, p0: Tensor, steps: int, dt: float | None = None,
+                controls: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """States (1 + steps, B, *state); ``controls`` (B, ≥ steps, m) act over the frame intervals."""
+        held = None if controls is None else controls[:, :steps].transpose(0, 1)
+        return self.integrator.rollout(self.physics, q0, p0, self.frame_times(steps, dt), held)
 
     def forward(self, frames: Tensor, steps: int, dt: float | None = None) -> PipelineOutput:
-        """Encode ``frames``, roll the inferred state ``steps`` frames forward and decode every state."""
+        """Encode ``frames``, roll the inferred state ``steps`` frames forward (under the ``driven``
+        controls) and decode every state."""
         encoded = self.encoder(frames)
-        q, p = self.rollout(encoded.q0, encoded.p0, steps, dt)
+        q, p = self.rollout(encoded.q0, encoded.p0, steps, dt, self.controls)
         recons = None
         if encoded.positions is not None:
             recons = self.decode(encoded.positions.transpose(0, 1))

@@ -27,10 +27,12 @@ def parameter_report(pipeline: Pipeline, truth: dict[str, float]) -> dict[str, d
     return report
 
 
-def predict_examples(pipeline: Pipeline, objective: Objective, data: Tensor, examples: int) -> tuple[Tensor, PipelineOutput]:
-    """Frames and the model's output for the first test sequences, in inference mode (means, not samples)."""
+def predict_examples(pipeline: Pipeline, objective: Objective, data: Tensor, examples: int,
+                     controls: Tensor | None = None) -> tuple[Tensor, PipelineOutput]:
+    """Frames and the model's output for the first test sequences (under their recorded ``controls``),
+    in inference mode (means, not samples)."""
     frames = as_float(data[:examples])
-    with inference(pipeline):
+    with inference(pipeline), objective.driving(pipeline, controls, slice(examples)):
         return frames, pipeline(frames[:, : objective.train_length], steps=frames.shape[1] - objective.input_steps)
 
 
@@ -56,10 +58,10 @@ def rollout_energy(physics: PhysicsSystem, out: PipelineOutput) -> Tensor | None
 
 
 def save_figures(pipeline: Pipeline, objective: Objective, data: Tensor, run_dir: Path, writer=None,  # noqa: ANN001
-                 step: int = 0) -> None:
+                 step: int = 0, controls: Tensor | None = None) -> None:
     """rollouts.png, energy.png (where the physics has an energy) and, for decoders with templates,
     templates.png; the first two also go to TensorBoard when a writer is given."""
-    frames, out = predict_examples(pipeline, objective, data, examples=16)
+    frames, out = predict_examples(pipeline, objective, data, examples=16, controls=controls)
     grid = frame_grid(rollout_rows(frames, out, objective.input_steps))
     save_png(grid, run_dir / "rollouts.png")
     energy = rollout_energy(pipeline.physics, out)

@@ -72,6 +72,8 @@ class Trainer:
         self.config = config = with_dataset_sizes(config, self.dataset)
         self.train_x, self.valid_x, self.test_x = (
             s.to(self.device) for s in (self.dataset.train, self.dataset.valid, self.dataset.test))
+        self.train_u, self.valid_u, self.test_u = (None if u is None else u.to(self.device) for u in (
+            self.dataset.train_controls, self.dataset.valid_controls, self.dataset.test_controls))
         self.pipeline = build_pipeline(config).to(self.device)
         self.objective = build_objective(config)
         self.params = [p for p in self.pipeline.parameters() if p.requires_grad]
@@ -215,8 +217,10 @@ class Trainer:
             shard = self.order[self.world.rank::self.world.size]
             diverged = out_of_time = False
             for i in range(self.epoch_step, steps_per_epoch):
-                batch = as_float(self.train_x[shard[i * batch_size:(i + 1) * batch_size], : objective.train_length])
-                losses = objective.training_losses(pipeline, batch, self.step)
+                rows = shard[i * batch_size:(i + 1) * batch_size]
+                batch = as_float(self.train_x[rows, : objective.train_length])
+                with objective.driving(pipeline, self.train_u, rows):
+                    losses = objective.training_losses(pipeline, batch, self.step)
                 self.optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 average_gradients(self.params, self.world)
@@ -298,7 +302,8 @@ class Trainer:
         last = stopping or self.epoch == tcfg.epochs
         boundary = self.epoch_step == 0
         if last or (boundary and self.epoch % tcfg.eval_every == 0):
-            valid = self.objective.evaluate(self.pipeline, self.valid_x[:, : self.objective.train_length], batch_size)
+            valid = self.objective.evaluate(self.pipeline, self.valid_x[:, : self.objective.train_length], batch_size,
+                                            self.valid_u)
             self._scalars("valid", valid)
             self.history.append({"epoch": self.epoch, "step": self.step, "wall_s": round(self.wall, 2),
                                  "valid": self.objective.report(valid),
@@ -315,7 +320,7 @@ class Trainer:
 
     def _finish(self, batch_size: int, stopped: str) -> dict[str, Any]:
         cfg = self.config
-        test = self.objective.evaluate(self.pipeline, self.test_x, batch_size)
+        test = self.objective.evaluate(self.pipeline, self.test_x, batch_size, self.test_u)
         truth = self.dataset.info.ground_truth
         metrics = {
             "task": cfg.data.task, "physics": cfg.physics.name, "integrator": cfg.integrator.name,
@@ -331,7 +336,7 @@ class Trainer:
         }
         if self.world.is_main:
             write_metrics(self.run_dir, metrics)
-            save_figures(self.pipeline, self.objective, self.test_x, self.run_dir, self.writer, self.step)
+            save_figures(self.pipeline, self.objective, self.test_x, self.run_dir, self.writer, self.step, self.test_u)
             self._scalars("test", test)
             self._tensorboard_summary(metrics, truth)
             self.log(f"test: {json.dumps(metrics['eval'])}  params: {json.dumps(metrics['params'])}")

@@ -18,7 +18,7 @@ from pivf.core.data.dataset import load_dataset
 from pivf.core.registry import registry
 from pivf.core.data.generate import ensure_dataset, generate_dataset, single_threaded
 from pivf.core.data.names import NameTemplate
-from pivf.core.data.npz import read_positions
+from pivf.core.data.npz import read_beside
 from pivf.core.data.task import Trajectory
 from pivf.core.errors import DataError
 
@@ -166,7 +166,7 @@ def test_generated_files_use_the_original_layout_and_load(tmp_path):
     with np.load(train_path) as archive:  # readable without pivf, as the original files are
         assert {"test_x", "train_x", "valid_x"} <= set(archive.files)
         assert archive["train_x"].shape == (8, 12, 32, 32, 3) and archive["train_x"].dtype == np.uint8
-    positions = read_positions(train_path, "train_x")  # where each ball is drawn, beside the frames
+    positions = read_beside(train_path, "train_x", "positions")  # where each ball is drawn, beside the frames
     assert positions.shape == (8, 12, 2, 2) and positions.dtype == np.float32
     frames = load_dataset(train_path).train.float()
     ball = positions[3, 5, 0]  # ball 0 is blue: the frame's blue channel peaks at its centre

@@ -13,7 +13,7 @@ import torch
 import pivf
 from pivf.core.data.dataset import load_dataset
 from pivf.core.data.generate import generate_dataset
-from pivf.core.data.npz import read_positions
+from pivf.core.data.npz import read_beside
 from pivf.plugins.tasks.mujoco import mujoco_problem
 
 needs_mujoco = pytest.mark.skipif(mujoco_problem() is not None, reason=f"MuJoCo: {mujoco_problem()}")
@@ -61,7 +61,7 @@ def test_generated_mujoco_files_hold_frames_and_the_positions_beside_them(tmp_pa
     dataset = load_dataset(train)
     assert tuple(dataset.train.shape) == (3, 12, 32, 32, 3) and tuple(dataset.test.shape) == (2, 30, 32, 32, 3)
     assert dataset.info.ground_truth == {"k": 4.0, "l": 6.0}
-    positions = read_positions(test, "test_x")
+    positions = read_beside(test, "test_x", "positions")
     assert positions.shape == (2, 30, 2, 2)
     frames = dataset.test.float()
     for k, channel in ((0, 2), (1, 1)):  # ball 0 is blue, ball 1 green, as in PAIG's spring data

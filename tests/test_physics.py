@@ -9,6 +9,7 @@ import torch
 from torchdiffeq import odeint
 
 import pivf
+from pivf.core.control import wrap
 from pivf.core.registry import reset_registry
 from pivf.testing import assert_energy_conserved, assert_follows_hamiltons_equations, energy_rate, random_state
 
@@ -387,3 +388,55 @@ def test_pivot_pendulum_recovers_g_over_l_damping_pivot_and_rod_from_positions()
     assert learned["damping"] == pytest.approx(0.3, abs=0.02)
     assert learned["length"] == pytest.approx(13.3, rel=0.005)
     assert (learned["pivot_x"], learned["pivot_y"]) == pytest.approx((16.0, 10.0), abs=0.05)
+
+
+def held_angle_solution(g_over_l: float, damping: float, actuation: float, angle: torch.Tensor, rate: torch.Tensor,
+                        inputs: torch.Tensor, dt: float) -> torch.Tensor:
+    """θ at every frame of θ̈ = −ω² sin θ − b θ̇ + a·u, u held over each frame interval (inputs (T − 1, B))."""
+    thetas = [angle]
+    for u in inputs:
+        def field(_, state, u=u):
+            theta, omega = state
+            return omega, -g_over_l * theta.sin() - damping * omega + actuation * u
+        angles, rates = odeint(field, (angle, rate), torch.tensor([0.0, dt], dtype=F64), rtol=1e-11, atol=1e-11,
+                               method="dopri5")
+        angle, rate = angles[-1], rates[-1]
+        thetas.append(angle)
+    return torch.stack(thetas)
+
+
+def test_actuated_pivot_pendulum_follows_its_angle_equation_under_inputs_held_per_frame():
+    system = double("pivot_pendulum", g_over_l=10.9, damping=0.3, length=11.0, pivot=(16.0, 16.0), actuation=6.5,
+                    learn_actuation=True)
+    gen = torch.Generator().manual_seed(3)
+    angle = (torch.rand(4, generator=gen, dtype=F64) - 0.5) * 6
+    rate = (torch.rand(4, generator=gen, dtype=F64) - 0.5) * 4
+    inputs = torch.rand(20, 4, 1, generator=gen, dtype=F64) * 2 - 1
+    q0, p0 = swinging_bob(system, angle, rate)
+    t = torch.arange(21, dtype=F64) * 0.1
+    thetas = held_angle_solution(10.9, 0.3, 6.5, angle, rate, inputs[..., 0], 0.1)
+    qs, ps = pivf.integrator("leapfrog", substeps=40).rollout(system, q0, p0, t, inputs)
+    learned_angle, _ = system.angle(qs, ps)
+    assert (wrap(learned_angle - thetas)).abs().max() < 2e-3  # rad, i.e. 0.02 px on an 11 px rod
+    unforced, _ = pivf.integrator("leapfrog", substeps=40).rollout(system, q0, p0, t)
+    assert (wrap(system.angle(unforced, ps)[0] - thetas)).abs().max() > 0.3  # the inputs matter
+    assert system.control is None  # released after the rollout
+
+
+def test_pivot_pendulum_angle_reads_theta_and_its_rate_from_pixels_and_refuses_wrong_inputs():
+    system = double("pivot_pendulum", length=10.0, pivot=(12.0, 8.0))
+    angle, rate = torch.tensor([0.0, 1.0, -2.5], dtype=F64), torch.tensor([0.5, -1.0, 2.0], dtype=F64)
+    q, p = swinging_bob(system, angle, rate)
+    torch.testing.assert_close(system.angle(q, p), (angle, rate))
+    zero, _ = pivf.integrator("leapfrog").rollout(system, q, p, torch.arange(3, dtype=F64) * 0.1,
+                                                  torch.zeros(2, 3, 1, dtype=F64))
+    free, _ = pivf.integrator("leapfrog").rollout(system, q, p, torch.arange(3, dtype=F64) * 0.1)
+    torch.testing.assert_close(zero, free)
+    with pytest.raises(ValueError, match="takes 1 control inputs, got 2"):
+        pivf.integrator("leapfrog").rollout(system, q, p, torch.arange(3, dtype=F64) * 0.1, torch.zeros(2, 3, 2, dtype=F64))
+    with pytest.raises(ValueError, match="2 frame intervals but controls for 1"):
+        pivf.integrator("leapfrog").rollout(system, q, p, torch.arange(3, dtype=F64) * 0.1, torch.zeros(1, 3, 1, dtype=F64))
+    system.set_learned("actuation", 2.5)
+    system.set_learned("g_over_l", 4.0)
+    assert system.learned_parameters()["g_over_l"] == pytest.approx(4.0)
+    assert system.actuation.item() == 2.5

@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor
 
-from pivf.core.data.npz import read_npz, sha256_file
+from pivf.core.data.npz import beside_key, check_controls, read_beside, read_npz, sha256_file
 from pivf.core.data.task import Task
 from pivf.core.errors import DataError, PivfUserError
 from pivf.core.plugin import format_validation_error
@@ -76,12 +76,20 @@ class DatasetInfo(TaskRecord):
 
 @dataclass(frozen=True)
 class Dataset:
-    """uint8 video tensors (N, T, H, W, C), as stored; ``as_float`` makes model input of them."""
+    """uint8 video tensors (N, T, H, W, C), as stored; ``as_float`` makes model input of them. Video
+    recorded under controls has its inputs beside each split, float32 (N, T, m), else None."""
 
     train: Tensor
     valid: Tensor
     test: Tensor
     info: DatasetInfo
+    train_controls: Tensor | None = None
+    valid_controls: Tensor | None = None
+    test_controls: Tensor | None = None
+
+    @property
+    def n_controls(self) -> int:
+        return 0 if self.train_controls is None else self.train_controls.shape[-1]
 
 
 def as_float(frames: Tensor) -> Tensor:
@@ -217,4 +225,24 @@ def load_dataset(path: Path | str, task: str | None = None) -> Dataset:
     info = DatasetInfo(**record.model_dump(), channels=train.shape[-1], train_length=train.shape[1],
                        test_length=test.shape[1], seed=meta.seed if meta is not None else None, source=source,
                        files=tuple(p for p in (train_path, test_path) if p is not None))
-    return Dataset(train=train, valid=valid, test=test, info=info)
+    controls = _read_controls(((train_path, "train_x", train_arrays), (train_path, "valid_x", train_arrays),
+                               (test_path or train_path, "test_x", test_arrays)))
+    return Dataset(train=train, valid=valid, test=test, info=info, train_controls=controls[0],
+                   valid_controls=controls[1], test_controls=controls[2])
+
+
+def _read_controls(splits: tuple[tuple[Path, str, dict[str, np.ndarray]], ...]) -> list[Tensor | None]:
+    """Each split's recorded inputs (N, T, m), checked; all splits have them or none has."""
+    found = []
+    for path, key, arrays in splits:
+        controls = read_beside(path, key, "controls")
+        if controls is not None:
+            check_controls(path, beside_key(key, "controls"), controls, arrays[key])
+        found.append(None if controls is None else torch.from_numpy(controls))
+    present = [key for (_, key, _), controls in zip(splits, found) if controls is not None]
+    missing = [key for (_, key, arrays), controls in zip(splits, found) if controls is None and len(arrays[key])]
+    if present and missing:
+        raise DataError(f"{splits[0][0]}: '{present[0]}' was recorded under controls but '{missing[0]}' has none")
+    if len({controls.shape[-1] for controls in found if controls is not None}) > 1:
+        raise DataError(f"{splits[0][0]}: its splits record different numbers of control inputs")
+    return found

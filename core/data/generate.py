@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from pivf.core.data.dataset import SIDECAR_FORMAT, FORMAT_VERSION, Sidecar, sidecar_path
-from pivf.core.data.npz import SPLITS, NpzWriter, positions_key, sha256_file
+from pivf.core.data.npz import SPLITS, NpzWriter, beside_key, sha256_file
 from pivf.core.data.task import Role, Task
 from pivf.core.registry import registry
 from pivf.core.atomic import atomic_write_text
@@ -77,14 +77,17 @@ def single_threaded(device: str) -> Iterator[None]:
 
 
 def frames(task: Task, n: int, length: int, seed: int, stream: int, device: str = "cpu",
-           progress: Progress | None = None, positions: list[np.ndarray] | None = None) -> Iterator[np.ndarray]:
-    """uint8 (≤ RENDER_BATCH, length, H, W, C) arrays that concatenate to n sequences. Each chunk's
-    object positions, float32 (chunk, length, K, 2), are appended to ``positions`` when given."""
+           progress: Progress | None = None, beside: dict[str, list[np.ndarray]] | None = None) -> Iterator[np.ndarray]:
+    """uint8 (≤ RENDER_BATCH, length, H, W, C) arrays that concatenate to n sequences. When ``beside``
+    is given, each chunk's object positions, float32 (chunk, length, K, 2), are appended to its
+    "positions" list, and the inputs of a task recorded under controls (chunk, length, m) to "controls"."""
     for chunk, start in enumerate(range(0, n, task.chunk_size)):
         with single_threaded(device):
             trajectory = task.simulate(min(task.chunk_size, n - start), length, chunk_generator(seed, stream, chunk), device)
-        if positions is not None:
-            positions.append(trajectory.positions.to("cpu", torch.float32).numpy())
+        if beside is not None:
+            beside.setdefault("positions", []).append(trajectory.positions.to("cpu", torch.float32).numpy())
+            if trajectory.controls is not None:
+                beside.setdefault("controls", []).append(trajectory.controls.to("cpu", torch.float32).numpy())
         for first in range(0, len(trajectory), RENDER_BATCH):
             with single_threaded(device):
                 batch = task.render(trajectory[first:first + RENDER_BATCH]).cpu().numpy()
@@ -101,12 +104,12 @@ def _write_file(task: Task, role: Role, out_dir: Path, counts: dict[str, int], s
     with NpzWriter(path) as writer:
         for key in SPLITS:
             n = counts.get(key, 0)
-            positions: list[np.ndarray] = []
-            chunks = frames(task, n, length, seed, _STREAMS[(role, key)], device, progress, positions) if n else iter(())
+            beside: dict[str, list[np.ndarray]] = {}
+            chunks = frames(task, n, length, seed, _STREAMS[(role, key)], device, progress, beside) if n else iter(())
             writer.write(key, (n, length, size, size, channels), chunks)
-            if positions:
-                located = np.concatenate(positions)
-                writer.write(positions_key(key), located.shape, [located], np.float32)
+            for what, parts in beside.items():
+                stored = np.concatenate(parts)
+                writer.write(beside_key(key, what), stored.shape, [stored], np.float32)
     other: Role = "test" if role == "train" else "train"
     sidecar = Sidecar(**task.describe(), format=SIDECAR_FORMAT, format_version=FORMAT_VERSION, role=role,
                       data_file=path.name, companion=task.file_name(other), channels=channels,

@@ -4,7 +4,9 @@
 Files pivf generates also hold, for each split, ``<split>_positions``: float32 (N, T, K, 2), where
 each object appears in each frame, in pixels (x = column, y = row). They are for tests and
 diagnostics (is an object where the encoder says?); training never reads them, and files without
-them (the original ones) load the same.
+them (the original ones) load the same. Video recorded under controls holds ``<split>_controls``:
+float32 (N, T, m), the input applied from each frame to the next (the last one is recorded too and
+drives nothing); training reads them.
 
 ``np.savez_compressed`` needs every array in memory at once. The writer here emits each array's
 .npy header and then its bytes chunk by chunk into the zip member, so generating a dataset holds
@@ -109,16 +111,17 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def positions_key(split: str) -> str:
-    """The member holding a split's object positions: ``train_x`` → ``train_positions``."""
-    return split.removesuffix("_x") + "_positions"
+def beside_key(split: str, what: str) -> str:
+    """The member holding ``what`` ("positions", "controls") beside a split's frames:
+    (``train_x``, "positions") → ``train_positions``."""
+    return f"{split.removesuffix('_x')}_{what}"
 
 
-def read_positions(path: Path, split: str) -> np.ndarray | None:
-    """float32 (N, T, K, 2) pixel positions of ``split``'s objects, or None for a file without them."""
+def read_beside(path: Path, split: str, what: str) -> np.ndarray | None:
+    """``what`` is stored beside ``split``'s frames (see ``beside_key``), or None for a file without it."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            key = positions_key(split)
+            key = beside_key(split, what)
             return archive[key] if key in archive.files else None
     except UNREADABLE as exc:
         raise corrupt(path, exc) from None
@@ -136,3 +139,12 @@ def check_split(path: Path, key: str, array: np.ndarray) -> None:
         raise DataError(f"{path}: '{key}' has dtype {array.dtype}, expected uint8 (frames 0-255)")
     if array.ndim != 5 or array.shape[-1] not in (1, 3):
         raise DataError(f"{path}: '{key}' has shape {array.shape}, expected (N, T, H, W, C) with C = 1 or 3")
+
+
+def check_controls(path: Path, key: str, controls: np.ndarray, frames: np.ndarray) -> None:
+    """Finite float32 inputs (N, T, m), one per frame of the split's frames (N, T, ...)."""
+    if controls.dtype != np.float32 or controls.ndim != 3 or controls.shape[:2] != frames.shape[:2]:
+        raise DataError(f"{path}: '{key}' is {controls.dtype} {controls.shape}, expected float32 "
+                        f"{frames.shape[:2] + ('m',)} (one input vector per frame)")
+    if not np.isfinite(controls).all():
+        raise DataError(f"{path}: '{key}' holds non-finite inputs")

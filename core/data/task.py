@@ -30,7 +30,10 @@ What it may override:
   (x = column, y = row, origin at the image's top-left corner). Default: q itself.
 - ``physics_params()``: the params handed to ``pivf.physics(self.physics, ...)``.
 - ``file_name(role)`` and ``params_from_file_name(name)``: file names that carry the parameters.
-- ``simulate(n, length, generator, device)`` entirely, for data that is not an ODE solution.
+- ``simulate(n, length, generator, device)`` entirely, for data that is not an ODE solution, or
+  recorded under controls: declare ``n_controls`` and return the inputs as ``Trajectory.controls``
+  (N, T, m), the input applied from each frame to the next; they are stored beside the frames and
+  drive an actuated physics plugin in training (``PhysicsSystem.n_controls``).
 
 Ground truth is solved by ``simulate.reference_rollout`` (classic RK4 in float64 with ``substeps``
 steps per frame and the physics' constraints), never by a learner's integrator.
@@ -92,17 +95,20 @@ def with_default(params: type[PluginParams], field: str, value: Any) -> Any:
 @dataclass
 class Trajectory:
     """N sequences of T frames: states ``q``, ``p`` (N, T, *state) in the physics' own coordinates,
-    and ``positions`` (N, T, K, 2), where each of the K drawn objects appears, in pixels."""
+    ``positions`` (N, T, K, 2), where each of the K drawn objects appears, in pixels, and for a task
+    recorded under controls the inputs ``controls`` (N, T, m) applied from each frame to the next."""
 
     q: Tensor
     p: Tensor
     positions: Tensor
+    controls: Tensor | None = None
 
     def __len__(self) -> int:
         return self.q.shape[0]
 
     def __getitem__(self, index: slice | Tensor) -> Trajectory:
-        return Trajectory(self.q[index], self.p[index], self.positions[index])
+        return Trajectory(self.q[index], self.p[index], self.positions[index],
+                          None if self.controls is None else self.controls[index])
 
 
 TP = TypeVar("TP", bound=TaskParams)
@@ -120,6 +126,8 @@ class Task(Plugin[TP]):
     ground_truth: ClassVar[dict[str, float]] = {}
     #: colour channels of the frames
     channels: ClassVar[int] = 3
+    #: inputs per frame the task records its video under (``Trajectory.controls``); 0: none
+    n_controls: ClassVar[int] = 0
     #: sequences simulated and written at a time; fixed per task so a seed gives the same bytes
     chunk_size: ClassVar[int] = 1000
     #: file-name stem with ``{field}`` slots filled from params, ground truth and ``length``

@@ -63,10 +63,12 @@ class TorchdiffeqIntegrator(Integrator[TDP]):
         qs, ps = self.solve(physics, q, p, times)
         return qs[-1], ps[-1]
 
-    def rollout(self, physics: PhysicsSystem, q0: Tensor, p0: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    def rollout(self, physics: PhysicsSystem, q0: Tensor, p0: Tensor, t: Tensor,
+                controls: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Held controls change the field at every frame, so with them each interval is its own solve."""
         intervals = frame_intervals(t)
-        if self.params.solve == "per_interval" or not intervals:
-            return super().rollout(physics, q0, p0, t)
+        if self.params.solve == "per_interval" or not intervals or controls is not None:
+            return super().rollout(physics, q0, p0, t, controls)
         times = t.detach().to(device=q0.device, dtype=torch.float64)
         return self.solve(physics, q0, p0, times)
 

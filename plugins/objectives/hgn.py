@@ -160,11 +160,14 @@ class HgnObjective(Objective[HgnParams]):
         """HGN's metrics keep their own names (``mse``, ``vpt``, ``h_std``, ...)."""
         return {key: value for key, value in metrics.items() if key != "loss"}
 
-    def evaluate(self, pipeline: Pipeline, data: Tensor, batch_size: int) -> dict[str, float]:
+    def evaluate(self, pipeline: Pipeline, data: Tensor, batch_size: int,
+                 controls: Tensor | None = None) -> dict[str, float]:
         """Metrics over a split (uint8 (N, T, H, W, C), T ≥ ``train_length``), see the module docs."""
+        parts = []
         with inference(pipeline):
-            parts = [self._sequence_metrics(pipeline, as_float(data[start:start + batch_size]))
-                     for start in range(0, data.shape[0], batch_size)]
+            for start in range(0, data.shape[0], batch_size):
+                with self.driving(pipeline, controls, slice(start, start + batch_size)):
+                    parts.append(self._sequence_metrics(pipeline, as_float(data[start:start + batch_size])))
         per_sequence = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
         predicted = data.shape[1] - self.input_steps
         vpt = per_sequence.pop("vpt").double().quantile(0.5)

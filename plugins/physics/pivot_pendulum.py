@@ -9,8 +9,15 @@ v = p − (p·r̂)r̂:
     dp/dt = ω²ℓ (ŷ − (ŷ·r̂)r̂) − (|v|²/|r|) r̂ − b v
 
 the tangential pull of gravity, the rod's centripetal force and a viscous damping b of the swing:
-on the circle, θ̈ = −ω² sin θ − b θ̇ for the angle θ from the downward vertical. After every
-integrator substep the rod is made rigid again (``constrain``): q goes back onto the circle
+on the circle, θ̈ = −ω² sin θ − b θ̇ for the angle θ from the downward vertical.
+
+Actuated (one control input u, a motor's torque at the pivot): θ̈ gains a·u, with a learnable
+actuation coefficient a (torque per unit input over the moment of inertia, 1/time²). θ grows from
+the downward vertical towards +x (the image's right), so dp/dt gains a·u·ℓ·t̂ with t̂ = (r̂_y, −r̂_x);
+the sign of a is learned with its size, so a motor that turns the other way has a < 0. Without
+controls (``control`` None) the term is zero.
+
+After every integrator substep the rod is made rigid again (``constrain``): q goes back onto the circle
 |q − c| = ℓ and p loses its radial part, as a rod's impulse would take it. So a velocity estimate's
 radial error is dropped in the first substep and no integrator lets the rod stretch. Leapfrog is
 second-order without damping and, with it, first-order with a small constant; semi-implicit Euler
@@ -19,17 +26,20 @@ over 30 frames where Euler needs 100 for 0.08 px; tests/test_physics.py): prefer
 Adaptive ODE solvers, which cannot apply the constraint, are refused.
 
 What video identifies: ω² = g/L (1/time², from the timing alone, whatever the camera's scale), the
-pivot c and the rod's length ℓ in pixels (from the circle the bob traces), and b. With g known,
-the real length follows as L = g/ω².
+pivot c and the rod's length ℓ in pixels (from the circle the bob traces), b, and under recorded
+controls a. With g known, the real length follows as L = g/ω², and a·L² is the torque per unit
+input over the bob's mass.
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from pivf.core.errors import ConfigError
 from pivf.core.hookspecs import hookimpl
 from pivf.core.physics import ObjectParams, PhysicsSystem, log_parameter
 
@@ -46,6 +56,8 @@ class PivotPendulumParams(ObjectParams):
     learnable: bool = Field(True, description="learn ω²")
     learn_geometry: bool = Field(True, description="learn the pivot and ℓ; false keeps the given ones (known pivot)")
     learn_damping: bool = Field(True, description="learn b")
+    actuation: float = Field(0.0, description="initial actuation coefficient a: θ̈ gains a·u for the input u")
+    learn_actuation: bool = Field(False, description="learn a (for data recorded under controls)")
 
 
 class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
@@ -54,6 +66,7 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
     has_constraints = True
     conservative = False
     ground_truth = {"g_over_l": 1.0, "damping": 0.0}
+    n_controls = 1
 
     def __init__(self, params: PivotPendulumParams | None = None) -> None:
         super().__init__(params)
@@ -62,6 +75,7 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
         self.log_length = log_parameter(p.length, p.learn_geometry)
         self.pivot = nn.Parameter(torch.tensor(p.pivot), requires_grad=p.learn_geometry)
         self.damping = nn.Parameter(torch.tensor(p.damping), requires_grad=p.learn_damping)
+        self.actuation = nn.Parameter(torch.tensor(p.actuation), requires_grad=p.learn_actuation)
 
     def _radial(self, q: Tensor) -> tuple[Tensor, Tensor]:
         """|r| (..., 1) and r̂ (..., 2) for the bob at q."""
@@ -82,7 +96,12 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
         down[..., 1] = 1.0
         gravity = (self.log_g_over_l + self.log_length).exp() * self._tangential(down, direction)
         centripetal = (v**2).sum(-1, keepdim=True) / radius * direction
-        return gravity - centripetal - self.damping * v
+        accel = gravity - centripetal - self.damping * v
+        if self.control is None:
+            return accel
+        turning = torch.stack((direction[..., 1], -direction[..., 0]), -1)  # t̂, the way θ grows
+        torque = self.actuation * self.log_length.exp() * self.control.to(q.dtype)[:, None, :]
+        return accel + torque * turning
 
     def constrain(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         _, direction = self._radial(q)
@@ -97,12 +116,34 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
         potential = (self.log_g_over_l + self.log_length).exp() * height
         return (0.5 * (v**2).sum(-1) + potential).sum(-1)
 
+    def angle(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        """(θ, θ̇) of the bob, θ from the downward vertical towards +x, each of shape q.shape[:-2]."""
+        radius, direction = self._radial(q)
+        turning = torch.stack((direction[..., 1], -direction[..., 0]), -1)
+        angle = torch.atan2(direction[..., 0], direction[..., 1])
+        return angle[..., 0], ((p * turning).sum(-1, keepdim=True) / radius)[..., 0, 0]
+
+    def set_learned(self, name: str, value: float) -> None:
+        logged = {"g_over_l": self.log_g_over_l, "length": self.log_length}
+        plain = {"damping": self.damping, "actuation": self.actuation}
+        if name not in logged and name not in plain:
+            raise ConfigError(f"physics '{self.name}': cannot set '{name}'; allowed: {', '.join([*logged, *plain])}")
+        if name in logged and value <= 0:
+            raise ConfigError(f"physics '{self.name}': {name} must be positive, got {value:g}")
+        with torch.no_grad():
+            if name in logged:
+                logged[name].fill_(math.log(value))
+            else:
+                plain[name].fill_(value)
+
     def learned_parameters(self) -> dict[str, float]:
         learned = {}
         if self.params.learnable:
             learned["g_over_l"] = self.log_g_over_l.exp().item()
         if self.params.learn_damping:
             learned["damping"] = self.damping.item()
+        if self.params.learn_actuation:
+            learned["actuation"] = self.actuation.item()
         if self.params.learn_geometry:
             learned.update(length=self.log_length.exp().item(), pivot_x=self.pivot[0].item(),
                            pivot_y=self.pivot[1].item())

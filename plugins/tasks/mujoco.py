@@ -155,36 +155,51 @@ class MujocoTask(Task[MTP]):
         assert self._mujoco is not None
         return self._mujoco, self._model
 
-    def _run(self, qpos: np.ndarray, qvel: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One sequence from its initial state: qpos (T, nq), qvel (T, nv) and positions (T, K, 2)."""
+    def _run(self, qpos: np.ndarray, qvel: np.ndarray, length: int,
+             controls: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One sequence from its initial state, under ``controls`` (T, m) when actuated: qpos (T, nq),
+        qvel (T, nv) and positions (T, K, 2)."""
         mujoco, model = self._engine()
         data = mujoco.MjData(model)
         data.qpos[:], data.qvel[:] = qpos, qvel
-        camera = model.camera(self.camera).id
-        geoms = [model.geom(name).id for name in self.tracked_geoms]
         states_q, states_p, seen = [], [], []
         for frame in range(length):
             if frame:
+                if controls is not None:
+                    data.ctrl[:] = controls[frame - 1]
                 mujoco.mj_step(model, data, nstep=self.params.substeps)
             mujoco.mj_forward(model, data)
             states_q.append(data.qpos.copy())
             states_p.append(data.qvel.copy())
-            seen.append(project(data.geom_xpos[geoms], data.cam_xpos[camera], data.cam_xmat[camera].reshape(3, 3),
-                                model.cam_fovy[camera], self.params.image_size))
+            seen.append(self.positions(data))
         return np.stack(states_q), np.stack(states_p), np.stack(seen)
 
+    def positions(self, data: Any) -> np.ndarray:
+        """(K, 2) pixel positions of the tracked geoms in a forwarded ``MjData``."""
+        _, model = self._engine()
+        camera = model.camera(self.camera).id
+        geoms = [model.geom(name).id for name in self.tracked_geoms]
+        return project(data.geom_xpos[geoms], data.cam_xpos[camera], data.cam_xmat[camera].reshape(3, 3),
+                       model.cam_fovy[camera], self.params.image_size)
+
+    def sample_controls(self, n: int, length: int, generator: torch.Generator) -> Tensor | None:
+        """Inputs (n, length, m) to record sequences under; None for a task without actuators."""
+        return None
+
     def simulate(self, n: int, length: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Trajectory:
-        kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        kept: list[tuple[np.ndarray, ...]] = []
         proposed = 0
         for _ in range(_MAX_ROUNDS):
             if len(kept) >= n:
                 break
             qpos, qvel = self.sample_initial(_PROPOSALS, generator)
+            inputs = self.sample_controls(_PROPOSALS, length, generator)
             for i in range(_PROPOSALS):
-                q, p, seen = self._run(qpos[i].numpy(), qvel[i].numpy(), length)
+                u = None if inputs is None else inputs[i].numpy()
+                q, p, seen = self._run(qpos[i].numpy(), qvel[i].numpy(), length, u)
                 proposed += 1
                 if self._in_view(seen) and bool(self.accept(torch.from_numpy(q)[None], torch.from_numpy(p)[None])[0]):
-                    kept.append((q, p, seen))
+                    kept.append((q, p, seen) if u is None else (q, p, seen, u))
                 if len(kept) == n:
                     break
         if len(kept) < n:
@@ -200,10 +215,7 @@ class MujocoTask(Task[MTP]):
     # --- the camera --------------------------------------------------------------------------------
     def render(self, trajectory: Trajectory) -> Tensor:
         mujoco, model = self._engine()
-        size, scale = self.params.image_size, self.params.supersample
-        if self._renderer is None:
-            self._renderer = mujoco.Renderer(model, size * scale, size * scale)
-            atexit.register(self._renderer.close)  # before the interpreter tears down OpenGL's bindings
+        size = self.params.image_size
         data = mujoco.MjData(model)
         n, t = trajectory.q.shape[:2]
         q, p = trajectory.q.cpu().numpy(), trajectory.p.cpu().numpy()
@@ -212,10 +224,19 @@ class MujocoTask(Task[MTP]):
             for j in range(t):
                 data.qpos[:], data.qvel[:] = q[i, j], p[i, j]
                 mujoco.mj_forward(model, data)
-                self._renderer.update_scene(data, camera=self.camera)
-                image = self._renderer.render().reshape(size, scale, size, scale, 3).mean((1, 3))
-                frames[i, j] = np.rint(image).astype(np.uint8)
+                frames[i, j] = self.photograph(data)
         return torch.from_numpy(frames).to(trajectory.q.device)
+
+    def photograph(self, data: Any) -> np.ndarray:
+        """The camera's uint8 (H, W, 3) frame of a forwarded ``MjData``, averaged down from ``supersample``."""
+        mujoco, model = self._engine()
+        size, scale = self.params.image_size, self.params.supersample
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(model, size * scale, size * scale)
+            atexit.register(self._renderer.close)  # before the interpreter tears down OpenGL's bindings
+        self._renderer.update_scene(data, camera=self.camera)
+        image = self._renderer.render().reshape(size, scale, size, scale, 3).mean((1, 3))
+        return np.rint(image).astype(np.uint8)
 
 
 # --- the pendulum ------------------------------------------------------------------------------------
@@ -226,6 +247,7 @@ class MujocoPendulumParams(MujocoTaskParams):
     rod_length: float = Field(0.9, gt=0, description="rod length L in metres (pivot to the bob's centre)")
     gravity: float = Field(9.81, gt=0, description="gravitational acceleration in m/s²")
     damping: float = Field(0.3, ge=0, description="damping rate b in 1/s: θ̈ = −(g/L) sin θ − b θ̇")
+    mass: float = Field(1.0, gt=0, description="bob mass in kg")
     bob_radius: float = Field(0.15, gt=0, description="bob radius as a fraction of L")
     bob_colour: tuple[float, float, float] = Field((0.85, 0.2, 0.1), description="bob RGB in 0-1")
     camera_distance: float = Field(2.9, gt=0, description="camera distance from the swing plane, in multiples of L")
@@ -239,7 +261,7 @@ class MujocoPendulum(MujocoTask[MujocoPendulumParams]):
     swing plane is parallel to the image, so the bob's image moves on an exact circle.
 
     The bob is a point mass (its sphere is drawn, its inertia is negligible), so the true ω² is g/L
-    exactly, and the joint's damping is b·m·L², so θ̈ = −(g/L) sin θ − b θ̇. The camera keeps its
+    exactly, and the joint's damping is b·m·L², so θ̈ = −(g/L) sin θ − b θ̇ whatever the mass. The camera keeps its
     distance in multiples of L, so every length looks the same in the image and only the timing
     tells them apart. Initial angles and angular velocities are uniform; a sequence is kept when its
     swing's amplitude (from its energy) lies between ``min_angle`` and ``max_angle``.
@@ -284,8 +306,8 @@ class MujocoPendulum(MujocoTask[MujocoPendulumParams]):
     <geom name="mount" type="box" pos="0 {0.3 * length} 0" size="{0.06 * length} {0.3 * length} {0.03 * length}"
           material="rod" contype="0" conaffinity="0"/>
     <body name="pendulum">
-      <joint name="swing" type="hinge" axis="0 -1 0" damping="{p.damping * length ** 2}"/>
-      <inertial pos="0 0 {-length}" mass="1" diaginertia="1e-9 1e-9 1e-9"/>
+      <joint name="swing" type="hinge" axis="0 -1 0" damping="{p.damping * p.mass * length ** 2}"/>
+      <inertial pos="0 0 {-length}" mass="{p.mass}" diaginertia="1e-9 1e-9 1e-9"/>
       <geom name="rod" type="capsule" fromto="0 0 0 0 0 {-length}" size="{0.012 * length}" material="rod"
             contype="0" conaffinity="0"/>
       <geom name="bob" type="sphere" pos="0 0 {-length}" size="{radius}" material="bob" contype="0" conaffinity="0"/>
@@ -293,7 +315,12 @@ class MujocoPendulum(MujocoTask[MujocoPendulumParams]):
     <camera name="camera" pos="0 {-p.camera_distance * length} {-p.camera_drop * length}" xyaxes="1 0 0 0 0 1"
             fovy="{p.fovy}"/>
   </worldbody>
+  {self.actuator_xml()}
 </mujoco>"""
+
+    def actuator_xml(self) -> str:
+        """The scene's ``<actuator>``: none, the pendulum swings freely."""
+        return ""
 
     def sample_initial(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Angles and angular velocities whose undamped amplitude lies in [min_angle, max_angle]."""
@@ -309,6 +336,95 @@ class MujocoPendulum(MujocoTask[MujocoPendulumParams]):
             kept_v.append(rate[ok])
             count += int(ok.sum())
         return torch.cat(kept_q)[:n], torch.cat(kept_v)[:n]
+
+
+# --- the pendulum under a motor: data for control ------------------------------------------------
+
+class MujocoMotorPendulumParams(MujocoPendulumParams):
+    max_torque: float = Field(5.3, gt=0, description="the motor's torque at input ±1, in N·m (0.6 of the "
+                                                      "gravity torque m·g·L at horizontal by default: too weak "
+                                                      "to lift the bob straight up, so a swing-up must pump)")
+    camera_distance: float = with_default(MujocoPendulumParams, "camera_distance", 3.5)
+    camera_drop: float = with_default(MujocoPendulumParams, "camera_drop", 0.0)
+    bob_radius: float = with_default(MujocoPendulumParams, "bob_radius", 0.2)
+    max_rate: float = Field(1.5, gt=0, description="largest initial angular speed, in multiples of ω")
+
+
+class MujocoMotorPendulum(MujocoPendulum):
+    """The MuJoCo pendulum with a motor at the pivot, filmed with the pivot at the image's centre so
+    the bob stays in view all the way round, upright included. Sequences start anywhere on the
+    circle and are recorded under random inputs, uniform in [−1, 1] and held for one frame interval
+    each (stored beside the frames as ``<split>_controls``).
+
+    The motor's torque is ``max_torque``·u, so θ̈ = −(g/L) sin θ − b θ̇ + a·u with the actuation
+    coefficient a = max_torque / (m L²); θ grows towards the image's right. A heavier bob changes a
+    and nothing else that video shows.
+    """
+
+    name = "mujoco_pendulum_motor"
+    description = "MuJoCo: the pendulum under a motor's random torques, for learning to control it (g/L, a)"
+    n_controls = 1
+    name_template = "mujoco_pendulum_motor_sl{length}_L{rod_length}_m{mass}_tau{max_torque}"
+    preset = deep_merge(mujoco_preset({"name": "pivot_pendulum", "learn_actuation": True}, 1, 0.1),
+                        {"data": {"n_train": 1000}})
+    Params = MujocoMotorPendulumParams
+    params: MujocoMotorPendulumParams
+
+    def true_parameters(self) -> dict[str, float]:
+        p = self.params
+        return {**super().true_parameters(), "actuation": p.max_torque / (p.mass * p.rod_length**2)}
+
+    def actuator_xml(self) -> str:
+        return f"""<actuator>
+    <motor name="motor" joint="swing" gear="{self.params.max_torque}" ctrlrange="-1 1" ctrllimited="true"/>
+  </actuator>"""
+
+    def sample_initial(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Angles anywhere on the circle and angular speeds up to ``max_rate``·ω."""
+        p = self.params
+        top = p.max_rate * math.sqrt(p.gravity / p.rod_length)
+        return uniform(generator, (n, 1), -math.pi, math.pi), uniform(generator, (n, 1), -top, top)
+
+    def sample_controls(self, n: int, length: int, generator: torch.Generator) -> Tensor:
+        return uniform(generator, (n, length, 1), -1.0, 1.0)
+
+    def environment(self) -> MujocoPendulumEnvironment:
+        """A live pendulum to control from its frames (``pivf control``)."""
+        return MujocoPendulumEnvironment(self)
+
+
+class MujocoPendulumEnvironment:
+    """One motor pendulum, stepped a frame interval at a time under an input and photographed by
+    the task's camera: what a controller sees (frames) and what scores it (the true angle θ from
+    the downward vertical and its rate, never shown to a learned controller)."""
+
+    def __init__(self, task: MujocoMotorPendulum) -> None:
+        self.task = task
+        self.mujoco, self.model = task._engine()
+        self.data = self.mujoco.MjData(self.model)
+        self.dt = task.params.dt
+
+    def reset(self, angle: float, rate: float = 0.0) -> np.ndarray:
+        """Start at ``angle`` (rad from hanging down) and ``rate``; returns the first frame."""
+        self.mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[0], self.data.qvel[0] = angle, rate
+        self.mujoco.mj_forward(self.model, self.data)
+        return self.task.photograph(self.data)
+
+    def step(self, u: float) -> np.ndarray:
+        """Apply input ``u`` (clipped to [−1, 1]) for one frame interval; returns the next frame."""
+        self.data.ctrl[0] = u
+        self.mujoco.mj_step(self.model, self.data, nstep=self.task.params.substeps)
+        self.mujoco.mj_forward(self.model, self.data)
+        return self.task.photograph(self.data)
+
+    def state(self) -> tuple[float, float]:
+        """The true (θ, θ̇)."""
+        return float(self.data.qpos[0]), float(self.data.qvel[0])
+
+    def bob(self) -> np.ndarray:
+        """Where the bob appears, (1, 2) pixels."""
+        return self.task.positions(self.data)
 
 
 # --- two balls joined by a spring ----------------------------------------------------------------
@@ -395,4 +511,4 @@ class MujocoSpring(MujocoTask[MujocoSpringParams]):
 
 @hookimpl
 def pivf_tasks() -> list[type]:
-    return [MujocoPendulum, MujocoSpring]
+    return [MujocoPendulum, MujocoMotorPendulum, MujocoSpring]

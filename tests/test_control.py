@@ -1,0 +1,124 @@
+"""Control from pixels: the planner, the MuJoCo pendulum under a motor, and a model learned from its
+video that swings it up better than random inputs do."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import pivf
+from pivf.core.config import resolve_config
+from pivf.core.control import (MPC, CrossEntropyPlanner, PlannerSettings, RandomPolicy, run_episode, summarise,
+                               true_state)
+from pivf.core.control_run import control_run
+from pivf.core.data.dataset import load_dataset
+from pivf.core.data.generate import generate_dataset
+from pivf.core.data.npz import SPLITS
+from pivf.core.errors import DataError
+from pivf.core.train import Trainer
+from pivf.plugins.tasks.mujoco import mujoco_problem
+
+needs_mujoco = pytest.mark.skipif(mujoco_problem() is not None, reason=f"MuJoCo: {mujoco_problem()}")
+UPRIGHT = math.pi
+PIVF = [sys.executable, "-m", "pivf.cli"]
+
+
+def test_the_cross_entropy_planner_finds_the_cheapest_input_sequence():
+    target = torch.tensor([[0.6], [-0.3], [0.9], [-0.8]])
+    planner = CrossEntropyPlanner(PlannerSettings(horizon=4, population=100, elites=10, iterations=6), 1,
+                                  torch.Generator().manual_seed(0))
+    first = planner.plan(lambda inputs: ((inputs - target) ** 2).sum((1, 2)))
+    assert first.item() == pytest.approx(0.6, abs=0.05)
+    assert planner.mean[:3, 0].tolist() == pytest.approx([-0.3, 0.9, -0.8], abs=0.05)  # shifted for the next step
+    clipped = planner.plan(lambda inputs: ((inputs - 3.0) ** 2).sum((1, 2)))
+    assert 0.99 < clipped.item() <= 1.0  # inputs stay in [−1, 1]
+
+
+def true_model(task):
+    truth = task.true_parameters()
+    return pivf.physics("pivot_pendulum", g_over_l=truth["g_over_l"], length=truth["length"], damping=truth["damping"],
+                        pivot=(truth["pivot_x"], truth["pivot_y"]), actuation=truth["actuation"])
+
+
+@needs_mujoco
+def test_planning_through_the_true_model_swings_the_motor_pendulum_up_and_random_inputs_do_not():
+    task = pivf.task("mujoco_pendulum_motor")
+    environment = task.environment()
+    mpc = MPC(true_model(task), pivf.integrator("leapfrog", substeps=5), task.params.dt,
+              true_state(task.true_parameters()["length"]), UPRIGHT, PlannerSettings(), torch.Generator().manual_seed(0))
+    swung = run_episode(environment, mpc, 60, UPRIGHT, 0.05, history=4)
+    assert swung.succeeded(UPRIGHT), [round(a, 2) for a in swung.angles[::5]]
+    # the motor alone cannot lift the bob: it has to pump, so the first swing falls back
+    assert max(abs(a) for a in swung.angles[:8]) < 2.5
+    flailing = [run_episode(environment, RandomPolicy(torch.Generator().manual_seed(k)), 60, UPRIGHT, 0.05, 4)
+                for k in range(3)]
+    assert summarise(flailing, UPRIGHT)["success_rate"] == 0
+    assert swung.total > 2 * max(episode.total for episode in flailing)  # returns are negative costs
+
+
+@needs_mujoco
+def test_video_recorded_under_a_motor_keeps_its_inputs_beside_the_frames(tmp_path):
+    train, _ = generate_dataset("mujoco_pendulum_motor", tmp_path, n_train=3, n_valid=1, n_test=2, seed=0)
+    dataset = load_dataset(train)
+    assert dataset.n_controls == 1
+    for frames, controls in ((dataset.train, dataset.train_controls), (dataset.test, dataset.test_controls)):
+        assert controls.shape == (*frames.shape[:2], 1) and controls.dtype == torch.float32
+        assert controls.abs().max() <= 1 and controls.std() > 0.2  # random inputs in [−1, 1]
+    # a file whose controls were damaged is refused with one line
+    with np.load(train) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    bad = tmp_path / "bad" / train.name
+    bad.parent.mkdir()
+    arrays["train_controls"][0, 0, 0] = np.nan
+    np.savez(bad, **arrays)
+    with pytest.raises(DataError, match="'train_controls' holds non-finite inputs"):
+        load_dataset(bad)
+    del arrays["valid_controls"]
+    arrays["train_controls"][0, 0, 0] = 0.0
+    np.savez(bad, **arrays)
+    with pytest.raises(DataError, match="'train_x' was recorded under controls but 'valid_x' has none"):
+        load_dataset(bad)
+    assert set(SPLITS) <= set(arrays)
+
+
+@needs_mujoco
+def test_an_unactuated_physics_is_refused_for_video_recorded_under_controls(tmp_path):
+    generate_dataset("mujoco_pendulum_motor", tmp_path / "data", n_train=3, n_valid=1, n_test=2, seed=0)
+    refused = subprocess.run(PIVF + ["train", "--task", "mujoco_pendulum_motor", "--data", str(tmp_path / "data"),
+                                         "--physics", "bouncing", "--set", "physics.n_objects=1", "--out",
+                                         str(tmp_path / "runs")], capture_output=True, text=True)
+    assert refused.returncode == 2, refused.stderr
+    assert "physics 'bouncing' takes 0 control inputs but the dataset" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+@needs_mujoco
+def test_a_pendulum_learned_from_video_under_random_torques_is_swung_up_from_pixels(tmp_path):
+    """The CI-sized version of docs/control.md: 2,400 frames of video under random torques, a few
+    hundred steps, then one control episode from pixels against random inputs."""
+    config = resolve_config(task="mujoco_pendulum_motor", flags={
+        "training.device": "cpu", "data.cache_dir": str(tmp_path / "cache"), "logging.out": str(tmp_path),
+        "logging.tensorboard": False, "logging.run_name": "motor"}, overrides=[
+        "data.n_train=200", "data.n_valid=20", "data.n_test=10", "training.epochs=30", "training.eval_every=10",
+        "objective.warmup_steps=60", "objective.horizon_steps=60"])
+    metrics = Trainer(config, log=lambda _msg: None, quiet=True).fit()
+    params = metrics["params"]
+    assert params["g_over_l"]["rel_error"] < 0.2 and params["actuation"]["rel_error"] < 0.25, params
+    run = tmp_path / "motor"
+    learned = control_run(run, "model", episodes=1, steps=60, log=lambda _msg: None)
+    flailing = control_run(run, "random", episodes=3, steps=60, log=lambda _msg: None)
+    assert learned["training_frames"] == 220 * 12
+    assert learned["mean_return"] > 0.5 * flailing["mean_return"], (learned, flailing)  # half the random cost
+    shown = subprocess.run(PIVF + ["control", str(run), "--policy", "random", "--episodes", "1", "--steps", "8",
+                                       "--filmstrip", str(tmp_path / "strip.png"), "--out", str(tmp_path / "r.json")],
+                           capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["episodes"] == 1 and (tmp_path / "strip.png").is_file()
+    edited = subprocess.run(PIVF + ["control", str(run), "--edit", "mass=2"], capture_output=True, text=True)
+    assert edited.returncode == 2 and "cannot set 'mass'; allowed: g_over_l, length, damping, actuation" in edited.stderr
