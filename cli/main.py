@@ -229,7 +229,7 @@ def control_command(
     edit: Annotated[Optional[list[str]], typer.Option(help="set a learned parameter of the model: name=value "
                                                            "(repeatable), e.g. actuation=4.36")] = None,
     horizon: Annotated[int, typer.Option(min=1, help="frames planned ahead")] = 25,
-    population: Annotated[int, typer.Option(min=2, help="input sequences sampled per planner iteration")] = 200,
+    population: Annotated[int, typer.Option(min=2, help="input sequences sampled per planner iteration")] = 300,
     iterations: Annotated[int, typer.Option(min=1, help="planner iterations per control step")] = 4,
     seed: Annotated[int, typer.Option(help="seed of the start angles and the planner")] = 0,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from pivf.core.data.dataset import as_float
+from pivf.core.errors import ConfigError
 from pivf.core.integrator import Integrator
 from pivf.core.model import Encoder
 from pivf.core.physics import PhysicsSystem
@@ -88,10 +89,14 @@ class PlannerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     horizon: int = Field(25, ge=1, description="frames planned ahead")
-    population: int = Field(200, ge=2, description="input sequences sampled per iteration")
+    population: int = Field(300, ge=2, description="input sequences sampled per iteration")
     elites: int = Field(20, ge=1, description="cheapest sequences the Gaussian is refitted to")
     iterations: int = Field(4, ge=1, description="refits per control step")
+    spread: float = Field(0.5, gt=0, description="the sampling spread each step starts from, around the "
+                                                 "previous plan; smaller holds a balance more precisely")
     min_std: float = Field(0.05, gt=0, description="floor on the sampling spread, so the search never collapses")
+    knots: int = Field(5, ge=1, description="independent values per sampled perturbation: each is held over "
+                                            "horizon/knots frames, so sampling searches a few dimensions")
 
 
 class CrossEntropyPlanner:
@@ -109,17 +114,29 @@ class CrossEntropyPlanner:
         self.mean = torch.zeros_like(self.mean)
 
     def plan(self, cost: Callable[[Tensor], Tensor]) -> Tensor:
-        """The first input (m,) of the cheapest plan; ``cost`` maps inputs (P, H, m) to (P,)."""
+        """The first input (m,) of the cheapest sequence found; ``cost`` maps inputs (P, H, m) to (P,).
+
+        Perturbations are piecewise constant over ``knots`` blocks: with one independent value per
+        frame the search cannot find the one steady input that holds a bob off the vertical (an
+        unstable balance, a needle in 25 dimensions). The cheapest sequence seen, not the elites'
+        mean, is executed and carried over to the next step: averaging elites around a steady
+        input far from zero pulls it towards zero."""
         s = self.settings
-        mean, std = self.mean, torch.ones_like(self.mean)
+        mean, std = self.mean, torch.full_like(self.mean, s.spread)
+        best, lowest = mean, float("inf")
         for _ in range(s.iterations):
-            noise = torch.randn((s.population, *mean.shape), generator=self.generator)
+            noise = torch.randn((s.population, s.knots, self.n_controls), generator=self.generator)
+            noise = noise.repeat_interleave(-(-s.horizon // s.knots), dim=1)[:, : s.horizon]
             samples = (mean + std * noise).clamp(-1.0, 1.0)
-            samples[0] = mean  # the current plan competes too
-            elite = samples[cost(samples).topk(s.elites, largest=False).indices]
+            samples[0], samples[1] = mean, best  # the current plans compete too
+            costs = cost(samples)
+            order = costs.topk(s.elites, largest=False).indices
+            if float(costs[order[0]]) < lowest:
+                best, lowest = samples[order[0]], float(costs[order[0]])
+            elite = samples[order]
             mean, std = elite.mean(0), elite.std(0).clamp_min(s.min_std)
-        self.mean = torch.cat([mean[1:], mean[-1:]])
-        return mean[0]
+        self.mean = torch.cat([best[1:], best[-1:]])
+        return best[0]
 
 
 StateEstimate = Callable[[Observation], tuple[Tensor, Tensor]]
@@ -131,7 +148,8 @@ class MPC:
     def __init__(self, physics: PhysicsSystem, integrator: Integrator, dt: float, estimate: StateEstimate,
                  goal: float, settings: PlannerSettings, generator: torch.Generator) -> None:
         if not isinstance(physics, Angular) or physics.n_controls < 1:
-            raise ValueError(f"physics '{physics.name}' is not an actuated system with an angle to control")
+            raise ConfigError(f"physics '{physics.name}' is not an actuated system with an angle to control; "
+                              "control needs one such as pivot_pendulum trained under recorded inputs")
         self.physics, self.integrator, self.estimate, self.goal = physics, integrator, estimate, goal
         self.times = torch.arange(settings.horizon + 1, dtype=torch.float64) * dt
         self.planner = CrossEntropyPlanner(settings, physics.n_controls, generator)
@@ -139,7 +157,7 @@ class MPC:
     def reset(self) -> None:
         self.planner.reset()
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def act(self, observation: Observation) -> float:
         q0, p0 = self.estimate(observation)
 

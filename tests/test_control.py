@@ -30,11 +30,12 @@ PIVF = [sys.executable, "-m", "pivf.cli"]
 
 def test_the_cross_entropy_planner_finds_the_cheapest_input_sequence():
     target = torch.tensor([[0.6], [-0.3], [0.9], [-0.8]])
-    planner = CrossEntropyPlanner(PlannerSettings(horizon=4, population=100, elites=10, iterations=6), 1,
+    planner = CrossEntropyPlanner(PlannerSettings(horizon=4, population=100, elites=10, iterations=6, spread=1.0, knots=4), 1,
                                   torch.Generator().manual_seed(0))
     first = planner.plan(lambda inputs: ((inputs - target) ** 2).sum((1, 2)))
     assert first.item() == pytest.approx(0.6, abs=0.05)
     assert planner.mean[:3, 0].tolist() == pytest.approx([-0.3, 0.9, -0.8], abs=0.05)  # shifted for the next step
+    planner.reset()
     clipped = planner.plan(lambda inputs: ((inputs - 3.0) ** 2).sum((1, 2)))
     assert 0.99 < clipped.item() <= 1.0  # inputs stay in [−1, 1]
 
@@ -46,7 +47,7 @@ def true_model(task):
 
 
 @needs_mujoco
-def test_planning_through_the_true_model_swings_the_motor_pendulum_up_and_random_inputs_do_not():
+def test_planning_through_the_true_model_swings_the_motor_pendulum_up_holds_it_at_a_goal_and_random_inputs_do_not():
     task = pivf.task("mujoco_pendulum_motor")
     environment = task.environment()
     mpc = MPC(true_model(task), pivf.integrator("leapfrog", substeps=5), task.params.dt,
@@ -55,6 +56,11 @@ def test_planning_through_the_true_model_swings_the_motor_pendulum_up_and_random
     assert swung.succeeded(UPRIGHT), [round(a, 2) for a in swung.angles[::5]]
     # the motor alone cannot lift the bob: it has to pump, so the first swing falls back
     assert max(abs(a) for a in swung.angles[:8]) < 2.5
+    # another goal, off the vertical: holding it takes a steady input of 0.65, which the planner must find
+    tilted = math.pi - 0.4
+    mpc.goal = tilted
+    held = run_episode(environment, mpc, 60, tilted, 0.05, history=4)
+    assert held.succeeded(tilted), [round(a, 2) for a in held.angles[::5]]
     flailing = [run_episode(environment, RandomPolicy(torch.Generator().manual_seed(k)), 60, UPRIGHT, 0.05, 4)
                 for k in range(3)]
     assert summarise(flailing, UPRIGHT)["success_rate"] == 0
