@@ -24,7 +24,7 @@ from pivf.core.errors import DataError
 
 PAIG_TASKS = ["bouncing_balls", "spring_color", "spring_color_half", "3bp_color", "mnist_spring_color"]
 HGN_TASKS = ["mass_spring", "damped_spring", "pendulum", "two_body", "three_body", "double_pendulum"]
-MUJOCO_TASKS = ["mujoco_pendulum", "mujoco_spring"]  # listed even where unavailable (tests/test_mujoco.py)
+MUJOCO_TASKS = ["mujoco_pendulum", "mujoco_pendulum_motor", "mujoco_spring"]  # listed even where unavailable (tests/test_mujoco.py)
 N = 6
 HGN_BACKGROUND = torch.tensor([81.0, 88.0, 93.0])
 

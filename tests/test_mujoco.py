@@ -46,7 +46,7 @@ def rendered_centres(task, trajectory) -> np.ndarray:
 
 
 @needs_mujoco
-@pytest.mark.parametrize("name", ["mujoco_pendulum", "mujoco_spring"])
+@pytest.mark.parametrize("name", ["mujoco_pendulum", "mujoco_pendulum_motor", "mujoco_spring"])
 def test_projected_positions_are_where_the_bodies_are_rendered(name):
     task = pivf.task(name, supersample=FINE)  # an offscreen buffer large enough for the fine renders
     trajectory = task.simulate(3, 8, torch.Generator().manual_seed(0))
@@ -109,7 +109,7 @@ def test_without_a_rendering_backend_the_tasks_are_listed_unavailable_and_refuse
     listed = subprocess.run(pivf_cli + ["data", "tasks"], capture_output=True, text=True, env=env)
     assert listed.returncode == 0
     rows = {line.split()[0]: line for line in listed.stdout.splitlines()}
-    assert "unavailable:" in rows["mujoco_pendulum"] and "unavailable:" in rows["mujoco_spring"]
+    assert all("unavailable:" in rows[name] for name in ("mujoco_pendulum", "mujoco_pendulum_motor", "mujoco_spring"))
     assert "unavailable" not in rows["spring_color"]
     refused = subprocess.run(pivf_cli + ["data", "generate", "mujoco_pendulum", "--out", str(tmp_path / "out")],
                              capture_output=True, text=True, env=env)
