@@ -11,6 +11,8 @@
 - ``assert_energy_conserved``: the flow keeps ``energy`` constant, ∇E·f = 0 (to rounding).
 - ``measured_order``: an integrator's order of convergence, fitted on a reference solution.
 - ``registered``: plugin classes registered for the duration of one test, without a package.
+- ``grid_sampled_warp``: the spatial transformer's warp by ``affine_grid`` + ``grid_sample``, the
+  reference its separable form is checked and timed against.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from pivf.core.hookspecs import HOOK_OF_KIND, hookimpl
 from pivf.core.physics import PhysicsSystem
 from pivf.core.plugin import Plugin
 from pivf.core.registry import registry, reset_registry
+from pivf.plugins.decoders.spatial_transformer import MASK_OFFSET, SpatialTransformerDecoder
 
 F64 = torch.float64
 
@@ -127,3 +130,19 @@ def registered(*classes: type[Plugin], distribution: str = "test-plugins") -> It
     finally:
         sys.modules.pop(module.__name__, None)
         reset_registry()
+
+
+def grid_sampled_warp(decoder: SpatialTransformerDecoder, q: Tensor) -> Tensor:
+    """``SpatialTransformerDecoder.warp`` computed by ``affine_grid`` and ``grid_sample``
+    (``align_corners=False``, zero padding): (B, N, 1 + C, H, W)."""
+    b, n, _ = q.shape
+    size, sigma = decoder.params.image_size, decoder.sigma.to(q.dtype)
+    theta = torch.zeros(b * n, 2, 3, dtype=q.dtype, device=q.device)
+    theta[:, 0, 0] = sigma
+    theta[:, 1, 1] = sigma
+    theta[:, :, 2] = (-sigma * (2 * q / size - 1)).reshape(b * n, 2)
+    joint = torch.cat([decoder.mask_template() + MASK_OFFSET, torch.sigmoid(decoder.content_template())], dim=1)
+    joint = joint.to(q.dtype).unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * n, *joint.shape[1:])
+    grid = torch.nn.functional.affine_grid(theta, [b * n, joint.shape[1], size, size], align_corners=False)
+    warped = torch.nn.functional.grid_sample(joint, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return warped.reshape(b, n, *warped.shape[1:])

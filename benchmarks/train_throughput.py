@@ -70,13 +70,11 @@ def main() -> None:
     device = resolve_device(args.device, option="--device")
     torch.manual_seed(0)
     pipeline = build_pipeline(config).to(device)
-    for part in ("encoder", "decoder"):
-        module = getattr(pipeline, part)
-        if args.bf16:
-            module = Bfloat16(module)
-        if args.compile:
-            module.compile()
-        setattr(pipeline, part, module)
+    if args.bf16:
+        for part in ("encoder", "decoder"):
+            setattr(pipeline, part, Bfloat16(getattr(pipeline, part)))
+    if args.compile:
+        pipeline.compile_vision()
     objective = build_objective(config)
     params = [p for p in pipeline.parameters() if p.requires_grad]
     optimizer = make_optimizer(tcfg.optimizer, params, tcfg.lr)

@@ -83,6 +83,8 @@ class TrainingConfig(Section):
     seed: int = Field(0, ge=0, lt=2**64)
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     eval_every: int = Field(10, ge=1, description="epochs between validations")
+    compile: bool = Field(False, description="torch.compile the encoder and decoder (docs/BENCHMARKS.md: slower "
+                                             "than eager for PAIG on a 2-core CPU; measure it on your device)")
     max_time: float | None = Field(None, gt=0, description="wall-clock budget of the training loop in seconds; "
                                                           "when spent, the run stops and is evaluated and written")
 

@@ -53,6 +53,12 @@ class Pipeline(nn.Module):
         finally:
             self.controls = previous
 
+    def compile_vision(self) -> None:
+        """``torch.compile`` the encoder and decoder in place (their weights and checkpoints are
+        unchanged); the rollout stays eager, as a learned Hamiltonian's double backward needs."""
+        self.encoder.compile()
+        self.decoder.compile()
+
     def prepare(self, frames: Tensor) -> None:
         """Data-dependent initialisation before a new run's first step (``Encoder.prepare``)."""
         self.encoder.prepare(frames)

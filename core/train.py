@@ -75,6 +75,8 @@ class Trainer:
         self.train_u, self.valid_u, self.test_u = (None if u is None else u.to(self.device) for u in (
             self.dataset.train_controls, self.dataset.valid_controls, self.dataset.test_controls))
         self.pipeline = build_pipeline(config).to(self.device)
+        if tcfg.compile:
+            self.pipeline.compile_vision()
         self.objective = build_objective(config)
         self.params = [p for p in self.pipeline.parameters() if p.requires_grad]
         broadcast_parameters(self.params, self.world)

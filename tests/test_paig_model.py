@@ -13,6 +13,7 @@ from pivf.core.build import build_objective, build_pipeline
 from pivf.core.discovery import contributions, missing_colour
 from pivf.core.pipeline import Pipeline
 from pivf.core.optim import TFRMSprop
+from pivf.testing import grid_sampled_warp
 
 
 class Constant(nn.Module):
@@ -31,6 +32,20 @@ def _blob_decoder(size: int = 32, sigma: float = 1.0):
     blob = torch.exp(-(coords[:, None] ** 2 + coords[None, :] ** 2) / 4.0)
     decoder.content_template = Constant(torch.logit(blob.clamp(1e-4, 1 - 1e-4))[None, None])
     return decoder
+
+
+def test_the_separable_warp_equals_grid_sampling_with_its_gradients():
+    torch.manual_seed(0)
+    decoder = pivf.decoder("spatial_transformer", n_objects=3, sigma=1.7).double()
+    q = (torch.rand(4, 3, 2, dtype=torch.float64) * 44 - 6).requires_grad_(True)  # some partly off the image
+    mine, reference = decoder.warp(q), grid_sampled_warp(decoder, q)
+    torch.testing.assert_close(mine, reference, rtol=0, atol=1e-12)
+    weights = torch.rand_like(mine)
+    grads = [torch.autograd.grad((out * weights).sum(), [q, decoder.log_sigma, *decoder.parameters()],
+                                 allow_unused=True) for out in (decoder.warp(q), grid_sampled_warp(decoder, q))]
+    for a, b in zip(*grads):
+        if a is not None or b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("sigma", [1.0, 2.0])

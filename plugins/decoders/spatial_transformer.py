@@ -9,13 +9,19 @@ Coordinate convention: positions are continuous pixel coordinates (x = column, y
 the image's top-left corner, pixel i covering [i, i+1)). Warps use ``align_corners=False``, so a
 template centred at x lands at exactly x. The original TF code maps x to pixel x·(W−1)/W, which makes
 its learned lengths W/(W−1) too large (e.g. spring l = 6.19 for a true 6.0 at 32 px); here they are not.
+
+The warp has no rotation or shear, so bilinear sampling separates by axis: output pixel i of a
+row takes source pixel j with the tent weight max(0, 1 − |u_i − j|), u_i its source coordinate,
+and the warped template is W_y · T · W_xᵀ, two small matrix products per object instead of
+``affine_grid`` and ``grid_sample``. It equals them (``align_corners=False``, zero padding) to
+rounding, and its backward is plain matrix products: no ``grid_sample`` atomic adds on a GPU, and no
+``affine_grid`` backward for ``torch.compile`` to trip on.
 """
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -93,19 +99,11 @@ class SpatialTransformerDecoder(Decoder[SpatialTransformerParams]):
 
     def warp(self, q: Tensor) -> Tensor:
         """Each object's [mask logit + 5, content] template placed at its position: (B, N, 1+C, H, W)."""
-        b, n, _ = q.shape
-        size = self.params.image_size
-        centre = 2 * q / size - 1  # normalised output coordinates of each object
-        sigma = self.sigma.to(q.dtype)
-        theta = torch.zeros(b * n, 2, 3, dtype=q.dtype, device=q.device)
-        theta[:, 0, 0] = sigma
-        theta[:, 1, 1] = sigma
-        theta[:, :, 2] = (-sigma * centre).reshape(b * n, 2)
         joint = torch.cat([self.mask_template() + MASK_OFFSET, torch.sigmoid(self.content_template())], dim=1)
-        joint = joint.to(q.dtype).unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * n, *joint.shape[1:])
-        grid = F.affine_grid(theta, [b * n, joint.shape[1], size, size], align_corners=False)
-        warped = F.grid_sample(joint, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        return warped.reshape(b, n, *warped.shape[1:])
+        weights = sampling_weights(q, self.sigma.to(q.dtype), self.params.image_size, self.template_size)
+        columns, rows = weights[..., 0, :, :], weights[..., 1, :, :]  # (B, N, size, t) for x and for y
+        across = joint.to(q.dtype) @ columns.transpose(-1, -2).unsqueeze(2)  # (B, N, 1+C, t, size)
+        return rows.unsqueeze(2) @ across
 
     def reset_object(self, index: int, colour: Tensor | None = None) -> bool:
         """New templates for object ``index``; with a ``colour`` hint its content starts that colour
@@ -127,6 +125,18 @@ class SpatialTransformerDecoder(Decoder[SpatialTransformerParams]):
         masks = torch.softmax(torch.cat([mask_logits, background_logit], dim=1), dim=1)
         background = torch.sigmoid(self.background()).to(q.dtype)
         return (masks[:, :-1].unsqueeze(2) * contents).sum(1) + masks[:, -1:] * background
+
+
+def sampling_weights(q: Tensor, sigma: Tensor, size: int, source: int) -> Tensor:
+    """Bilinear weights (B, N, 2, size, source) of each axis: output pixel i of an object at q
+    samples template pixel j with max(0, 1 − |u_i − j|), where in normalised coordinates (−1 to 1,
+    pixel centres at (2i + 1)/size − 1) the template point is σ·(output point − object centre)."""
+    centre = 2 * q / size - 1  # (B, N, 2)
+    outputs = (2 * torch.arange(size, dtype=q.dtype, device=q.device) + 1) / size - 1
+    normalised = sigma * (outputs - centre.unsqueeze(-1))  # (B, N, 2, size)
+    u = ((normalised + 1) * source - 1) / 2  # in template pixels
+    j = torch.arange(source, dtype=q.dtype, device=q.device)
+    return (1 - (u.unsqueeze(-1) - j).abs()).clamp_min(0)
 
 
 @hookimpl
