@@ -5,8 +5,9 @@ clipping where the preset clips, the preset's optimiser) on a fixed batch held o
 Warm-up steps come first (allocator, cuDNN autotuning, compilation); the clock runs only over the
 timed steps, with the device synchronised just before and after them.
 
-``--compile`` compiles the encoder and decoder (a learned Hamiltonian's double backward cannot be
-compiled); ``--bf16`` runs those two under bfloat16 autocast while the physics stays float32.
+``--compile`` compiles the encoder and decoder (``training.compile``; a learned Hamiltonian's double
+backward cannot be compiled); ``--bf16`` runs those two under bfloat16 autocast while the physics
+stays float32 (``training.bf16``).
 
     python benchmarks/train_throughput.py --device cuda --task spring_color        # PAIG, batch 100
     python benchmarks/train_throughput.py --device cuda --task pendulum            # HGN, batch 16
@@ -15,35 +16,16 @@ compiled); ``--bf16`` runs those two under bfloat16 autocast while the physics s
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from pivf.core.build import build_objective, build_pipeline
 from pivf.core.config import resolve_config
 from pivf.core.data.dataset import as_float
-from pivf.core.model import EncoderOutput
 from pivf.core.optim import make_optimizer
 from pivf.core.devices import resolve_device
-
-
-class Bfloat16(nn.Module):
-    """Runs a vision module under bf16 autocast and hands float32 back, so the physics stays float32."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, x: Tensor) -> Tensor | EncoderOutput:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            out = self.module(x)
-        if isinstance(out, EncoderOutput):
-            return dataclasses.replace(out, q0=out.q0.float(), p0=out.p0.float(),
-                                       positions=None if out.positions is None else out.positions.float(),
-                                       kl=None if out.kl is None else out.kl.float())
-        return out.float()
 
 
 def synchronize(device: torch.device) -> None:
@@ -70,9 +52,7 @@ def main() -> None:
     device = resolve_device(args.device, option="--device")
     torch.manual_seed(0)
     pipeline = build_pipeline(config).to(device)
-    if args.bf16:
-        for part in ("encoder", "decoder"):
-            setattr(pipeline, part, Bfloat16(getattr(pipeline, part)))
+    pipeline.bf16 = args.bf16
     if args.compile:
         pipeline.compile_vision()
     objective = build_objective(config)

@@ -21,13 +21,15 @@ def create_plugin(kind: str, choice: PluginChoice) -> Any:
 
 
 def build_pipeline(config: ExperimentConfig) -> Pipeline:
-    return Pipeline(
+    pipeline = Pipeline(
         encoder=create_plugin("encoder", config.encoder),
         physics=create_plugin("physics", config.physics),
         integrator=create_plugin("integrator", config.integrator),
         decoder=create_plugin("decoder", config.decoder),
         dt=config.data.dt,
     )
+    pipeline.bf16 = config.training.bf16
+    return pipeline
 
 
 def build_objective(config: ExperimentConfig) -> Objective:

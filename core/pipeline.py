@@ -11,8 +11,8 @@ the frame the rollout starts at, one per frame interval. Objectives need not kno
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +43,7 @@ class Pipeline(nn.Module):
         self.integrator = integrator
         self.dt = dt
         self.controls: Tensor | None = None  # (B, S, m) while ``driven``
+        self.bf16 = False  # the encoder and decoder under bfloat16 autocast (``training.bf16``)
 
     @contextmanager
     def driven(self, controls: Tensor | None) -> Iterator[None]:
@@ -67,10 +68,25 @@ class Pipeline(nn.Module):
         """Times 0, dt, …, steps·dt; a negative ``dt`` runs backwards and a scaled one changes speed."""
         return torch.arange(steps + 1, dtype=torch.float64) * (self.dt if dt is None else dt)
 
+    def vision_precision(self, device: torch.device) -> AbstractContextManager[None]:
+        """bfloat16 autocast for the encoder and decoder when ``bf16`` is on; the physics never runs under it."""
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def encode(self, frames: Tensor) -> EncoderOutput:
+        """The encoder's output, in float32 whatever precision it ran in."""
+        with self.vision_precision(frames.device):
+            encoded = self.encoder(frames)
+        if not self.bf16:
+            return encoded
+        return replace(encoded, q0=encoded.q0.float(), p0=encoded.p0.float(),
+                       positions=None if encoded.positions is None else encoded.positions.float(),
+                       kl=None if encoded.kl is None else encoded.kl.float())
+
     def decode(self, q: Tensor) -> Tensor:
         """States (T, B, *state) → frames (B, T, C, H, W), decoded as one batch."""
-        frames = self.decoder(q.flatten(0, 1))
-        return frames.unflatten(0, q.shape[:2]).transpose(0, 1)
+        with self.vision_precision(q.device):
+            frames = self.decoder(q.flatten(0, 1))
+        return frames.float().unflatten(0, q.shape[:2]).transpose(0, 1)
 
     def rollout(self, q0: Tensor, p0: Tensor, steps: int, dt: float | None = None,
                 controls: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -81,7 +97,7 @@ class Pipeline(nn.Module):
     def forward(self, frames: Tensor, steps: int, dt: float | None = None) -> PipelineOutput:
         """Encode ``frames``, roll the inferred state ``steps`` frames forward (under the ``driven``
         controls) and decode every state."""
-        encoded = self.encoder(frames)
+        encoded = self.encode(frames)
         q, p = self.rollout(encoded.q0, encoded.p0, steps, dt, self.controls)
         recons = None
         if encoded.positions is not None:

@@ -192,3 +192,23 @@ def test_a_median_backdrop_takes_a_fixed_cameras_scene_out_of_the_encoders_input
     plain = build_pipeline(resolve_config(task="spring_color"))
     plain.prepare(as_float(torch.zeros(2, 10, 32, 32, 3, dtype=torch.uint8)))
     assert "encoder.backdrop" not in plain.state_dict()  # off by default: older checkpoints still load
+
+
+def test_bf16_runs_the_encoder_and_decoder_in_bfloat16_and_hands_the_physics_float32():
+    torch.manual_seed(0)
+    config = resolve_config(task="spring_color", overrides=["training.bf16=true", "encoder.unet_base=4"])
+    pipeline = build_pipeline(config)
+    assert pipeline.bf16
+    seen = {}
+    pipeline.encoder.unet.register_forward_hook(lambda _m, _i, out: seen.update(unet=out.dtype))
+    frames = torch.rand(2, 10, 3, 32, 32)
+    out = pipeline(frames, steps=6)
+    assert seen["unet"] == torch.bfloat16
+    assert out.q.dtype == out.p.dtype == out.frames.dtype == out.recons.dtype == torch.float32
+    out.frames.square().mean().backward()
+    assert all(p.grad is not None for p in pipeline.physics.parameters() if p.requires_grad)
+    pipeline.bf16 = False
+    full = pipeline(frames, steps=6)
+    assert seen["unet"] == torch.float32
+    difference = (full.frames - out.frames).abs().max()
+    assert 0 < difference < 0.05  # reduced precision on the way: close, not equal
