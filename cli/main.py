@@ -231,6 +231,7 @@ def control_command(
     horizon: Annotated[int, typer.Option(min=1, help="frames planned ahead")] = 25,
     population: Annotated[int, typer.Option(min=2, help="input sequences sampled per planner iteration")] = 300,
     iterations: Annotated[int, typer.Option(min=1, help="planner iterations per control step")] = 4,
+    spread: Annotated[float, typer.Option(min=0.01, help="the sampling spread each step starts from")] = 0.5,
     seed: Annotated[int, typer.Option(help="seed of the start angles and the planner")] = 0,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
     out: Annotated[Optional[Path], typer.Option(help="JSON file to write the results to")] = None,
@@ -239,19 +240,17 @@ def control_command(
     """Control a trained system from its frames: model-predictive control through the learned model
     (swing a pendulum up and hold it), measured over episodes beside the true model or random inputs."""
     from pivf.core.control import PlannerSettings
-    from pivf.core.control_run import POLICIES, control_run
+    from pivf.core.control_run import control_run
     from pivf.core.atomic import atomic_write_text
 
     if checkpoint not in ("best", "last"):
         raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
-    if policy not in POLICIES:
-        raise PivfUserError(f"--policy: unknown policy '{policy}'; allowed: {', '.join(POLICIES)}")
     edits = name_values(edit)
     if any(not isinstance(value, (int, float)) or isinstance(value, bool) for value in edits.values()):
         raise PivfUserError("--edit: expected name=number, e.g. actuation=4.36")
     if population < 20:
         raise PivfUserError(f"--population: must be at least 20 (the planner keeps the best 20), got {population}")
-    settings = PlannerSettings(horizon=horizon, population=population, iterations=iterations)
+    settings = PlannerSettings(horizon=horizon, population=population, iterations=iterations, spread=spread)
     result = control_run(run_dir, policy, episodes, steps, goal, name_values(task_set),
                          {key: float(value) for key, value in edits.items()}, settings, seed, checkpoint, filmstrip,
                          log=typer.echo)

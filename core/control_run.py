@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +27,7 @@ from pivf.core.pipeline import Pipeline
 from pivf.core.registry import registry
 from pivf.core.train import Log
 
-PolicyName = Literal["model", "true", "random"]
-POLICIES: tuple[PolicyName, ...] = ("model", "true", "random")
+POLICIES = ("model", "true", "random")
 #: episodes start at rest this close (rad) to hanging straight down, drawn per episode
 START_SPREAD = 0.2
 
@@ -42,7 +41,7 @@ def live_task(task: str, params: dict[str, Any], changes: dict[str, Any]) -> Tas
     return instance
 
 
-def make_policy(name: PolicyName, pipeline: Pipeline, task: Task, input_steps: int, goal: float,
+def make_policy(name: str, pipeline: Pipeline, task: Task, input_steps: int, goal: float,
                 settings: PlannerSettings, generator: torch.Generator) -> Policy:
     if name == "random":
         return RandomPolicy(generator)
@@ -56,7 +55,7 @@ def make_policy(name: PolicyName, pipeline: Pipeline, task: Task, input_steps: i
     return MPC(physics, pipeline.integrator, pipeline.dt, true_state(truth["length"]), goal, settings, generator)
 
 
-def control_run(run_dir: Path, policy: PolicyName = "model", episodes: int = 10, steps: int = 100,
+def control_run(run_dir: Path, policy: str = "model", episodes: int = 10, steps: int = 100,
                 goal: float = math.pi, task_changes: dict[str, Any] | None = None,
                 edits: dict[str, float] | None = None, settings: PlannerSettings | None = None, seed: int = 0,
                 checkpoint: str = "best", filmstrip: Path | None = None, log: Log = print) -> dict[str, Any]:

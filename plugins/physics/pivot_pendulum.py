@@ -83,6 +83,10 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
         radius = (r**2).sum(-1, keepdim=True).clamp_min(_MIN_SQUARED_RADIUS).sqrt()
         return radius, r / radius
 
+    def _turning(self, direction: Tensor) -> Tensor:
+        """t̂ = (r̂_y, −r̂_x), the direction the bob moves in as θ grows."""
+        return torch.stack((direction[..., 1], -direction[..., 0]), -1)
+
     def _tangential(self, p: Tensor, direction: Tensor) -> Tensor:
         return p - (p * direction).sum(-1, keepdim=True) * direction
 
@@ -99,9 +103,8 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
         accel = gravity - centripetal - self.damping * v
         if self.control is None:
             return accel
-        turning = torch.stack((direction[..., 1], -direction[..., 0]), -1)  # t̂, the way θ grows
         torque = self.actuation * self.log_length.exp() * self.control.to(q.dtype)[:, None, :]
-        return accel + torque * turning
+        return accel + torque * self._turning(direction)
 
     def constrain(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         _, direction = self._radial(q)
@@ -119,9 +122,8 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
     def angle(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         """(θ, θ̇) of the bob, θ from the downward vertical towards +x, each of shape q.shape[:-2]."""
         radius, direction = self._radial(q)
-        turning = torch.stack((direction[..., 1], -direction[..., 0]), -1)
         angle = torch.atan2(direction[..., 0], direction[..., 1])
-        return angle[..., 0], ((p * turning).sum(-1, keepdim=True) / radius)[..., 0, 0]
+        return angle[..., 0], ((p * self._turning(direction)).sum(-1, keepdim=True) / radius)[..., 0, 0]
 
     def set_learned(self, name: str, value: float) -> None:
         logged = {"g_over_l": self.log_g_over_l, "length": self.log_length}
