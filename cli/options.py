@@ -28,7 +28,7 @@ _FLAGS: dict[str, tuple[str | None, Any]] = {
     "encoder": ("encoder.name", Annotated[Optional[str], typer.Option(help="encoder plugin", rich_help_panel=PANEL)]),
     "decoder": ("decoder.name", Annotated[Optional[str], typer.Option(help="decoder plugin", rich_help_panel=PANEL)]),
     "objective": ("objective.name", Annotated[Optional[str], typer.Option(help="objective plugin: what is predicted and scored (paig, hgn, ...)", rich_help_panel=PANEL)]),
-    "recipe": ("training.recipe", Annotated[Optional[str], typer.Option(help="the objective's training recipe; PAIG: fast (default; minutes on a CPU) or paper (the original code's)", rich_help_panel=PANEL)]),
+    "recipe": ("training.recipe", Annotated[Optional[str], typer.Option(help="the objective's training recipe; PAIG: fast (default; minutes on a CPU) or paper (the original code's); HGN: paper (default) or fast (HGN++-style, minutes on a CPU)", rich_help_panel=PANEL)]),
     "epochs": ("training.epochs", Annotated[Optional[int], typer.Option(help="training epochs", rich_help_panel=PANEL)]),
     "batch_size": ("training.batch_size", Annotated[Optional[int], typer.Option(help="sequences per batch", rich_help_panel=PANEL)]),
     "lr": ("training.lr", Annotated[Optional[float], typer.Option(help="learning rate", rich_help_panel=PANEL)]),

@@ -1,6 +1,10 @@
 """The geometry an encoder and a decoder of a latent image state share (HGN's ``hgn`` encoder and
-``hgn_conv`` decoder): images of side latent_size·2^k, a state of latent_channels × latent_size²."""
+``hgn_conv`` decoder): images of side latent_size·2^k, and a state of latent_channels × latent_size²
+maps (HGN) or of latent_channels numbers (``latent: vector``, HGN++), which a linear layer takes from
+and to the latent_size maps."""
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -13,7 +17,11 @@ class LatentImageParams(PluginParams):
     image_size: int = Field(32, ge=2)
     channels: int = Field(3, ge=1)
     latent_channels: int = Field(16, ge=1, description="channels of q (and of p)")
-    latent_size: int = Field(4, ge=2, description="spatial side of q and p (the Hamiltonian's net needs ≥ 2)")
+    latent_size: int = Field(4, ge=2, description="spatial side of the latent maps (q and p themselves "
+                                                   "unless latent is vector; a conv Hamiltonian needs ≥ 2)")
+    latent: Literal["maps", "vector"] = Field(
+        "maps", description="maps: q, p of shape (latent_channels, latent_size, latent_size) (HGN); "
+                            "vector: latent_channels numbers each, linear to and from the maps (HGN++)")
 
     @model_validator(mode="after")
     def _image_is_latent_doubled(self) -> LatentImageParams:

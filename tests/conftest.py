@@ -7,8 +7,19 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from pivf.core.registry import reset_registry
+
+
+@pytest.fixture
+def calibrated_threads():
+    """Two CPU threads, as CI's two cores, which the learning tests' time budgets were measured
+    with (other tests may leave fewer set)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -18,9 +18,12 @@ def test_defaults_then_preset_then_recipe():
             paper.training.physics_lr) == (0, 0.0, None)
     assert (paper.encoder.params["coordinates"], paper.encoder.params["velocity"]) == ("mlp", "mlp")
     hgn = resolve_config(task="pendulum")
-    assert (hgn.training.optimizer, hgn.encoder.name, hgn.training.recipe) == ("adam", "hgn", None)
-    with pytest.raises(ConfigError, match="training.recipe: objective 'hgn' has no recipe 'paper'; available: none"):
-        resolve_config(task="pendulum", flags={"training.recipe": "paper"})
+    assert (hgn.training.optimizer, hgn.encoder.name, hgn.training.recipe) == ("adam", "hgn", "paper")
+    assert (hgn.encoder.params["latent"], hgn.physics.params["latent_channels"], hgn.data.pred_steps) == ("maps", 16, 29)
+    fast = resolve_config(task="two_body", flags={"training.recipe": "fast"})
+    assert (fast.decoder.params["latent"], fast.decoder.params["latent_channels"], fast.data.pred_steps) == ("vector", 4, 10)
+    with pytest.raises(ConfigError, match="training.recipe: objective 'hgn' has no recipe 'quick'; available: paper, fast"):
+        resolve_config(task="pendulum", flags={"training.recipe": "quick"})
     three_body = resolve_config(task="3bp_color", flags={"training.recipe": "paper"})
     assert (three_body.data.image_size, three_body.data.n_objects, three_body.physics.name) == (36, 3, "gravity")
     assert (three_body.training.lr, three_body.data.dt, three_body.data.pred_steps) == (1e-3, 0.5, 12)

@@ -38,12 +38,14 @@ def pendulum_video(n: int, length: int, seed: int = 0) -> torch.Tensor:
     return (image * 255).round().to(torch.uint8)[..., None]
 
 
-def tiny_pipeline(integrator: str = "leapfrog", variational: bool = True, seed: int = 0) -> Pipeline:
+def tiny_pipeline(integrator: str = "leapfrog", variational: bool = True, seed: int = 0,
+                  latent: str = "maps") -> Pipeline:
     torch.manual_seed(seed)
-    shared = {"image_size": SIZE, "channels": 1, "latent_channels": 4}
+    shared = {"image_size": SIZE, "channels": 1, "latent_channels": 4, "latent": latent}
     encoder = pivf.encoder("hgn", **shared, input_steps=INPUT, variational=variational, first_channels=8,
                            hidden_channels=16, hidden_layers=2, z_channels=8, transformer_channels=16)
-    physics = pivf.physics("hamiltonian_latent", latent_channels=4, conv_channels=[8, 16, 16])
+    physics = pivf.physics("hamiltonian_latent", latent_channels=4, latent=latent, conv_channels=[8, 16, 16],
+                           hidden=[16, 16])
     decoder = pivf.decoder("hgn_conv", **shared, filters=16)
     return Pipeline(encoder, physics, pivf.integrator(integrator, substeps=1), decoder, dt=DT)
 
@@ -94,6 +96,18 @@ def test_encoder_and_decoder_scale_between_latent_and_image(size):
     assert decoder(encoded.q0).shape == (2, 3, size, size)
 
 
+def test_a_vector_latent_goes_through_the_latent_maps_by_linear_layers():
+    shared = {"image_size": 16, "channels": 3, "latent_channels": 2, "latent": "vector"}
+    encoder = pivf.encoder("hgn", **shared, input_steps=2, hidden_layers=1, variational=False)
+    decoder = pivf.decoder("hgn_conv", **shared, filters=8)
+    encoded = encoder(torch.rand(5, 4, 3, 16, 16))
+    assert encoded.q0.shape == encoded.p0.shape == (5, 2)
+    assert encoded.q0.std() > 0 and (encoded.q0 < 0).any()  # a linear head: both signs
+    assert decoder(encoded.q0).shape == (5, 3, 16, 16)
+    with pytest.raises(ConfigError, match="the latent state must have one shape"):
+        resolve_config(task="pendulum", overrides=["encoder.latent=vector"])
+
+
 def test_decoding_in_cpu_batches_changes_nothing_but_the_speed():
     torch.manual_seed(0)
     q = torch.randn(23, 4, 4, 4, dtype=torch.float64, requires_grad=True)
@@ -136,9 +150,10 @@ def test_the_encoder_sees_only_its_input_frames(frames):
 
 # --- training -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("integrator", ["euler", "leapfrog", "yoshida", "rk4"])
-def test_loss_falls_and_the_hamiltonian_learns(integrator, frames):
-    pipeline = tiny_pipeline(integrator)
+@pytest.mark.parametrize("integrator, latent", [("euler", "maps"), ("leapfrog", "maps"), ("yoshida", "maps"),
+                                                ("rk4", "maps"), ("leapfrog", "vector")])
+def test_loss_falls_and_the_hamiltonian_learns(integrator, latent, frames):
+    pipeline = tiny_pipeline(integrator, latent=latent)
     history = train(pipeline, objective(), frames, steps=8)
     assert history[-1]["loss"] < 0.6 * history[0]["loss"]
     for name, p in pipeline.physics.named_parameters():  # the last step's gradients are still there
@@ -195,6 +210,26 @@ def test_reconstruct_mode_also_runs_back_over_the_input_frames(frames):
     assert torch.allclose(decoded[:, :INPUT], backwards.flip(1), atol=1e-6)
     expected = F.mse_loss(decoded, frames) * MSE_SCALE
     assert torch.allclose(hgn.losses(pipeline, frames)["mse"], expected, rtol=1e-5)
+
+
+def test_backward_share_runs_that_share_of_a_batch_back_from_the_last_frame(frames):
+    pipeline = tiny_pipeline(variational=False)
+    hgn = objective("objective.variational=false", "objective.backward_share=0.25")
+    train(pipeline, hgn, frames, steps=10)  # past a constant picture, so the directions differ
+    pipeline.train()  # the backward rows only exist while training
+    mse = hgn.losses(pipeline, frames)["mse"]
+    back = frames.shape[0] // 4
+    forward = predict(pipeline, frames[back:], PRED)
+    backward = predict(pipeline, frames[:back, -INPUT:], PRED, speed=-1.0)
+    expected = torch.cat([(backward - frames[:back, INPUT - 1:].flip(1)).pow(2),
+                          (forward - frames[back:, INPUT - 1:]).pow(2)]).mean() * MSE_SCALE
+    all_forward = objective("objective.variational=false").losses(pipeline, frames)["mse"]
+    assert (mse - expected).abs() < 0.05 * (all_forward - expected).abs()
+    pipeline.eval()  # evaluation scores every row forwards
+    assert torch.allclose(hgn.losses(pipeline, frames)["mse"],
+                          objective("objective.variational=false").losses(pipeline, frames)["mse"])
+    with pytest.raises(PluginParamsError, match="backward_share .* needs mode: predict"):
+        objective("objective.variational=false", "objective.backward_share=0.5", "objective.mode=reconstruct")
 
 
 # --- GECO -----------------------------------------------------------------------------------------
@@ -317,6 +352,9 @@ def test_evaluate_reports_the_papers_metrics(frames):
     vpt = valid_prediction_time(decoded[:, 1:], test_frames[:, INPUT:]).double()
     assert metrics["vpt"] == pytest.approx(float(vpt.quantile(0.5)))  # 6 sequences: between the middle two
     assert metrics["vpt_rel"] == pytest.approx(metrics["vpt"] / (test.shape[1] - INPUT))
+    backwards = predict(pipeline, test_frames[:, -INPUT:], test.shape[1] - 1, speed=-1.0)  # from the last frame
+    vpt_backward = valid_prediction_time(backwards[:, INPUT:], test_frames[:, :-INPUT].flip(1)).double()
+    assert metrics["vpt_backward"] == pytest.approx(float(vpt_backward.quantile(0.5)))
     with torch.no_grad():
         encoded = pipeline.eval().encoder(test_frames)
         q, p = pipeline.rollout(encoded.q0, encoded.p0, test.shape[1] - INPUT)

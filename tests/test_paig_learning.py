@@ -3,22 +3,11 @@ recovers the spring's parameters within a CPU budget of minutes. A change that b
 from __future__ import annotations
 
 import pytest
-import torch
 
 from pivf.core.config import resolve_config
 from pivf.core.train import Trainer
 
 BUDGET_S = 240
-#: the CPU threads the budget was measured with (CI's two cores); other tests may leave fewer set
-THREADS = 2
-
-
-@pytest.fixture
-def calibrated_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

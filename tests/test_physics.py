@@ -10,6 +10,7 @@ from torchdiffeq import odeint
 
 import pivf
 from pivf.core.control import wrap
+from pivf.core.errors import PluginParamsError
 from pivf.core.registry import reset_registry
 from pivf.testing import assert_energy_conserved, assert_follows_hamiltons_equations, energy_rate, random_state
 
@@ -60,7 +61,32 @@ def test_canonical_systems_follow_hamiltons_equations(name, params, scale):
     assert_follows_hamiltons_equations(system, *random_state(system, scale=scale))
 
 
-CONSERVATIVE = [(name, params, scale) for name, params, scale in CANONICAL] + [
+LEARNED = [
+    ("hamiltonian_latent", {"latent": "vector", "latent_channels": 3, "hidden": [8, 8]}, 1.0),
+    ("hamiltonian_latent", {"latent": "vector", "latent_channels": 3, "hidden": [8], "kinetic": "quadratic"}, 1.0),
+    ("hamiltonian_latent", {"latent_channels": 2, "conv_channels": [4, 4], "kinetic": "quadratic"}, 1.0),
+    ("hamiltonian", {"hidden": [8], "kinetic": "quadratic"}, 1.0),
+]
+
+
+@pytest.mark.parametrize("name, params, scale", LEARNED)
+def test_learned_hamiltonians_follow_hamiltons_equations_in_every_form(name, params, scale):
+    system = double(name, **params)
+    assert_follows_hamiltons_equations(system, *random_state(system, scale=scale))
+
+
+def test_a_quadratic_kinetic_energy_moves_q_by_p_and_learns_only_the_potential():
+    system = pivf.physics("hamiltonian_latent", latent="vector", latent_channels=2, hidden=[8], kinetic="quadratic")
+    q, p = torch.randn(2, 5, 2)
+    assert system.state_shape() == (2,)
+    assert system.dq_dt(q, p) is p
+    torch.testing.assert_close(system.hamiltonian(q, p), 0.5 * p.pow(2).sum(-1) + system.potential(q))
+    assert not list(system.kinetic.parameters())
+    with pytest.raises(PluginParamsError, match="kinetic: quadratic .* needs separable: true"):
+        pivf.physics("hamiltonian", kinetic="quadratic", separable=False)
+
+
+CONSERVATIVE = [(name, params, scale) for name, params, scale in CANONICAL + LEARNED] + [
     ("gravity", {"g": 60.0, "masses": [1.0, 2.0, 3.0], "learn_masses": True}, 10.0),
     ("gravity", {"g": 60.0, "masses": [0.5, 2.0, 3.0], "paig_clipping": True}, 3.0),
 ]

@@ -10,6 +10,9 @@ rollout's 64-channel activations (batch 16 × 30 frames × 64 × 32² floats, 12
 fit in the caches, a few dozen images' do, and oneDNN's convolutions run fastest channels-last.
 Together about 2.5× faster, forward and backward (docs/BENCHMARKS.md).
 
+With ``latent: vector`` (HGN++) a linear layer first spreads q (latent_channels numbers) over
+``filters`` maps of the latent side.
+
 Only q is decoded: the image must not see p, or the model could store motion in the picture instead
 of in the dynamics.
 """
@@ -53,18 +56,22 @@ class HgnConvDecoder(Decoder[HgnDecoderParams]):
     def __init__(self, params: HgnDecoderParams | None = None) -> None:
         super().__init__(params)
         p = self.params
-        widths = [p.latent_channels] + [p.filters] * p.doublings
+        vector = p.latent == "vector"
+        self.expand = nn.Sequential(nn.Linear(p.latent_channels, p.filters * p.latent_size**2),
+                                    nn.Unflatten(1, (p.filters, p.latent_size, p.latent_size))) if vector else None
+        widths = [p.filters if vector else p.latent_channels] + [p.filters] * p.doublings
         self.blocks = nn.Sequential(*(UpsamplingBlock(a, b) for a, b in zip(widths[:-1], widths[1:])))
         self.out = nn.Conv2d(p.filters, p.channels, 3, padding=1)
 
     def forward(self, q: Tensor) -> Tensor:
-        if q.device.type != "cpu":
-            return self._decode(q)
-        q = q.contiguous(memory_format=torch.channels_last)
-        return torch.cat([self._decode(chunk) for chunk in q.split(self.params.cpu_batch)])
+        maps = q if self.expand is None else self.expand(q)
+        if maps.device.type != "cpu":
+            return self._decode(maps)
+        maps = maps.contiguous(memory_format=torch.channels_last)
+        return torch.cat([self._decode(chunk) for chunk in maps.split(self.params.cpu_batch)])
 
-    def _decode(self, q: Tensor) -> Tensor:
-        return torch.sigmoid(self.out(self.blocks(q)))
+    def _decode(self, maps: Tensor) -> Tensor:
+        return torch.sigmoid(self.out(self.blocks(maps)))
 
 
 @hookimpl

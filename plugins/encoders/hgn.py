@@ -5,7 +5,9 @@ resolution (an input conv, then ``hidden_layers`` wider ones). Two linear heads 
 log-variance of z; z is sampled by the reparametrisation trick while training and is the mean in
 eval mode. The "transformer" halves the resolution k times (stride-2 convs) down to the latent
 side and splits its channels into q and p. Its last conv is linear: a ReLU there (as in one public
-re-implementation) would force q0, p0 ≥ 0 and confine the dynamics to one orthant.
+re-implementation) would force q0, p0 ≥ 0 and confine the dynamics to one orthant. With ``latent:
+vector`` (HGN++) the transformer's last conv keeps its width and a ReLU, and a linear layer takes the
+flattened maps to the two vectors q and p.
 
 The state is inferred at the last input frame. ``variational`` must agree with ``objective.variational``
 (the HGN objective checks this on every step); a deterministic encoder returns no KL and has no
@@ -32,15 +34,21 @@ class HgnEncoderParams(LatentImageParams):
     transformer_channels: int = Field(64, ge=1, description="width of the transformer's inner convs")
 
 
-def _transformer(fan_in: int, width: int, fan_out: int, halvings: int) -> nn.Sequential:
-    """``halvings`` stride-2 3×3 convs, ReLU between them and none after the last."""
+def _transformer(p: HgnEncoderParams) -> nn.Sequential:
+    """z → the joined latent state: ``doublings`` stride-2 3×3 convs with ReLU between them; maps end
+    in a linear conv to 2·latent_channels, vectors in a ReLU and a linear layer over the flattened maps."""
+    width, vector = p.transformer_channels, p.latent == "vector"
     layers: list[nn.Module] = []
-    for i in range(halvings):
-        last = i == halvings - 1
-        layers.append(nn.Conv2d(fan_in, fan_out if last else width, 3, stride=2, padding=1))
-        if not last:
+    fan_in = p.z_channels
+    for i in range(p.doublings):
+        last = i == p.doublings - 1
+        layers.append(nn.Conv2d(fan_in, 2 * p.latent_channels if last and not vector else width, 3,
+                                stride=2, padding=1))
+        if not last or vector:
             layers.append(nn.ReLU())
         fan_in = width
+    if vector:
+        layers += [nn.Flatten(), nn.Linear(width * p.latent_size**2, 2 * p.latent_channels)]
     return nn.Sequential(*layers)
 
 
@@ -60,7 +68,7 @@ class HgnEncoder(Encoder[HgnEncoderParams]):
         self.features = nn.Sequential(*layers)
         self.mean = nn.Conv2d(fan_in, p.z_channels, 3, padding=1)
         self.log_var = nn.Conv2d(fan_in, p.z_channels, 3, padding=1) if p.variational else None
-        self.transformer = _transformer(p.z_channels, p.transformer_channels, 2 * p.latent_channels, p.doublings)
+        self.transformer = _transformer(p)
 
     def prior_shape(self) -> tuple[int, ...] | None:
         if not self.params.variational:

@@ -12,6 +12,11 @@ Which frames are compared (I = ``input_steps``, P = ``pred_steps``, the window i
   the whole window is reconstructed, every frame the encoder saw included. With a long input
   (e.g. ``input_steps=30, pred_steps=1``) this is the autoencoding setup of the HGN paper.
 
+``backward_share`` (predict mode, DeepMind's forward-backward training): that share of each training
+batch runs the other way: the encoder sees the window's last I frames, and the state it infers at
+the last frame is rolled back P steps with −dt and compared with frames I−1..I+P−1 in reverse. A
+time-reversible model is then trained on the reversal that ``vpt_backward`` tests.
+
 Loss: per-pixel MSE (mean over frames, channels and pixels) plus a KL term. The encoder reports each
 sample's KL from N(0, I) summed over its latent z; here it is averaged over the batch and divided by
 the number of compared pixels per sequence (frames·C·H·W), so β does not depend on image or
@@ -24,11 +29,20 @@ sequence size. Then either ``loss = MSE + β·KL`` (β = ``objective.kl_weight``
 λ and C_ma live on the objective as device tensors (no host sync per step); ``state_dict`` and
 ``load_state_dict`` carry them through checkpoints. A deterministic encoder has no KL: loss = MSE.
 
+Recipes (``--recipe``), config layers over the task preset: ``paper`` (the default) is HGN's model, 16
+channels of 4×4 latent maps and the widths of the paper; ``fast`` is an HGN++-style model that
+learns on a CPU in minutes: q and p are vectors of the system's degrees of freedom (the task preset
+says how many), K(p) = ½|p|², V(q) a small MLP, narrower convolutions, 5 + 10 frame windows,
+deterministic (no prior to sample from), Adam at 1e-3 (docs/RESULTS.md).
+
 Metrics (``evaluate``) use the papers' units: ``mse`` is the pixel MSE ×1e4 over the training
 window (``extrap_mse`` past it, on longer sequences); ``vpt`` is the median over sequences of the
 valid prediction time, the number of leading predicted frames whose error
 mean((gt−pred)²)/mean(gt²) stays ≤ 0.025, and ``vpt_rel`` that as a fraction of the predicted
-frames; ``h_std`` is the std of the energy along each forward rollout, averaged over sequences, and
+frames; ``vpt_backward`` is the same for time run backwards: the encoder sees the *last*
+``input_steps`` frames (in their order), and the state it infers at the last frame is integrated
+with −dt back to the first frame, so the encoder and the dynamics are tested on a reversal they
+were never trained on (unactuated data only); ``h_std`` is the std of the energy along each forward rollout, averaged over sequences, and
 ``h_rel_std`` the same divided by |mean energy|. ``loss`` (what model selection minimises) is ``mse``.
 """
 from __future__ import annotations
@@ -65,11 +79,15 @@ class HgnParams(ObjectiveParams):
     geco_tolerance: float = Field(0.033, gt=0, description="GECO: per-pixel RMS error the constraint aims at")
     geco_alpha: float = Field(0.99, ge=0, lt=1, description="GECO: moving-average factor of the constraint")
     geco_rate: float = Field(0.1, gt=0, description="GECO: speed of the Lagrange multiplier update")
+    backward_share: float = Field(0.0, ge=0, lt=1, description="share of each training batch inferred at the window's "
+                                                                "last frame and rolled back in time (predict mode)")
 
     @model_validator(mode="after")
     def _geco_needs_a_kl_term(self) -> HgnParams:
         if self.geco and not self.variational:
             raise ValueError("geco trades the KL term against the reconstruction; it needs variational: true")
+        if self.backward_share and self.mode != "predict":
+            raise ValueError("backward_share rolls windows back from their last frame; it needs mode: predict")
         return self
 
 
@@ -79,7 +97,19 @@ class HgnObjective(Objective[HgnParams]):
     name = "hgn"
     description = "HGN: pixel MSE of the decoded latent rollout + KL (fixed β or GECO); VPT and energy metrics"
     states = ("latent",)
-    headline = ("mse", "vpt", "h_rel_std")
+    headline = ("mse", "vpt", "vpt_backward", "h_rel_std")
+    recipes = {
+        "paper": {section: {"latent": "maps", "latent_channels": 16} for section in ("encoder", "physics", "decoder")},
+        "fast": {
+            "data": {"pred_steps": 10, "n_train": 2000},
+            "objective": {"variational": False},
+            "encoder": {"latent": "vector", "first_channels": 16, "hidden_channels": 32, "hidden_layers": 3,
+                        "z_channels": 16, "transformer_channels": 32},
+            "physics": {"latent": "vector", "hidden": [64, 64], "activation": "swish", "kinetic": "quadratic"},
+            "decoder": {"latent": "vector", "filters": 32},
+            "training": {"lr": 1e-3},
+        },
+    }
 
     def __init__(self, params: HgnParams | dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -108,11 +138,18 @@ class HgnObjective(Objective[HgnParams]):
 
     def losses(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
         window = frames[:, : self.train_length]
-        decoded, out = self.decode_window(pipeline, window, self.pred_steps)
-        target = window[:, self.first_frame:]
+        backward = self._backward_rows(pipeline, window.shape[0])
+        decoded, out = self.decode_window(pipeline, window[backward:], self.pred_steps)
+        target = window[backward:, self.first_frame:]
+        kl = self._kl(out.encoded)
+        if backward:  # these rows run back in time from the window's last frame (see the module docs)
+            reverse = pipeline(window[:backward, -self.input_steps:], steps=self.pred_steps, dt=-pipeline.dt)
+            decoded = torch.cat([reverse.frames, decoded])
+            target = torch.cat([window[:backward, self.first_frame:].flip(1), target])
+            reverse_kl = self._kl(reverse.encoded)
+            kl = None if kl is None or reverse_kl is None else torch.cat([reverse_kl, kl])
         mse = F.mse_loss(decoded, target)
         losses = {"mse": mse.detach() * MSE_SCALE}
-        kl = self._kl(out.encoded)
         if kl is None:
             losses["loss"] = mse
             return losses
@@ -124,6 +161,13 @@ class HgnObjective(Objective[HgnParams]):
         weighted, lam, ma = self._geco(mse, update=pipeline.training)
         losses.update(loss=kl_term + weighted, geco_lambda=lam, geco_constraint=ma)
         return losses
+
+    def _backward_rows(self, pipeline: Pipeline, batch: int) -> int:
+        """How many rows of a training batch run backwards: ``backward_share`` of it, none when
+        evaluating or when controls drive the rollout (their inputs only run forwards)."""
+        if not pipeline.training or pipeline.controls is not None:
+            return 0
+        return round(self.settings.backward_share * batch)
 
     def _kl(self, encoded: EncoderOutput) -> Tensor | None:
         variational = self.settings.variational
@@ -170,9 +214,10 @@ class HgnObjective(Objective[HgnParams]):
                     parts.append(self._sequence_metrics(pipeline, as_float(data[start:start + batch_size])))
         per_sequence = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
         predicted = data.shape[1] - self.input_steps
-        vpt = per_sequence.pop("vpt").double().quantile(0.5)
+        medians = {key: per_sequence.pop(key).double().quantile(0.5) for key in ("vpt", "vpt_backward")
+                   if key in per_sequence}
         metrics = {key: value.double().mean() for key, value in per_sequence.items()}
-        metrics.update(loss=metrics["mse"], vpt=vpt, vpt_rel=vpt / predicted)
+        metrics.update(loss=metrics["mse"], vpt_rel=medians["vpt"] / predicted, **medians)
         return {key: float(value) for key, value in metrics.items()}
 
     def _sequence_metrics(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
@@ -185,12 +230,22 @@ class HgnObjective(Objective[HgnParams]):
             metrics["extrap_mse"] = error[:, window:].mean(1) * MSE_SCALE
         ahead = self.input_steps - self.first_frame  # first decoded frame past the last input frame
         metrics["vpt"] = valid_prediction_time(decoded[:, ahead:], frames[:, self.input_steps:])
+        if pipeline.controls is None:
+            metrics["vpt_backward"] = self._backward_vpt(pipeline, frames)
         energy = pipeline.physics.energy(out.q, out.p)  # (1 + steps, B)
         metrics["h_std"] = energy.std(0, correction=0)
         metrics["h_rel_std"] = metrics["h_std"] / energy.mean(0).abs().clamp_min(1e-12)
         if out.encoded.kl is not None:
             metrics["kl"] = out.encoded.kl
         return metrics
+
+
+    def _backward_vpt(self, pipeline: Pipeline, frames: Tensor) -> Tensor:
+        """VPT back in time from the state inferred at the last frame (see the module docs), (B,)."""
+        unseen = frames.shape[1] - self.input_steps
+        encoded = pipeline.encode(frames[:, -self.input_steps:])
+        q, _ = pipeline.rollout(encoded.q0, encoded.p0, frames.shape[1] - 1, dt=-pipeline.dt)
+        return valid_prediction_time(pipeline.decode(q[self.input_steps:]), frames[:, :unseen].flip(1))
 
 
 def valid_prediction_time(prediction: Tensor, target: Tensor, threshold: float = VPT_THRESHOLD) -> Tensor:

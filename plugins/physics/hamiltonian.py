@@ -9,14 +9,15 @@ That is why the activations are smooth: with ReLU the second derivatives vanish 
 drifts. The output layers have no bias: a constant in H moves no derivative, so it could never learn.
 
 Two plugins share this: ``hamiltonian`` (an MLP over object coordinates (B, N, D)) and
-``hamiltonian_latent`` (a conv net over latent maps (B, C, H, W), summed over space as HGN does).
+``hamiltonian_latent`` (a conv net over latent maps (B, C, H, W), summed over space as HGN does, or
+with ``latent: vector`` an MLP over latent vectors (B, C), as HGN++ does).
 """
 from __future__ import annotations
 
 from typing import ClassVar, Literal, TypeVar
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from pivf.core.hookspecs import hookimpl
@@ -29,6 +30,13 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"softplus": nn.Softplus, "tanh": nn.T
 class LearnedHamiltonianParams(PluginParams):
     activation: Literal["softplus", "tanh", "swish"] = Field("softplus", description="smooth nonlinearity")
     separable: bool = Field(True, description="H = K(p) + V(q) with two networks (needed by leapfrog/yoshida)")
+    kinetic: Literal["net", "quadratic"] = Field("net", description="K(p): a network, or fixed ½|p|² (needs separable)")
+
+    @model_validator(mode="after")
+    def _quadratic_kinetic_is_separable(self) -> LearnedHamiltonianParams:
+        if self.kinetic == "quadratic" and not self.separable:
+            raise ValueError("kinetic: quadratic splits H = ½|p|² + V(q); it needs separable: true")
+        return self
 
 
 LHP = TypeVar("LHP", bound=LearnedHamiltonianParams)
@@ -38,12 +46,13 @@ class LearnedHamiltonian(PhysicsSystem[LHP]):
     """H(q, p) from networks; subclasses say how one network turns a state into per-sample energies."""
 
     #: dimension along which q and p are joined for a non-separable network
-    join_dim: ClassVar[int] = -1
+    join_dim: int = -1
 
     def __init__(self, params: LHP | None = None) -> None:
         super().__init__(params)
         if self.params.separable:
-            self.kinetic = self._energy_net(joint=False)
+            quadratic = self.params.kinetic == "quadratic"
+            self.kinetic = _QuadraticEnergy(len(self.state_shape())) if quadratic else self._energy_net(joint=False)
             self.potential = self._energy_net(joint=False)
         else:
             self.joint = self._energy_net(joint=True)
@@ -59,10 +68,23 @@ class LearnedHamiltonian(PhysicsSystem[LHP]):
 
     # A separable H's partial derivatives each need one of its two networks, not both.
     def dq_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        if self.params.kinetic == "quadratic":
+            return p
         return energy_gradient(self.kinetic, p) if self.params.separable else super().dq_dt(q, p)
 
     def dp_dt(self, q: Tensor, p: Tensor) -> Tensor:
         return -energy_gradient(self.potential, q) if self.params.separable else super().dp_dt(q, p)
+
+
+class _QuadraticEnergy(nn.Module):
+    """(..., *state) → (...,): ½|x|² over the last ``state_dims`` dimensions."""
+
+    def __init__(self, state_dims: int) -> None:
+        super().__init__()
+        self.state_dims = state_dims
+
+    def forward(self, x: Tensor) -> Tensor:
+        return 0.5 * x.pow(2).flatten(-self.state_dims).sum(-1)
 
 
 # --- over object coordinates -------------------------------------------------------------------
@@ -72,10 +94,11 @@ class HamiltonianParams(ObjectParams, LearnedHamiltonianParams):
 
 
 class _MLPEnergy(nn.Module):
-    """(..., N, D) → (...,): an MLP over the flattened objects."""
+    """(..., *state) → (...,): an MLP over the flattened last ``state_dims`` dimensions."""
 
-    def __init__(self, in_features: int, hidden: list[int], activation: type[nn.Module]) -> None:
+    def __init__(self, in_features: int, hidden: list[int], activation: type[nn.Module], state_dims: int) -> None:
         super().__init__()
+        self.state_dims = state_dims
         layers: list[nn.Module] = []
         for width in hidden:
             layers += [nn.Linear(in_features, width), activation()]
@@ -84,7 +107,7 @@ class _MLPEnergy(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.flatten(-2)).squeeze(-1)
+        return self.net(x.flatten(-self.state_dims)).squeeze(-1)
 
 
 class Hamiltonian(LearnedHamiltonian[HamiltonianParams]):
@@ -93,7 +116,7 @@ class Hamiltonian(LearnedHamiltonian[HamiltonianParams]):
 
     def _energy_net(self, joint: bool) -> nn.Module:
         size = self.params.n_objects * self.params.dim * (2 if joint else 1)
-        return _MLPEnergy(size, self.params.hidden, ACTIVATIONS[self.params.activation])
+        return _MLPEnergy(size, self.params.hidden, ACTIVATIONS[self.params.activation], state_dims=2)
 
     def state_shape(self) -> tuple[int, ...]:
         return (self.params.n_objects, self.params.dim)
@@ -102,10 +125,13 @@ class Hamiltonian(LearnedHamiltonian[HamiltonianParams]):
 # --- over latent maps --------------------------------------------------------------------------
 
 class LatentHamiltonianParams(LearnedHamiltonianParams):
-    latent_channels: int = Field(16, ge=1, description="channels of q (and of p)")
+    latent_channels: int = Field(16, ge=1, description="channels of q (and of p); their length when latent is vector")
     latent_size: int = Field(4, ge=2, description="spatial side of the latent maps (for samplers; the net takes any ≥ 2)")
+    latent: Literal["maps", "vector"] = Field("maps", description="maps: a conv net over (C, H, W) maps (HGN); "
+                                                                  "vector: an MLP over (C,) vectors (HGN++)")
     conv_channels: list[int] = Field([32, 64, 64, 64], min_length=2,
-                                     description="widths: 3×3 conv, 2×2 stride-2 conv, then padded 2×2 convs")
+                                     description="maps: widths of 3×3 conv, 2×2 stride-2 conv, then padded 2×2 convs")
+    hidden: list[int] = Field([250] * 5, min_length=1, description="vector: hidden layer widths of each MLP")
 
 
 class _ConvEnergy(nn.Module):
@@ -135,13 +161,22 @@ class LatentHamiltonian(LearnedHamiltonian[LatentHamiltonianParams]):
     name = "hamiltonian_latent"
     description = "learned Hamiltonian (conv net, HGN) over latent maps q, p of shape (C, H, W)"
     state: ClassVar[StateKind] = "latent"
-    join_dim = -3
+
+    def __init__(self, params: LatentHamiltonianParams | None = None) -> None:
+        super().__init__(params)
+        self.join_dim = -1 if self.params.latent == "vector" else -3
 
     def _energy_net(self, joint: bool) -> nn.Module:
-        channels = self.params.latent_channels * (2 if joint else 1)
-        return _ConvEnergy(channels, self.params.conv_channels, ACTIVATIONS[self.params.activation])
+        p = self.params
+        channels = p.latent_channels * (2 if joint else 1)
+        activation = ACTIVATIONS[p.activation]
+        if p.latent == "vector":
+            return _MLPEnergy(channels, p.hidden, activation, state_dims=1)
+        return _ConvEnergy(channels, p.conv_channels, activation)
 
     def state_shape(self) -> tuple[int, ...]:
+        if self.params.latent == "vector":
+            return (self.params.latent_channels,)
         return (self.params.latent_channels, self.params.latent_size, self.params.latent_size)
 
 

@@ -45,22 +45,29 @@ class HgnParams(TaskParams):
 HTP = TypeVar("HTP", bound=HgnParams)
 
 
-class HgnTask(Task[HTP]):
-    """An HGN environment: q, p in world units, balls drawn where ``world_positions`` puts them."""
-
-    Params = HgnParams
-    #: the HGN paper's setup: 5 frames in, 29 predicted, a learned Hamiltonian, leapfrog
-    preset = {
+def hgn_preset(degrees_of_freedom: int) -> dict[str, Any]:
+    """The HGN paper's setup (5 frames in, 29 predicted, a learned Hamiltonian, leapfrog) with a
+    latent of the system's ``degrees_of_freedom``: the objective's ``paper`` recipe widens it to
+    HGN's 16 channels of maps, its ``fast`` recipe keeps it as the length of the vectors q and p."""
+    latent = {"latent_channels": degrees_of_freedom}
+    return {
         "data": {"image_size": 32, "n_objects": 1, "input_steps": 5, "pred_steps": 29, "extrap_steps": 30,
                  "dt": 0.125},
-        "physics": {"name": "hamiltonian_latent"},
+        "physics": {"name": "hamiltonian_latent", **latent},
         "integrator": {"name": "leapfrog", "substeps": 1},
-        "encoder": {"name": "hgn"},
-        "decoder": {"name": "hgn_conv"},
+        "encoder": {"name": "hgn", **latent},
+        "decoder": {"name": "hgn_conv", **latent},
         "objective": {"name": "hgn"},
         "training": {"epochs": 50, "batch_size": 16, "lr": 1.5e-4, "optimizer": "adam", "grad_clip": 0.0,
                      "anneal_at": 1.0},
     }
+
+
+class HgnTask(Task[HTP]):
+    """An HGN environment: q, p in world units, balls drawn where ``world_positions`` puts them."""
+
+    Params = HgnParams
+    preset = hgn_preset(degrees_of_freedom=1)
 
     def world_positions(self, q: Tensor) -> Tensor:
         """(N, T, K, 2) world coordinates of the balls for states q (N, T, *state)."""
@@ -153,6 +160,7 @@ class TwoBodyTask(HgnTask[TBTP]):
     name = "two_body"
     description = "HGN two-body gravity (g=1, unit masses), near-circular orbits"
     physics = "gravity"
+    preset = hgn_preset(degrees_of_freedom=4)
     ground_truth = {"g": 1.0}
     Params = TwoBodyParams
 
@@ -193,6 +201,7 @@ class ThreeBodyParams(TwoBodyParams):
 class ThreeBodyTask(TwoBodyTask[ThreeBodyParams]):
     name = "three_body"
     description = "HGN three-body gravity (g=1, unit masses), chaotic"
+    preset = hgn_preset(degrees_of_freedom=6)
 
 
 class DoublePendulumParams(HgnParams):
@@ -209,6 +218,7 @@ class DoublePendulumTask(PendulumTask[DoublePendulumParams]):
     name = "double_pendulum"
     description = "double pendulum (m=1, l=1, g=3) from its true Hamiltonian, chaotic"
     physics = "double_pendulum"
+    preset = hgn_preset(degrees_of_freedom=2)
 
 
 @hookimpl
