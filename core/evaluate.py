@@ -54,15 +54,21 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", device: str = "auto", 
 def render_rollouts(run_dir: Path, out: Path, n: int = 4, steps: int = 30, speed: float = 1.0, prior: bool = False,
                     checkpoint: str = "best", device: str = "auto", log: Log = print) -> Path:
     """A PNG of rollouts: from the first ``n`` test sequences (truth row above each prediction), or,
-    with ``prior``, from states sampled from the encoder's prior. A negative ``speed`` runs time
-    backwards from the inferred state; 2 plays twice as fast."""
+    with ``prior``, from states sampled from the encoder's prior. 2 plays twice as fast; a negative
+    ``speed`` runs time backwards from the state inferred at the *last* frames of each sequence.
+    The truth row starts at the frame the prediction starts from and, for whole-number speeds,
+    keeps pace with it."""
     config, _, pipeline, dataset = restore(run_dir, checkpoint, device, log)
     torch_device = next(pipeline.parameters()).device
     if prior:
         rows = list(sample(pipeline, n, steps, speed, torch.Generator(device=torch_device).manual_seed(0)))
     else:
         frames = as_float(dataset.test[:n].to(torch_device))
-        predicted = predict(pipeline, frames[:, : build_objective(config).train_length], steps, speed)
-        rows = [row for pair in zip(frames, predicted) for row in pair]
+        seen = build_objective(config).input_steps
+        inputs, truth = (frames[:, -seen:], frames.flip(1)) if speed < 0 else (frames[:, :seen], frames[:, seen - 1:])
+        if float(speed).is_integer():
+            truth = truth[:, ::int(abs(speed))]
+        predicted = predict(pipeline, inputs, steps, speed)
+        rows = [row for pair in zip(truth, predicted) for row in pair]
     save_png(frame_grid(rows), Path(out))
     return Path(out)
