@@ -6,7 +6,8 @@ at the first frame whose error against the *noisy* frame passes 0.025 of that fr
 This renders each test sequence twice from one simulation, with its noise and without, and scores
 the clean video against the noisy one exactly as ``objective.evaluate`` scores a model: the median
 over sequences, forward from the last input frame and backward from the first frame the encoder
-would see at the end. It is the ceiling for any learned model on that data.
+would see at the end, and prints the pixel MSE it makes in the papers' units. These are the
+ceiling and the floor for any learned model on that data.
 
     python benchmarks/vpt_ceiling.py mass_spring
     python benchmarks/vpt_ceiling.py pendulum --sequences 500
@@ -19,7 +20,7 @@ import torch
 
 import pivf
 from pivf.core.data.task import Trajectory
-from pivf.plugins.objectives.hgn import valid_prediction_time
+from pivf.plugins.objectives.hgn import MSE_SCALE, valid_prediction_time
 
 
 def main() -> None:
@@ -40,6 +41,8 @@ def main() -> None:
     unseen = length - args.input_steps
     forward = valid_prediction_time(clean_frames[:, args.input_steps:], noisy_frames[:, args.input_steps:])
     backward = valid_prediction_time(clean_frames[:, :unseen].flip(1), noisy_frames[:, :unseen].flip(1))
+    mse = (clean_frames - noisy_frames)[:, args.input_steps - 1:].pow(2).mean() * MSE_SCALE
+    print(f"{args.task}: a perfect model's pixel MSE ×1e4 from the last input frame on: {mse:.2f}")
     for name, vpt in (("forward", forward), ("backward", backward)):
         print(f"{args.task}: a perfect model's VPT {name}: median {vpt.double().quantile(0.5):.1f} of {unseen} frames "
               f"(mean {vpt.double().mean():.1f}; all {unseen} frames on {(vpt == unseen).double().mean():.0%} of sequences)")

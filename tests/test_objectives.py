@@ -92,7 +92,8 @@ def test_objective_params_are_validated_by_the_objective():
 def test_an_objective_refuses_physics_of_a_state_it_cannot_train():
     with pytest.raises(ConfigError, match="objective 'hgn' works on latent states but physics 'spring' has "
                                           "objects states; use objective paig"):
-        resolve_config(flags={"objective.name": "hgn"})
+        resolve_config(flags={"objective.name": "hgn", "physics.name": "spring", "encoder.name": "paig_unet",
+                              "decoder.name": "spatial_transformer"})
 
 
 def legacy_config(config: dict) -> dict:

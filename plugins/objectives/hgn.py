@@ -42,8 +42,9 @@ mean((gt−pred)²)/mean(gt²) stays ≤ 0.025, and ``vpt_rel`` that as a fracti
 frames; ``vpt_backward`` is the same for time run backwards: the encoder sees the *last*
 ``input_steps`` frames (in their order), and the state it infers at the last frame is integrated
 with −dt back to the first frame, so the encoder and the dynamics are tested on a reversal they
-were never trained on (unactuated data only); ``h_std`` is the std of the energy along each forward rollout, averaged over sequences, and
-``h_rel_std`` the same divided by |mean energy|. ``loss`` (what model selection minimises) is ``mse``.
+were not trained on unless ``backward_share`` is set (unactuated data only); ``h_std`` is the std
+of the energy along each forward rollout, averaged over sequences, and ``h_rel_std`` the same
+divided by |mean energy|. ``loss`` (what model selection minimises) is ``mse``.
 """
 from __future__ import annotations
 
@@ -99,14 +100,16 @@ class HgnObjective(Objective[HgnParams]):
     states = ("latent",)
     headline = ("mse", "vpt", "vpt_backward", "h_rel_std")
     recipes = {
-        "paper": {section: {"latent": "maps", "latent_channels": 16} for section in ("encoder", "physics", "decoder")},
+        "paper": {section: {"name": name, "latent": "maps", "latent_channels": 16}
+                  for section, name in (("encoder", "hgn"), ("physics", "hamiltonian_latent"), ("decoder", "hgn_conv"))},
         "fast": {
             "data": {"pred_steps": 10, "n_train": 2000},
             "objective": {"variational": False},
-            "encoder": {"latent": "vector", "first_channels": 16, "hidden_channels": 32, "hidden_layers": 3,
-                        "z_channels": 16, "transformer_channels": 32},
-            "physics": {"latent": "vector", "hidden": [64, 64], "activation": "swish", "kinetic": "quadratic"},
-            "decoder": {"latent": "vector", "filters": 32},
+            "encoder": {"name": "hgn", "latent": "vector", "first_channels": 16, "hidden_channels": 32,
+                        "hidden_layers": 3, "z_channels": 16, "transformer_channels": 32},
+            "physics": {"name": "hamiltonian_latent", "latent": "vector", "hidden": [64, 64], "activation": "swish",
+                        "kinetic": "quadratic"},
+            "decoder": {"name": "hgn_conv", "latent": "vector", "filters": 32},
             "training": {"lr": 1e-3},
         },
     }
@@ -238,7 +241,6 @@ class HgnObjective(Objective[HgnParams]):
         if out.encoded.kl is not None:
             metrics["kl"] = out.encoded.kl
         return metrics
-
 
     def _backward_vpt(self, pipeline: Pipeline, frames: Tensor) -> Tensor:
         """VPT back in time from the state inferred at the last frame (see the module docs), (B,)."""
