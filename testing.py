@@ -9,6 +9,8 @@
 - ``random_state``: a float64 batch of (q, p) of a system's state shape.
 - ``assert_follows_hamiltons_equations``: dq/dt = ∂H/∂p and dp/dt = −∂H/∂q (for force laws: F = −∇V).
 - ``assert_energy_conserved``: the flow keeps ``energy`` constant, ∇E·f = 0 (to rounding).
+- ``assert_separable_as_declared``: a system that says it is ``separable`` has dq/dt free of q and
+  dp/dt free of p (leapfrog reuses forces across steps on that promise).
 - ``measured_order``: an integrator's order of convergence, fitted on a reference solution.
 - ``registered``: plugin classes registered for the duration of one test, without a package.
 - ``grid_sampled_warp``: the spatial transformer's warp by ``affine_grid`` + ``grid_sample``, the
@@ -75,6 +77,17 @@ def assert_energy_conserved(system: PhysicsSystem, q: Tensor, p: Tensor, toleran
     rate, scale = energy_rate(system, q, p)
     worst = float((rate.abs() / scale.clamp_min(1e-300)).max().detach())
     assert worst <= tolerance, f"energy changes along the flow: |∇E·f| / (|∇E|·|f|) up to {worst:.3g}"
+
+
+def assert_separable_as_declared(system: PhysicsSystem, q: Tensor, p: Tensor) -> None:
+    """If ``system.separable``, moving q leaves dq/dt unchanged and moving p leaves dp/dt unchanged."""
+    if not system.separable:
+        return
+    generator = torch.Generator().manual_seed(1)
+    other_q = q + torch.randn(q.shape, generator=generator, dtype=q.dtype)
+    other_p = p + torch.randn(p.shape, generator=generator, dtype=p.dtype)
+    torch.testing.assert_close(system.dq_dt(other_q, p), system.dq_dt(q, p), msg="separable, yet dq/dt reads q")
+    torch.testing.assert_close(system.dp_dt(q, other_p), system.dp_dt(q, p), msg="separable, yet dp/dt reads p")
 
 
 def reference_solution(physics: PhysicsSystem, q0: Tensor, p0: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:

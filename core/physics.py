@@ -74,6 +74,14 @@ class PhysicsSystem(Plugin[P], nn.Module):
         """Applied after every integrator substep; identity unless the system has hard constraints."""
         return q, p
 
+    @property
+    def separable(self) -> bool:
+        """True when dp/dt reads q alone and dq/dt reads p alone (H = T(p) + V(q), no friction), so
+        an integrator may carry a force from the end of one step to the start of the next (leapfrog
+        then evaluates it once per step instead of twice). False, the safe answer, unless a system
+        says otherwise."""
+        return False
+
     # --- diagnostics and reports ---------------------------------------------------------------
     def energy(self, q: Tensor, p: Tensor) -> Tensor:
         """Total energy per sample, ``(B,)`` (for a batch of time steps, any leading shape)."""

@@ -97,6 +97,7 @@ def test_encoder_and_decoder_scale_between_latent_and_image(size):
 
 
 def test_a_vector_latent_goes_through_the_latent_maps_by_linear_layers():
+    torch.manual_seed(0)
     shared = {"image_size": 16, "channels": 3, "latent_channels": 2, "latent": "vector"}
     encoder = pivf.encoder("hgn", **shared, input_steps=2, hidden_layers=1, variational=False)
     decoder = pivf.decoder("hgn_conv", **shared, filters=8)

@@ -29,6 +29,7 @@ class Oscillator(PhysicsSystem):
     """H = p²/2m + kq²/2, elementwise over any state shape; exact solution known."""
 
     name = "test_oscillator"
+    separable = True
 
     def __init__(self, k: float = 2.0, m: float = 0.5) -> None:
         super().__init__()
@@ -56,6 +57,7 @@ class Pendulum(PhysicsSystem):
     """H = p²/(2ml²) + mgl(1 − cos q): nonlinear, with g as the learnable physical parameter."""
 
     name = "test_pendulum"
+    separable = True
 
     def __init__(self, g: float = 3.0, m: float = 0.5, length: float = 1.0) -> None:
         super().__init__()
@@ -75,7 +77,9 @@ class Pendulum(PhysicsSystem):
 
 class QuarticKinetic(PhysicsSystem):
     """H = a·p⁴/4 + q²/2, given only as a Hamiltonian: dq/dt = a·p³ comes from autograd. A scheme
-    that takes "velocity = p" integrates another flow and loses its order on this system."""
+    that takes "velocity = p" integrates another flow and loses its order on this system. It does not
+    declare itself separable, so leapfrog takes its step-by-step path here and the carried-force
+    path on the two systems above."""
 
     name = "test_quartic_kinetic"
 
@@ -167,6 +171,26 @@ def test_leapfrog_drifts_with_dq_dt_not_with_p():
     with torch.no_grad():
         got = pivf.integrator("leapfrog").step(physics, q, p, h)
     assert max_error(got, (expected_q, expected_p)) < 1e-15
+
+
+class CountingOscillator(Oscillator):
+    forces = 0
+
+    def dp_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        self.forces += 1
+        return super().dp_dt(q, p)
+
+
+def test_leapfrog_carries_a_separable_force_to_the_next_step_and_changes_nothing_else():
+    physics, (q0, p0) = CountingOscillator().double(), initial_state()
+    t = torch.linspace(0, 1, 4, dtype=F64)
+    leapfrog = pivf.integrator("leapfrog", substeps=5)
+    carried = leapfrog.rollout(physics, q0, p0, t)
+    assert physics.forces == 3 * 5 + 1
+    physics.forces = 0
+    stepwise = Integrator.rollout(leapfrog, physics, q0, p0, t)
+    assert physics.forces == 2 * 3 * 5
+    assert max_error(carried, stepwise) < 1e-15
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -12,7 +12,8 @@ import pivf
 from pivf.core.control import wrap
 from pivf.core.errors import PluginParamsError
 from pivf.core.registry import reset_registry
-from pivf.testing import assert_energy_conserved, assert_follows_hamiltons_equations, energy_rate, random_state
+from pivf.testing import (assert_energy_conserved, assert_follows_hamiltons_equations, assert_separable_as_declared,
+                          energy_rate, random_state)
 
 F64 = torch.float64
 
@@ -314,14 +315,29 @@ def test_latent_hamiltonian_takes_any_map_size_and_leading_dims(size):
     assert system.energy(q, p).shape == (3, 2)
 
 
-@pytest.mark.parametrize("name", ["hamiltonian", "hamiltonian_latent"])
-def test_separable_hamiltonians_give_velocity_from_p_and_force_from_q(name):
-    separable, joint = pivf.physics(name), pivf.physics(name, separable=False)
-    q, p = torch.randn(2, 4, *separable.state_shape())
+SEPARABLE = [(name, params, scale, True) for name, params, scale in CANONICAL + LEARNED if name != "bouncing"] + [
+    ("bouncing", {}, 10.0, False),  # its walls reflect p: a constraint, not a force
+    ("damped_spring", {}, 1.0, False),
+    ("hamiltonian", {"separable": False}, 1.0, False),
+    ("hamiltonian_latent", {"separable": False}, 1.0, False),
+]
+
+
+@pytest.mark.parametrize("name, params, scale, expected", SEPARABLE)
+def test_systems_declare_separability_and_keep_to_it(name, params, scale, expected):
+    """Leapfrog carries a separable system's force from one step to the next: the flag must hold."""
+    system = double(name, **params)
+    assert system.separable is expected
+    assert_separable_as_declared(system, *random_state(system, scale=scale))
+
+
+def test_joint_hamiltonians_read_both_coordinates_in_both_derivatives():
+    """The check above would pass for a system that wrongly said separable: false; this one cannot."""
+    joint = pivf.physics("hamiltonian_latent", separable=False)
+    q, p = torch.randn(2, 4, *joint.state_shape())
     other = torch.randn_like(q)
-    torch.testing.assert_close(separable.dq_dt(q, p), separable.dq_dt(other, p))
-    torch.testing.assert_close(separable.dp_dt(q, p), separable.dp_dt(q, other))
     assert not torch.allclose(joint.dq_dt(q, p), joint.dq_dt(other, p))
+    assert not torch.allclose(joint.dp_dt(q, p), joint.dp_dt(q, other))
 
 
 @pytest.mark.parametrize("separable", [True, False])

@@ -48,6 +48,7 @@ class Gravity(PhysicsSystem[GravityParams]):
     name = "gravity"
     description = "N bodies under gravity (PAIG 3-body, HGN n-body); learnable g, optional masses"
     ground_truth = {"g": 60.0}
+    separable = True
 
     def __init__(self, params: GravityParams | None = None) -> None:
         super().__init__(params)

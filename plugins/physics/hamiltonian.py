@@ -66,6 +66,10 @@ class LearnedHamiltonian(PhysicsSystem[LHP]):
             return self.kinetic(p) + self.potential(q)
         return self.joint(torch.cat((q, p), dim=self.join_dim))
 
+    @property
+    def separable(self) -> bool:
+        return self.params.separable
+
     # A separable H's partial derivatives each need one of its two networks, not both.
     def dq_dt(self, q: Tensor, p: Tensor) -> Tensor:
         if self.params.kinetic == "quadratic":

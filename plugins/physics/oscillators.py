@@ -31,6 +31,7 @@ class MassSpring(PhysicsSystem[MSP]):
     state = "generalized"  # a displacement along a line, drawn only by its task
     Params = MassSpringParams
     ground_truth = {"k": 2.0, "m": 0.5}
+    separable = True
 
     def __init__(self, params: MSP | None = None) -> None:
         super().__init__(params)
@@ -65,6 +66,7 @@ class DampedSpring(MassSpring[DampedSpringParams]):
     description = "1-D damped oscillator ṗ = −kq − 2ζ√(k/m)·p (HGN); learnable k, m and damping ζ"
     ground_truth = {"k": 2.0, "m": 0.5, "zeta": 0.3}
     conservative = False
+    separable = False  # the friction reads p
 
     def __init__(self, params: DampedSpringParams | None = None) -> None:
         super().__init__(params)

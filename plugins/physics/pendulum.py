@@ -33,6 +33,7 @@ class Pendulum(PhysicsSystem[PendulumParams]):
     description = "rigid pendulum, angle and canonical momentum; learnable g, optional l and actuation torque"
     state = "generalized"  # an angle, drawn only by its task
     ground_truth = {"g": 3.0, "l": 1.0, "m": 0.5}
+    separable = True
 
     def __init__(self, params: PendulumParams | None = None) -> None:
         super().__init__(params)

@@ -32,6 +32,7 @@ class Spring(PhysicsSystem[SpringParams]):
     name = "spring"
     description = "two unit masses joined by a spring (PAIG); learnable k and half rest length l"
     ground_truth = {"k": 4.0, "l": 6.0}
+    separable = True
 
     def __init__(self, params: SpringParams | None = None) -> None:
         super().__init__(params)

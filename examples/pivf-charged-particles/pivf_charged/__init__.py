@@ -35,6 +35,7 @@ class ChargedParticles(PhysicsSystem[ChargedParams]):
     name = "charged_particles"
     description = "N charged particles under Coulomb forces; learnable Coulomb constant"
     ground_truth = {"coulomb": 50.0}
+    separable = True  # the force reads positions only
     charges: Tensor  # a buffer: the fixed charge of each particle
 
     def __init__(self, params: ChargedParams | None = None) -> None:

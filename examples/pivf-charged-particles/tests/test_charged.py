@@ -8,8 +8,8 @@ import torch
 import pivf
 from pivf.core.data.task import Trajectory
 from pivf.core.errors import UnknownPluginError
-from pivf.testing import (assert_energy_conserved, assert_follows_hamiltons_equations, measured_order, random_state,
-                          registered)
+from pivf.testing import (assert_energy_conserved, assert_follows_hamiltons_equations, assert_separable_as_declared,
+                          measured_order, random_state, registered)
 from pivf_charged import ChargedColor, ChargedParticles
 
 
@@ -17,6 +17,8 @@ def test_forces_follow_from_the_coulomb_energy():
     system = pivf.physics("charged_particles", coulomb=5.0).double()
     assert_follows_hamiltons_equations(system, *random_state(system, scale=8.0))
     assert_energy_conserved(system, *random_state(system, scale=8.0, seed=1))
+    assert system.separable
+    assert_separable_as_declared(system, *random_state(system, scale=8.0, seed=2))
 
 
 @pytest.mark.parametrize("integrator, order", [("euler", 1), ("leapfrog", 2), ("yoshida", 4)])
