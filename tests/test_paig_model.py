@@ -159,6 +159,48 @@ def test_the_unet_sees_channels_last_images_whatever_slice_of_the_data(stored, u
     assert layouts == [True]
 
 
+@pytest.mark.parametrize("recipe", ["fast", "paper"])
+def test_localising_in_cpu_batches_changes_nothing_but_the_speed(recipe):
+    torch.manual_seed(0)
+    encoders = [build_pipeline(resolve_config(task="spring_color", overrides=[
+        f"training.recipe={recipe}", f"encoder.cpu_batch={n}"])).encoder.double() for n in (7, 1000)]
+    encoders[1].load_state_dict(encoders[0].state_dict())
+    frames = torch.rand(3, 10, 3, 32, 32, dtype=torch.float64, requires_grad=True)
+    positions, grads = [], []
+    for encoder in encoders:
+        out = encoder.locate(frames)
+        (grad,) = torch.autograd.grad(out.square().sum(), frames)
+        positions.append(out)
+        grads.append(grad)
+    assert positions[0].shape == (3, 10, 2, 2)
+    torch.testing.assert_close(positions[0], positions[1], rtol=0, atol=1e-10)
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_training_and_evaluation_batches_localise_at_the_per_frame_speed_of_whole_sequences(calibrated_threads):
+    """Slices of 12-frame training files and 30-frame test sequences cost no more per frame than the
+    10-frame batch (within 20 %). Shapes are timed in turn and each keeps its best time, so a load
+    spike on the machine cannot land on one shape only."""
+    import time
+
+    from pivf.core.data.dataset import as_float
+
+    torch.manual_seed(0)
+    encoder = build_pipeline(resolve_config(task="spring_color")).encoder
+    batches = {(stored, used): as_float(torch.randint(0, 256, (20, stored, 32, 32, 3), dtype=torch.uint8))[:, :used]
+               for stored, used in ((10, 10), (12, 10), (12, 12), (30, 30))}
+    best = dict.fromkeys(batches, float("inf"))
+    for repeat in range(8):
+        for shape, frames in batches.items():
+            start = time.perf_counter()
+            encoder.locate(frames).sum().backward()
+            if repeat:  # the first round warms up
+                best[shape] = min(best[shape], (time.perf_counter() - start) / frames[:, :, 0, 0, 0].numel())
+    slowest = {shape: seconds / best[(10, 10)] for shape, seconds in best.items()}
+    assert max(slowest.values()) < 1.2, f"per-frame time relative to 10 of 10 frames: {slowest}"
+
+
 def test_a_median_backdrop_takes_a_fixed_cameras_scene_out_of_the_encoders_input():
     """A textured backdrop with a small red disc that moves: the backdrop is the per-pixel median,
     so the encoder's input is the disc alone, and a checkpoint carries the backdrop."""
