@@ -5,6 +5,8 @@ clipping where the preset clips, the preset's optimiser) on a fixed batch held o
 Warm-up steps come first (allocator, cuDNN autotuning, compilation); the clock runs only over the
 timed steps, with the device synchronised just before and after them.
 
+Besides sequences per second it prints the peak memory: allocated on a GPU, resident on a CPU.
+
 ``--compile`` compiles the encoder and decoder (``training.compile``; a learned Hamiltonian's double
 backward cannot be compiled); ``--bf16`` runs those two under bfloat16 autocast while the physics
 stays float32 (``training.bf16``).
@@ -16,6 +18,7 @@ stays float32 (``training.bf16``).
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import torch
@@ -85,7 +88,14 @@ def main() -> None:
     print(f"train_throughput task={args.task} device={name} physics={config.physics.name} "
           f"integrator={config.integrator.name} batch={batch_size} frames={objective.train_length} "
           f"compile={args.compile} bf16={args.bf16}: {args.steps * batch_size / elapsed:.2f} sequences/s "
-          f"({args.steps} steps in {elapsed:.1f} s)")
+          f"({args.steps} steps in {elapsed:.1f} s; peak memory {peak_memory_mib(device):.0f} MiB)")
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """The device's peak allocated memory; on a CPU the process's peak resident size (Linux: KiB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
 
 
 if __name__ == "__main__":
