@@ -154,12 +154,14 @@ def finish_sweep(out: Path, failure: str | None, log: Log) -> None:
 
 def write_layout(out: Path, config: ExperimentConfig, integrators: list[str]) -> None:
     """A custom-scalars layout: one chart per metric (the objective's headline metrics first), one
-    line per integrator run."""
+    line per integrator run. A headline chart holds the validation curve and the test split's figure
+    at the run's last step: metrics of extrapolation exist only on the longer test sequences."""
     from torch.utils.tensorboard import SummaryWriter
 
     headline = registry().get("objective", config.objective.name).headline
-    tags = [f"valid/{metric}" for metric in headline] + list(COMMON_LAYOUT_METRICS)
-    layout = {"by integrator": {tag: ["Multiline", [f"^{tag}$"]] for tag in tags}}
+    charts = {metric: ["Multiline", [f"^(valid|test)/{metric}$"]] for metric in headline}
+    charts.update({tag: ["Multiline", [f"^{tag}$"]] for tag in COMMON_LAYOUT_METRICS})
+    layout = {"by integrator": charts}
     writer = SummaryWriter(log_dir=str(out))
     writer.add_custom_scalars(layout)
     writer.add_text("sweep", "integrators: " + ", ".join(integrators))
