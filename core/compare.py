@@ -31,6 +31,7 @@ from pivf.core.images import pyplot, save_figure
 from pivf.core.plugin import format_validation_error
 from pivf.core.registry import registry
 from pivf.core.atomic import atomic_write_text
+from pivf.core.build import create_plugin
 from pivf.core.runs import run_finished
 
 Log = Callable[[str], None]
@@ -155,11 +156,14 @@ def finish_sweep(out: Path, failure: str | None, log: Log) -> None:
 def write_layout(out: Path, config: ExperimentConfig, integrators: list[str]) -> None:
     """A custom-scalars layout: one chart per metric (the objective's headline metrics first), one
     line per integrator run. A headline chart holds the validation curve and the test split's figure
-    at the run's last step: metrics of extrapolation exist only on the longer test sequences."""
+    at the run's last step: metrics of extrapolation exist only on the longer test sequences. Each
+    learned physical parameter gets a chart, its true value drawn beside it."""
     from torch.utils.tensorboard import SummaryWriter
 
     headline = registry().get("objective", config.objective.name).headline
     charts = {metric: ["Multiline", [f"^(valid|test)/{metric}$"]] for metric in headline}
+    for name in create_plugin("physics", config.physics).learned_parameters():
+        charts[f"param/{name}"] = ["Multiline", [f"^param(_true)?/{name}$"]]
     charts.update({tag: ["Multiline", [f"^{tag}$"]] for tag in COMMON_LAYOUT_METRICS})
     layout = {"by integrator": charts}
     writer = SummaryWriter(log_dir=str(out))

@@ -66,7 +66,7 @@ def test_compare_lays_out_one_run_per_integrator_with_the_same_tags(tmp_path, ca
         assert {"train/loss", "valid/pred", "param/k", "param/l"} <= tags[integrator]
     assert tags["euler"] == tags["leapfrog"] == tags["rk4"]
     charts = custom_scalar_charts(out)
-    assert list(charts)[:3] == ["recons", "pred", "extrap"]  # the PAIG objective's headline
+    assert list(charts)[:5] == ["recons", "pred", "extrap", "param/k", "param/l"]  # PAIG's headline, the spring's
     for title, patterns in charts.items():  # no empty chart: extrap exists on the test split only
         assert any(re.match(pattern, tag) for pattern in patterns for tag in tags["euler"]), title
     with open(out / "summary.csv") as handle:
