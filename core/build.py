@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from pivf.core.config import ExperimentConfig, PluginChoice
 from pivf.core.data.dataset import Dataset, load_dataset
 from pivf.core.data.generate import ensure_dataset
@@ -21,9 +23,16 @@ def create_plugin(kind: str, choice: PluginChoice) -> Any:
 
 
 def build_pipeline(config: ExperimentConfig) -> Pipeline:
+    """The four plugins, built in order. A learned physics (a network) draws its initial weights
+    from the random stream but hands the stream on as it found it, so one seed gives the encoder
+    and decoder the same initial weights whichever physics sits between them: swapping the
+    equations of motion is then a controlled comparison."""
+    encoder = create_plugin("encoder", config.encoder)
+    with torch.random.fork_rng(devices=[]):
+        physics = create_plugin("physics", config.physics)
     pipeline = Pipeline(
-        encoder=create_plugin("encoder", config.encoder),
-        physics=create_plugin("physics", config.physics),
+        encoder=encoder,
+        physics=physics,
         integrator=create_plugin("integrator", config.integrator),
         decoder=create_plugin("decoder", config.decoder),
         dt=config.data.dt,

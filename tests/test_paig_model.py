@@ -159,6 +159,23 @@ def test_the_unet_sees_channels_last_images_whatever_slice_of_the_data(stored, u
     assert layouts == [True]
 
 
+def test_one_seed_starts_the_encoder_and_decoder_alike_whatever_the_physics():
+    """A learned physics between them draws its own weights, yet leaves the encoder's and decoder's
+    to the seed alone: comparing a learned H with the spring changes the physics only."""
+    def built(**flags):
+        torch.manual_seed(3)
+        return build_pipeline(resolve_config(task="spring_color", flags=flags))
+
+    spring, learned = built(), built(**{"physics.name": "hamiltonian"})
+    assert list(learned.physics.parameters())
+    for part in ("encoder", "decoder"):
+        ours, theirs = getattr(spring, part).state_dict(), getattr(learned, part).state_dict()
+        assert all(torch.equal(ours[name], theirs[name]) for name in ours), part
+    torch.manual_seed(4)
+    assert not torch.equal(build_pipeline(resolve_config(task="spring_color")).encoder.unet.head.weight,
+                           spring.encoder.unet.head.weight)
+
+
 @pytest.mark.parametrize("recipe", ["fast", "paper"])
 def test_localising_in_cpu_batches_changes_nothing_but_the_speed(recipe):
     torch.manual_seed(0)
