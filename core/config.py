@@ -76,7 +76,7 @@ class TrainingConfig(Section):
     recipe: str | None = Field(None, description="a named config layer of the objective over the task preset "
                                                  "(PAIG: 'fast', its default, or 'paper'); empty: the objective's "
                                                  "first recipe, if it has any")
-    physics_lr: float | None = Field(None, gt=0, description="learning rate of the physical parameters (default: lr)")
+    physics_lr: float | None = Field(None, gt=0, description="learning rate of the physical constants, not of a learned physics' networks (default: lr)")
     anneal_at: float = Field(0.75, gt=0, le=1, description="fraction of the epochs (or of max_time, whichever "
                                                          "is further along) after which lr is multiplied by anneal_factor")
     anneal_factor: float = Field(0.2, gt=0, le=1)

@@ -91,6 +91,11 @@ class PhysicsSystem(Plugin[P], nn.Module):
         """Learnable physical parameters in physical units (e.g. ``{"k": 4.1}``)."""
         return {}
 
+    def physical_constants(self) -> list[nn.Parameter]:
+        """The parameters that are physical constants (k, g, masses), which ``training.physics_lr``
+        drives; a network's weights are not, and train at the base rate."""
+        return list(self.parameters())
+
     def set_learned(self, name: str, value: float) -> None:
         """Set a learned parameter, named and in the units of ``learned_parameters``: the zero-shot
         edit of a model to a changed system (a heavier bob, a stronger motor)."""

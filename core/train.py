@@ -166,12 +166,12 @@ class Trainer:
                  f"(failure {failures}/{MAX_FAILURES})")
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """One group at ``training.lr``, or two when the physical parameters have a rate of their own
+        """One group at ``training.lr``, or two when the physical constants have a rate of their own
         (``base_lr`` is each group's rate before annealing and rollbacks)."""
         tcfg = self.config.training
         if tcfg.physics_lr is None:
             return [{"params": self.params, "base_lr": tcfg.lr}]
-        physical = {id(p) for p in self.pipeline.physics.parameters()}
+        physical = {id(p) for p in self.pipeline.physics.physical_constants()}
         groups = [{"params": [p for p in self.params if id(p) not in physical], "base_lr": tcfg.lr},
                   {"params": [p for p in self.params if id(p) in physical], "base_lr": tcfg.physics_lr}]
         return [group for group in groups if group["params"]]

@@ -108,3 +108,18 @@ def test_a_compiled_run_trains_as_the_eager_one_and_its_checkpoint_loads_eagerly
     assert compiled["eval"]["recons_loss"] == pytest.approx(eager["eval"]["recons_loss"], rel=1e-2)
     evaluated = evaluate_run(tmp_path / "compiled", checkpoint="last", device="cpu", log=lambda _msg: None)
     assert evaluated["eval"]["recons_loss"] == pytest.approx(compiled["eval"]["recons_loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("physics, constants", [("spring", 2), ("hamiltonian", 0)])
+def test_the_physics_learning_rate_drives_physical_constants_not_a_networks_weights(tmp_path, physics, constants):
+    """The fast recipe's physics_lr (3e-2) suits k and l; on a learned H's MLP it would be 15× the
+    rate its weights should move at."""
+    config = resolve_config(task="spring_color", flags={"physics.name": physics}, overrides=[
+        "data.n_train=4", "data.n_valid=2", "data.n_test=2", f"data.cache_dir={tmp_path / 'cache'}",
+        "training.device=cpu", "logging.tensorboard=false", f"logging.out={tmp_path}"])
+    trainer = Trainer(config, log=lambda _msg: None, quiet=True)
+    rates = {id(p): group["base_lr"] for group in trainer.param_groups() for p in group["params"]}
+    physical = [rates[id(p)] for p in trainer.pipeline.physics.parameters()]
+    assert physical.count(config.training.physics_lr) == constants
+    assert physical.count(config.training.lr) == len(physical) - constants
+    assert {rates[id(p)] for p in trainer.pipeline.encoder.parameters()} == {config.training.lr}

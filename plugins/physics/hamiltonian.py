@@ -70,6 +70,9 @@ class LearnedHamiltonian(PhysicsSystem[LHP]):
     def separable(self) -> bool:
         return self.params.separable
 
+    def physical_constants(self) -> list[nn.Parameter]:
+        return []  # network weights only
+
     # A separable H's partial derivatives each need one of its two networks, not both.
     def dq_dt(self, q: Tensor, p: Tensor) -> Tensor:
         if self.params.kinetic == "quadratic":
