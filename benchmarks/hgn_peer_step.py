@@ -9,7 +9,7 @@ pivf. Its networks, HGN class and integrator are used as they are; its training 
 its ``train.py`` (GECO with its default tolerance, α and multiplier rate). Its plotting module needs
 OpenCV, which the step never uses, so that one import is stubbed.
 
-    python benchmarks/hgn_peer_step.py --peer ../Hamiltonian-Generative-Networks --rounds 3
+    python benchmarks/hgn_peer_step.py --peer ../Hamiltonian-Generative-Networks --rounds 3 [--bf16]
 """
 from __future__ import annotations
 
@@ -85,13 +85,13 @@ def peer_step_seconds(peer: Path, steps: int, warmup: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def pivf_step_seconds(steps: int, warmup: int) -> float:
+def pivf_step_seconds(steps: int, warmup: int, bf16: bool) -> float:
     """Seconds per step of pivf's own throughput benchmark on the same setup."""
     here = Path(__file__).resolve().parent
     out = subprocess.run([sys.executable, str(here / "train_throughput.py"), "--task", "pendulum", "--device", "cpu",
-                          "--steps", str(steps), "--warmup", str(warmup), "--set", "objective.geco=true"],
-                         capture_output=True, text=True, check=True).stdout
-    match = re.search(r"\((\d+) steps in ([\d.]+) s\)", out)
+                          "--steps", str(steps), "--warmup", str(warmup), "--set", "objective.geco=true",
+                          *(["--bf16"] if bf16 else [])], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"\((\d+) steps in ([\d.]+) s", out)
     assert match, out
     return float(match.group(2)) / int(match.group(1))
 
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per process")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true", help="pivf's side under bfloat16 autocast (the peer stays float32)")
     parser.add_argument("--peer-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer_only:
@@ -109,7 +110,7 @@ def main() -> None:
         return
     pivf, peer = [], []
     for round_ in range(1, args.rounds + 1):
-        pivf.append(pivf_step_seconds(args.steps, args.warmup))
+        pivf.append(pivf_step_seconds(args.steps, args.warmup, args.bf16))
         out = subprocess.run([sys.executable, __file__, "--peer", str(args.peer), "--steps", str(args.steps),
                               "--warmup", str(args.warmup), "--peer-only"], capture_output=True, text=True, check=True)
         peer.append(float(out.stdout.strip().splitlines()[-1]))

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 
 def mlp(sizes: Sequence[int], activation: type[nn.Module], final_activation: bool = False) -> nn.Sequential:
@@ -24,3 +25,8 @@ def glorot_init(module: nn.Module) -> nn.Module:
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
     return module
+
+
+def full_precision(x: Tensor) -> Tensor:
+    """``x`` in float32 if autocast left it in a 16-bit type; float32 and float64 pass unchanged."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from pivf.core.hookspecs import hookimpl
 from pivf.core.model import Decoder
-from pivf.core.nn import glorot_init, mlp
+from pivf.core.nn import full_precision, glorot_init, mlp
 from pivf.core.plugin import PluginParams
 
 MASK_OFFSET = 5.0
@@ -117,7 +117,12 @@ class SpatialTransformerDecoder(Decoder[SpatialTransformerParams]):
         return True
 
     def forward(self, q: Tensor) -> Tensor:
-        """positions (B, N, 2) → frames (B, C, H, W)."""
+        """positions (B, N, 2) → frames (B, C, H, W), in float32 even under bfloat16 autocast: the
+        sampling weights resolve sub-pixel positions, and this decoder is a small part of a step."""
+        with torch.autocast(q.device.type, enabled=False):
+            return self._render(full_precision(q))
+
+    def _render(self, q: Tensor) -> Tensor:
         warped = self.warp(q)
         mask_logits = warped[:, :, 0] - MASK_OFFSET  # exactly −5 outside each template
         contents = warped[:, :, 1:]

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from pivf.core.discovery import departure_colours
 from pivf.core.hookspecs import hookimpl
 from pivf.core.model import Encoder, EncoderOutput
-from pivf.core.nn import glorot_init, mlp
+from pivf.core.nn import full_precision, glorot_init, mlp
 from pivf.core.plugin import PluginParams
 
 #: constant logit of the background channel in the mask softmax (1, not 0, as in the original)
@@ -70,6 +70,13 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(fan_in, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits, in float32 even where the features ran under bfloat16 autocast."""
+        features = self.features(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return self.head(full_precision(features))
+
+    def features(self, x: Tensor) -> Tensor:
+        """The maps the last 1×1 conv turns into logits."""
         skips = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
@@ -79,7 +86,7 @@ class UNet(nn.Module):
             skip = skips.pop()
             x = proj(F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False))
             x = merge(torch.cat([x, skip], dim=1))
-        return self.head(x)
+        return x
 
 
 class SoftArgmaxHead(nn.Module):
@@ -236,11 +243,15 @@ class PaigUNetEncoder(Encoder[PaigEncoderParams]):
         return positions.reshape(b, t, self.params.n_objects, -1)
 
     def _locate_images(self, images: Tensor) -> Tensor:
-        """Channels-last images (n, C, H, W) → positions (n, N, dim)."""
+        """Channels-last images (n, C, H, W) → positions (n, N, dim). Under bfloat16 autocast only the
+        U-Net's feature convolutions take it: logits and coordinates stay float32, since velocities
+        are differences of sub-pixel positions and bfloat16 keeps 8 bits of mantissa."""
         logits = self.unet(images)
-        if self.colour is not None:
-            logits = logits + self.params.colour_path * self.colour(images)
-        return self.head(logits, images)
+        with torch.autocast(images.device.type, enabled=False):
+            images = full_precision(images)
+            if self.colour is not None:
+                logits = logits + self.params.colour_path * self.colour(images)
+            return self.head(logits, images)
 
     def estimate_velocity(self, positions: Tensor) -> Tensor:
         """positions (B, T_in, N, dim) → velocity at the last input frame (B, N, dim)."""
