@@ -84,8 +84,8 @@ def assert_separable_as_declared(system: PhysicsSystem, q: Tensor, p: Tensor) ->
     if not system.separable:
         return
     generator = torch.Generator().manual_seed(1)
-    other_q = q + torch.randn(q.shape, generator=generator, dtype=q.dtype)
-    other_p = p + torch.randn(p.shape, generator=generator, dtype=p.dtype)
+    other_q = q + torch.randn(q.shape, generator=generator, dtype=q.dtype).to(q.device)
+    other_p = p + torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device)
     torch.testing.assert_close(system.dq_dt(other_q, p), system.dq_dt(q, p), msg="separable, yet dq/dt reads q")
     torch.testing.assert_close(system.dp_dt(q, other_p), system.dp_dt(q, p), msg="separable, yet dp/dt reads p")
 

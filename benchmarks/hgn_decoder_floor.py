@@ -1,9 +1,10 @@
 """The floor under HGN's training step on a CPU: the decoder's forward and backward for one batch.
 
 A step decodes the rolled-out state at the last input frame and at every predicted one, for each
-sequence of the batch (16 × 30 frames at the pendulum preset), so however fast the rest of the step becomes, it cannot take less than this. The script
-also counts the decoder's convolution multiply-adds and prints the rate they run at, to show how
-close to the machine's arithmetic limit the decoder already is.
+sequence of the batch (16 × 30 frames at the pendulum preset), so however fast the rest of the
+step becomes, it cannot take less than this. The script also counts the decoder's convolution
+multiply-adds and prints the rate they run at, to show how close to the machine's arithmetic limit
+the decoder already is.
 
     OMP_NUM_THREADS=2 python benchmarks/hgn_decoder_floor.py
 """

@@ -8,8 +8,8 @@ timed steps, with the device synchronised just before and after them.
 Besides sequences per second it prints the peak memory: allocated on a GPU, resident on a CPU.
 
 ``--compile`` compiles the encoder and decoder (``training.compile``; a learned Hamiltonian's double
-backward cannot be compiled); ``--bf16`` runs those two under bfloat16 autocast while the physics
-stays float32 (``training.bf16``).
+backward cannot be compiled); ``--bf16`` runs the vision networks' convolutions under bfloat16
+autocast while positions and physics stay float32 (``training.bf16``).
 
     python benchmarks/train_throughput.py --device cuda --task spring_color        # PAIG, batch 100
     python benchmarks/train_throughput.py --device cuda --task pendulum            # HGN, batch 16
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed training steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder and decoder")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the encoder and decoder")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the vision convolutions (training.bf16)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="config override, as for `pivf train --set`")
     args = parser.parse_args()
@@ -88,7 +88,7 @@ def main() -> None:
     print(f"train_throughput task={args.task} device={name} physics={config.physics.name} "
           f"integrator={config.integrator.name} batch={batch_size} frames={objective.train_length} "
           f"compile={args.compile} bf16={args.bf16}: {args.steps * batch_size / elapsed:.2f} sequences/s "
-          f"({args.steps} steps in {elapsed:.1f} s; peak memory {peak_memory_mib(device):.0f} MiB)")
+          f"({args.steps} steps in {elapsed:.3f} s; peak memory {peak_memory_mib(device):.0f} MiB)")
 
 
 def peak_memory_mib(device: torch.device) -> float:

@@ -22,6 +22,10 @@ def create_plugin(kind: str, choice: PluginChoice) -> Any:
     return cls(cls.validate_params(choice.params))
 
 
+#: a learned physics draws from the run's seed plus this, a stream of its own
+PHYSICS_SEED_OFFSET = 1
+
+
 def build_pipeline(config: ExperimentConfig) -> Pipeline:
     """The four plugins, built in order. A learned physics (a network) draws its initial weights
     from the random stream but hands the stream on as it found it, so one seed gives the encoder
@@ -29,6 +33,7 @@ def build_pipeline(config: ExperimentConfig) -> Pipeline:
     equations of motion is then a controlled comparison."""
     encoder = create_plugin("encoder", config.encoder)
     with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(torch.initial_seed() + PHYSICS_SEED_OFFSET)  # its own numbers, not the decoder's
         physics = create_plugin("physics", config.physics)
     pipeline = Pipeline(
         encoder=encoder,

@@ -85,8 +85,9 @@ class TrainingConfig(Section):
     eval_every: int = Field(10, ge=1, description="epochs between validations")
     compile: bool = Field(False, description="torch.compile the encoder and decoder (docs/BENCHMARKS.md: slower "
                                              "than eager for PAIG on a 2-core CPU; measure it on your device)")
-    bf16: bool = Field(False, description="run the encoder and decoder under bfloat16 autocast, the physics in "
-                                          "float32 (docs/BENCHMARKS.md has what it does to speed and learning)")
+    bf16: bool = Field(False, description="run the vision networks' convolutions under bfloat16 autocast; positions "
+                                          "and physics stay float32 (faster on CPUs with AMX and on recent GPUs; "
+                                          "docs/BENCHMARKS.md)")
     max_time: float | None = Field(None, gt=0, description="wall-clock budget of the training loop in seconds; "
                                                           "when spent, the run stops and is evaluated and written")
 

@@ -198,7 +198,7 @@ def test_localising_in_cpu_batches_changes_nothing_but_the_speed(recipe):
 def test_training_and_evaluation_batches_localise_at_the_per_frame_speed_of_whole_sequences(calibrated_threads):
     """Slices of 12-frame training files and 30-frame test sequences cost no more per frame than the
     10-frame batch (within 20 %). Shapes are timed in turn and each keeps its best time, so a load
-    spike on the machine cannot land on one shape only."""
+    spike on the machine cannot land on one shape only; a slow shape must be slow in three attempts."""
     import time
 
     from pivf.core.data.dataset import as_float
@@ -207,15 +207,19 @@ def test_training_and_evaluation_batches_localise_at_the_per_frame_speed_of_whol
     encoder = build_pipeline(resolve_config(task="spring_color")).encoder
     batches = {(stored, used): as_float(torch.randint(0, 256, (20, stored, 32, 32, 3), dtype=torch.uint8))[:, :used]
                for stored, used in ((10, 10), (12, 10), (12, 12), (30, 30))}
-    best = dict.fromkeys(batches, float("inf"))
-    for repeat in range(8):
-        for shape, frames in batches.items():
-            start = time.perf_counter()
-            encoder.locate(frames).sum().backward()
-            if repeat:  # the first round warms up
-                best[shape] = min(best[shape], (time.perf_counter() - start) / frames[:, :, 0, 0, 0].numel())
-    slowest = {shape: seconds / best[(10, 10)] for shape, seconds in best.items()}
-    assert max(slowest.values()) < 1.2, f"per-frame time relative to 10 of 10 frames: {slowest}"
+    attempts = []
+    for _ in range(3):
+        best = dict.fromkeys(batches, float("inf"))
+        for repeat in range(8):
+            for shape, frames in batches.items():
+                start = time.perf_counter()
+                encoder.locate(frames).sum().backward()
+                if repeat:  # the first round warms up
+                    best[shape] = min(best[shape], (time.perf_counter() - start) / frames[:, :, 0, 0, 0].numel())
+        attempts.append({shape: seconds / best[(10, 10)] for shape, seconds in best.items()})
+        if max(attempts[-1].values()) < 1.2:
+            return
+    raise AssertionError(f"per-frame time relative to 10 of 10 frames, three attempts: {attempts}")
 
 
 def test_a_median_backdrop_takes_a_fixed_cameras_scene_out_of_the_encoders_input():
@@ -268,7 +272,9 @@ def test_bf16_runs_the_unet_features_in_bfloat16_and_keeps_the_coordinate_path_f
     out.frames.square().mean().backward()
     assert all(p.grad is not None for p in pipeline.physics.parameters() if p.requires_grad)
     with pipeline.vision_precision(frames.device):  # the spatial transformer renders in float32 regardless
-        torch.testing.assert_close(pipeline.decoder(out.q[-1]), pipeline.decoder.float()(out.q[-1]), rtol=0, atol=0)
+        rendered = pipeline.decoder(out.q[-1])
+    assert rendered.dtype == torch.float32
+    torch.testing.assert_close(rendered, pipeline.decoder(out.q[-1]), rtol=0, atol=0)
     pipeline.bf16 = False
     full = pipeline(frames, steps=6)
     assert seen["features"] == torch.float32

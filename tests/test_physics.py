@@ -331,9 +331,10 @@ def test_systems_declare_separability_and_keep_to_it(name, params, scale, expect
     assert_separable_as_declared(system, *random_state(system, scale=scale))
 
 
-def test_joint_hamiltonians_read_both_coordinates_in_both_derivatives():
+@pytest.mark.parametrize("name", ["hamiltonian", "hamiltonian_latent"])
+def test_joint_hamiltonians_read_both_coordinates_in_both_derivatives(name):
     """The check above would pass for a system that wrongly said separable: false; this one cannot."""
-    joint = pivf.physics("hamiltonian_latent", separable=False)
+    joint = pivf.physics(name, separable=False)
     q, p = torch.randn(2, 4, *joint.state_shape())
     other = torch.randn_like(q)
     assert not torch.allclose(joint.dq_dt(q, p), joint.dq_dt(other, p))

@@ -278,8 +278,9 @@ class PaigUNetEncoder(Encoder[PaigEncoderParams]):
     def forward(self, frames: Tensor) -> EncoderOutput:
         t_in = self.params.input_steps
         positions = self.locate(frames)
-        return EncoderOutput(q0=positions[:, t_in - 1], p0=self.estimate_velocity(positions[:, :t_in]),
-                             positions=positions)
+        with torch.autocast(frames.device.type, enabled=False):  # velocities from positions: float32
+            velocity = self.estimate_velocity(positions[:, :t_in])
+        return EncoderOutput(q0=positions[:, t_in - 1], p0=velocity, positions=positions)
 
 
 @hookimpl
