@@ -43,7 +43,7 @@ class Pipeline(nn.Module):
         self.integrator = integrator
         self.dt = dt
         self.controls: Tensor | None = None  # (B, S, m) while ``driven``
-        self.bf16 = False  # encoder and decoder under bfloat16 autocast; they keep positions float32 (``training.bf16``)
+        self.bf16 = False  # vision under bfloat16 autocast; positions stay float32 (``training.bf16``)
 
     @contextmanager
     def driven(self, controls: Tensor | None) -> Iterator[None]:
