@@ -109,5 +109,8 @@ def ranks_in_sync(params: Sequence[Tensor], world: World) -> bool:
 
 
 def shutdown(world: World) -> None:
+    """Leave the process group together: a rank that tears its connections down while rank 0 is
+    still writing the run's files can make the other's transport abort."""
     if world.active and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
