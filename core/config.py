@@ -369,7 +369,7 @@ def check_compatibility(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"integrator '{integrator.name}' cannot apply the hard constraints (wall bounces) of physics "
             f"'{physics.name}'; use one of: {', '.join(n for n in reg.names('integrator') if reg.get('integrator', n).supports_constraints)}")
-    for field in ("latent_channels", "latent_size", "latent"):
+    for field in ("latent_channels", "latent_size", "latent", "angles"):
         values = {section: getattr(config, section).params[field] for section in ("encoder", "physics", "decoder")
                   if field in getattr(config, section).params}
         if len(set(values.values())) > 1:

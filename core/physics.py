@@ -127,6 +127,18 @@ def energy_gradient(energy: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     return grad if training else grad.detach()
 
 
+#: floor on a squared length inside its sqrt. sqrt has an infinite slope at 0 (PAIG's NaN risk when two
+#: objects coincide); with the floor a length is ≥ 1e-4, so a direction d/|d| is zero for coincident
+#: points and its gradient is finite. PAIG adds 1e-4 to |d| in the direction instead; that would bias
+#: the force away from −∇V.
+MIN_SQUARED_LENGTH = 1e-8
+
+
+def floored_length(d: Tensor) -> Tensor:
+    """|d| over the last dimension, shape (..., 1), never below 1e-4 (``MIN_SQUARED_LENGTH``)."""
+    return d.pow(2).sum(-1, keepdim=True).clamp_min(MIN_SQUARED_LENGTH).sqrt()
+
+
 def log_parameter(value: float, learnable: bool = True) -> nn.Parameter:
     """A positive physical constant stored as its log, so gradient steps never make it negative."""
     return nn.Parameter(torch.tensor(math.log(value)), requires_grad=learnable)

@@ -109,6 +109,37 @@ def test_a_vector_latent_goes_through_the_latent_maps_by_linear_layers():
         resolve_config(task="pendulum", overrides=["encoder.latent=vector"])
 
 
+def test_an_angle_in_the_latent_is_read_on_a_circle():
+    """With ``angles``, the encoder's q is a direction in (−π, π], and the decoder and the learned
+    potential are 2π-periodic in it but not in the other entries."""
+    torch.manual_seed(0)
+    shared = {"image_size": 16, "channels": 3, "latent_channels": 2, "latent": "vector", "angles": 1}
+    encoder = pivf.encoder("hgn", **shared, input_steps=2, hidden_layers=1, variational=False)
+    decoder = pivf.decoder("hgn_conv", **shared, filters=8).double()
+    physics = pivf.physics("hamiltonian_latent", latent_channels=2, latent="vector", angles=1, hidden=[16]).double()
+    encoded = encoder(torch.rand(64, 4, 3, 16, 16))
+    assert encoded.q0.shape == encoded.p0.shape == (64, 2)
+    assert bool((encoded.q0[:, 0].abs() <= math.pi).all())
+    q = torch.randn(5, 2, dtype=torch.float64)
+    turned = q + torch.tensor([2 * math.pi, 0.0], dtype=torch.float64)
+    shifted = q + torch.tensor([0.0, 2 * math.pi], dtype=torch.float64)
+    assert torch.allclose(decoder(turned), decoder(q), rtol=0, atol=1e-9)
+    assert torch.allclose(physics.potential(turned), physics.potential(q), rtol=0, atol=1e-9)
+    assert not torch.allclose(decoder(shifted), decoder(q), rtol=0, atol=1e-3)
+    assert not torch.allclose(physics.potential(shifted), physics.potential(q), rtol=0, atol=1e-3)
+    p = torch.randn(5, 2, dtype=torch.float64)
+    assert torch.allclose(physics.dp_dt(turned, p), physics.dp_dt(q, p), rtol=0, atol=1e-9)
+
+
+def test_angles_must_lie_in_one_vector_latent():
+    with pytest.raises(PluginParamsError, match="angles are entries of a vector latent"):
+        pivf.decoder("hgn_conv", angles=1)
+    with pytest.raises(PluginParamsError, match="cannot exceed latent_channels"):
+        pivf.physics("hamiltonian_latent", latent="vector", latent_channels=1, angles=2)
+    with pytest.raises(ConfigError, match="encoder.angles = 1, physics.angles = 0, decoder.angles = 1 differ"):
+        resolve_config(task="pendulum", overrides=["training.recipe=fast", "encoder.angles=1", "decoder.angles=1"])
+
+
 def test_decoding_in_cpu_batches_changes_nothing_but_the_speed():
     torch.manual_seed(0)
     q = torch.randn(23, 4, 4, 4, dtype=torch.float64, requires_grad=True)

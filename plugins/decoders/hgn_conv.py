@@ -11,7 +11,7 @@ fit in the caches, a few dozen images' do, and oneDNN's convolutions run fastest
 Together about 2.5× faster, forward and backward (docs/BENCHMARKS.md).
 
 With ``latent: vector`` (HGN++) a linear layer first spreads q (latent_channels numbers) over
-``filters`` maps of the latent side.
+``filters`` maps of the latent side, reading each angle of q (``angles``) as its cosine and sine.
 
 Only q is decoded: the image must not see p, or the model could store motion in the picture instead
 of in the dynamics.
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from pivf.plugins.latent_image import LatentImageParams
+from pivf.plugins.latent_image import LatentImageParams, circle_features
 from pivf.core.hookspecs import hookimpl
 from pivf.core.model import Decoder
 
@@ -57,14 +57,14 @@ class HgnConvDecoder(Decoder[HgnDecoderParams]):
         super().__init__(params)
         p = self.params
         vector = p.latent == "vector"
-        self.expand = nn.Sequential(nn.Linear(p.latent_channels, p.filters * p.latent_size**2),
+        self.expand = nn.Sequential(nn.Linear(p.latent_channels + p.angles, p.filters * p.latent_size**2),
                                     nn.Unflatten(1, (p.filters, p.latent_size, p.latent_size))) if vector else None
         widths = [p.filters if vector else p.latent_channels] + [p.filters] * p.doublings
         self.blocks = nn.Sequential(*(UpsamplingBlock(a, b) for a, b in zip(widths[:-1], widths[1:])))
         self.out = nn.Conv2d(p.filters, p.channels, 3, padding=1)
 
     def forward(self, q: Tensor) -> Tensor:
-        maps = q if self.expand is None else self.expand(q)
+        maps = q if self.expand is None else self.expand(circle_features(q, self.params.angles))
         if maps.device.type != "cpu":
             return self._decode(maps)
         maps = maps.contiguous(memory_format=torch.channels_last)

@@ -7,7 +7,8 @@ eval mode. The "transformer" halves the resolution k times (stride-2 convs) down
 side and splits its channels into q and p. Its last conv is linear: a ReLU there (as in one public
 re-implementation) would force q0, p0 ≥ 0 and confine the dynamics to one orthant. With ``latent:
 vector`` (HGN++) the transformer's last conv keeps its width and a ReLU, and a linear layer takes the
-flattened maps to the two vectors q and p.
+flattened maps to the two vectors q and p; an angle of q (``angles``) is the direction of a point
+in the plane that layer places.
 
 The state is inferred at the last input frame. ``variational`` must agree with ``objective.variational``
 (the HGN objective checks this on every step); a deterministic encoder returns no KL and has no
@@ -47,8 +48,8 @@ def _transformer(p: HgnEncoderParams) -> nn.Sequential:
         if not last or vector:
             layers.append(nn.ReLU())
         fan_in = width
-    if vector:
-        layers += [nn.Flatten(), nn.Linear(width * p.latent_size**2, 2 * p.latent_channels)]
+    if vector:  # an angle takes two outputs: a point in the plane, whose direction it is
+        layers += [nn.Flatten(), nn.Linear(width * p.latent_size**2, 2 * p.latent_channels + p.angles)]
     return nn.Sequential(*layers)
 
 
@@ -76,8 +77,14 @@ class HgnEncoder(Encoder[HgnEncoderParams]):
         return (self.params.z_channels, self.params.image_size, self.params.image_size)
 
     def transform(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        q, p = self.transformer(z).chunk(2, dim=1)
-        return q, p
+        angles = self.params.angles
+        state = self.transformer(z)
+        if not angles:
+            q, p = state.chunk(2, dim=1)
+            return q, p
+        cosines, sines, rest = state.split([angles, angles, state.shape[1] - 2 * angles], dim=1)
+        q, p = rest.split([self.params.latent_channels - angles, self.params.latent_channels], dim=1)
+        return torch.cat((torch.atan2(sines, cosines), q), dim=1), p
 
     def forward(self, frames: Tensor) -> EncoderOutput:
         h = self.features(frames[:, : self.params.input_steps].flatten(1, 2))

@@ -21,8 +21,9 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import ObjectParams, PhysicsSystem, StateKind, energy_gradient
+from pivf.core.physics import ObjectParams, PhysicsSystem, StateKind, energy_gradient, floored_length
 from pivf.core.plugin import PluginParams
+from pivf.plugins.latent_image import check_angles, circle_features
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"softplus": nn.Softplus, "tanh": nn.Tanh, "swish": nn.SiLU}
 
@@ -52,13 +53,13 @@ class LearnedHamiltonian(PhysicsSystem[LHP]):
         super().__init__(params)
         if self.params.separable:
             quadratic = self.params.kinetic == "quadratic"
-            self.kinetic = _QuadraticEnergy(len(self.state_shape())) if quadratic else self._energy_net(joint=False)
-            self.potential = self._energy_net(joint=False)
+            self.kinetic = _QuadraticEnergy(len(self.state_shape())) if quadratic else self._energy_net("p")
+            self.potential = self._energy_net("q")
         else:
-            self.joint = self._energy_net(joint=True)
+            self.joint = self._energy_net("qp")
 
-    def _energy_net(self, joint: bool) -> nn.Module:
-        """A network from one state (or q and p joined) to energies of shape (...,)."""
+    def _energy_net(self, reads: Literal["q", "p", "qp"]) -> nn.Module:
+        """A network from q, p or both joined (q first) to energies of shape (...,)."""
         raise NotImplementedError
 
     def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
@@ -98,14 +99,26 @@ class _QuadraticEnergy(nn.Module):
 
 class HamiltonianParams(ObjectParams, LearnedHamiltonianParams):
     hidden: list[int] = Field([128, 128], min_length=1, description="hidden layer widths of each MLP")
+    potential: Literal["mlp", "pairwise"] = Field(
+        "mlp", description="mlp: V(q) over every coordinate; pairwise: V = Σ_{i<j} φ(|q_i − q_j|), one learned "
+                           "φ of a distance (needs separable)")
+
+    @model_validator(mode="after")
+    def _pairwise_is_separable(self) -> HamiltonianParams:
+        if self.potential == "pairwise" and not self.separable:
+            raise ValueError("potential: pairwise is V(q) alone, H = K(p) + V(q); it needs separable: true")
+        return self
 
 
 class _MLPEnergy(nn.Module):
-    """(..., *state) → (...,): an MLP over the flattened last ``state_dims`` dimensions."""
+    """(..., *state) → (...,): an MLP over the flattened last ``state_dims`` dimensions, its first
+    ``angles`` entries read as their cosines and sines (``circle_features``)."""
 
-    def __init__(self, in_features: int, hidden: list[int], activation: type[nn.Module], state_dims: int) -> None:
+    def __init__(self, in_features: int, hidden: list[int], activation: type[nn.Module], state_dims: int,
+                 angles: int = 0) -> None:
         super().__init__()
         self.state_dims = state_dims
+        self.angles = angles
         layers: list[nn.Module] = []
         for width in hidden:
             layers += [nn.Linear(in_features, width), activation()]
@@ -114,16 +127,42 @@ class _MLPEnergy(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.flatten(-self.state_dims)).squeeze(-1)
+        return self.net(circle_features(x.flatten(-self.state_dims), self.angles)).squeeze(-1)
+
+
+class _PairPotential(nn.Module):
+    """(..., N, D) → (...,): Σ_{i<j} φ(|q_i − q_j|) with φ one MLP of a distance.
+
+    Objects that push and pull each other along the line between them (springs, gravity, charges)
+    have such a potential: it cannot depend on where the pair is or how it is turned, so the network
+    learns a function of one number instead of finding that invariance among 2·N·D inputs.
+    """
+
+    first: Tensor  # the pairs (i, j), i < j, as two index buffers
+    second: Tensor
+
+    def __init__(self, n_objects: int, hidden: list[int], activation: type[nn.Module]) -> None:
+        super().__init__()
+        self.phi = _MLPEnergy(1, hidden, activation, state_dims=1)
+        first, second = torch.triu_indices(n_objects, n_objects, offset=1)
+        self.register_buffer("first", first, persistent=False)
+        self.register_buffer("second", second, persistent=False)
+
+    def forward(self, q: Tensor) -> Tensor:
+        offsets = q[..., self.first, :] - q[..., self.second, :]  # (..., pairs, D)
+        return self.phi(floored_length(offsets)).sum(-1)
 
 
 class Hamiltonian(LearnedHamiltonian[HamiltonianParams]):
     name = "hamiltonian"
     description = "learned Hamiltonian (MLP) over object coordinates; smooth activations, separable option"
 
-    def _energy_net(self, joint: bool) -> nn.Module:
-        size = self.params.n_objects * self.params.dim * (2 if joint else 1)
-        return _MLPEnergy(size, self.params.hidden, ACTIVATIONS[self.params.activation], state_dims=2)
+    def _energy_net(self, reads: Literal["q", "p", "qp"]) -> nn.Module:
+        p = self.params
+        activation = ACTIVATIONS[p.activation]
+        if reads == "q" and p.potential == "pairwise":
+            return _PairPotential(p.n_objects, p.hidden, activation)
+        return _MLPEnergy(p.n_objects * p.dim * len(reads), p.hidden, activation, state_dims=2)
 
     def state_shape(self) -> tuple[int, ...]:
         return (self.params.n_objects, self.params.dim)
@@ -139,6 +178,13 @@ class LatentHamiltonianParams(LearnedHamiltonianParams):
     conv_channels: list[int] = Field([32, 64, 64, 64], min_length=2,
                                      description="maps: widths of 3×3 conv, 2×2 stride-2 conv, then padded 2×2 convs")
     hidden: list[int] = Field([250] * 5, min_length=1, description="vector: hidden layer widths of each MLP")
+    angles: int = Field(0, ge=0, description="vector: how many leading entries of q are angles (V reads their "
+                                             "cosine and sine, so it is periodic there)")
+
+    @model_validator(mode="after")
+    def _angles_in_a_vector(self) -> LatentHamiltonianParams:
+        check_angles(self.angles, self.latent, self.latent_channels)
+        return self
 
 
 class _ConvEnergy(nn.Module):
@@ -173,12 +219,13 @@ class LatentHamiltonian(LearnedHamiltonian[LatentHamiltonianParams]):
         super().__init__(params)
         self.join_dim = -1 if self.params.latent == "vector" else -3
 
-    def _energy_net(self, joint: bool) -> nn.Module:
+    def _energy_net(self, reads: Literal["q", "p", "qp"]) -> nn.Module:
         p = self.params
-        channels = p.latent_channels * (2 if joint else 1)
+        channels = p.latent_channels * len(reads)
         activation = ACTIVATIONS[p.activation]
-        if p.latent == "vector":
-            return _MLPEnergy(channels, p.hidden, activation, state_dims=1)
+        if p.latent == "vector":  # q leads the joined state, so its angles lead it too
+            angles = p.angles if reads.startswith("q") else 0
+            return _MLPEnergy(channels + angles, p.hidden, activation, state_dims=1, angles=angles)
         return _ConvEnergy(channels, p.conv_channels, activation)
 
     def state_shape(self) -> tuple[int, ...]:

@@ -41,10 +41,7 @@ from torch import Tensor, nn
 
 from pivf.core.errors import ConfigError
 from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import ObjectParams, PhysicsSystem, log_parameter
-
-#: floor on |r|² inside the sqrt, so a bob estimated at the pivot has a finite direction and gradient
-_MIN_SQUARED_RADIUS = 1e-8
+from pivf.core.physics import ObjectParams, PhysicsSystem, floored_length, log_parameter
 
 
 class PivotPendulumParams(ObjectParams):
@@ -80,7 +77,7 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
     def _radial(self, q: Tensor) -> tuple[Tensor, Tensor]:
         """|r| (..., 1) and r̂ (..., 2) for the bob at q."""
         r = q - self.pivot.to(q.dtype)
-        radius = (r**2).sum(-1, keepdim=True).clamp_min(_MIN_SQUARED_RADIUS).sqrt()
+        radius = floored_length(r)  # a bob estimated at the pivot keeps a finite direction and gradient
         return radius, r / radius
 
     def _turning(self, direction: Tensor) -> Tensor:

@@ -13,12 +13,7 @@ from pydantic import Field
 from torch import Tensor
 
 from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import ObjectParams, PhysicsSystem, log_parameter
-
-#: floor on |d|² inside the sqrt. sqrt has an infinite slope at 0 (PAIG's NaN risk when two objects
-#: coincide); with the floor, |d| ≥ 1e-4, so d/|d| is zero for coincident objects and its gradient is
-#: finite. PAIG adds 1e-4 to |d| in the direction instead; that would bias the force away from −∇V.
-_MIN_SQUARED_DISTANCE = 1e-8
+from pivf.core.physics import ObjectParams, PhysicsSystem, floored_length, log_parameter
 
 
 class SpringParams(ObjectParams):
@@ -42,7 +37,7 @@ class Spring(PhysicsSystem[SpringParams]):
     def _stretch(self, q: Tensor) -> tuple[Tensor, Tensor]:
         """Extension |d| − 2l, shape (..., 1), and the unit vector d̂ from object 1 to object 0."""
         d = q[..., 0, :] - q[..., 1, :]
-        length = (d**2).sum(-1, keepdim=True).clamp_min(_MIN_SQUARED_DISTANCE).sqrt()
+        length = floored_length(d)
         return length - 2 * self.log_l.exp(), d / length
 
     def dq_dt(self, q: Tensor, p: Tensor) -> Tensor:
