@@ -353,6 +353,26 @@ def test_samples_come_from_the_prior_through_the_transformer():
         sample(tiny_pipeline(variational=False), 1, steps=2)
 
 
+def test_a_state_sampling_encoder_has_its_prior_over_the_phase_space():
+    """With ``variational_at: state`` the sampled variable is (q, p) itself (an angle's point in the
+    plane): a prior sample is a state, training draws around the mean, evaluation takes the mean."""
+    torch.manual_seed(0)
+    shared = {"image_size": 16, "channels": 3, "latent_channels": 2, "latent": "vector", "angles": 1}
+    encoder = pivf.encoder("hgn", **shared, input_steps=2, hidden_layers=1, variational_at="state")
+    assert encoder.prior_shape() == (5,)
+    frames = torch.rand(4, 2, 3, 16, 16)
+    drawn, again = encoder(frames), encoder(frames)
+    assert drawn.kl.shape == (4,) and bool((drawn.kl > 0).all())
+    assert not torch.equal(drawn.p0, again.p0)
+    encoder.eval()
+    torch.testing.assert_close(encoder(frames).p0, encoder(frames).p0)
+    q, p = encoder.transform(torch.tensor([[0.0, 1.0, 0.5, 0.25, -0.75]]))  # cos, sin of the angle, q1, p0, p1
+    torch.testing.assert_close(q, torch.tensor([[math.pi / 2, 0.5]]))
+    torch.testing.assert_close(p, torch.tensor([[0.25, -0.75]]))
+    with pytest.raises(PluginParamsError, match="variational_at: state .* needs latent: vector"):
+        pivf.encoder("hgn", variational_at="state")
+
+
 # --- metrics --------------------------------------------------------------------------------------
 
 def test_valid_prediction_time_counts_leading_valid_frames():

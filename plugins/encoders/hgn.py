@@ -12,12 +12,16 @@ in the plane that layer places.
 
 The state is inferred at the last input frame. ``variational`` must agree with ``objective.variational``
 (the HGN objective checks this on every step); a deterministic encoder returns no KL and has no
-prior to sample from.
+prior to sample from. ``variational_at: state`` (vector latents) moves the sampled variable from z to
+the state itself: the transformer gives the mean and log-variance of (q, p) (of the points in the
+plane, for angles), so the prior N(0, I) is over the phase space and a sample from it is a state.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from pivf.plugins.latent_image import LatentImageParams
@@ -33,6 +37,24 @@ class HgnEncoderParams(LatentImageParams):
     hidden_layers: int = Field(6, ge=0, description="hidden 3×3 convs after the input conv")
     z_channels: int = Field(48, ge=1, description="channels of z (at full image resolution)")
     transformer_channels: int = Field(64, ge=1, description="width of the transformer's inner convs")
+    variational_at: Literal["z", "state"] = Field(
+        "z", description="z: sample HGN's z at full image resolution; state: sample the vector state itself "
+                         "(latent: vector), so the prior N(0, I) is over (q, p)")
+
+    @model_validator(mode="after")
+    def _state_sampling_needs_a_vector(self) -> HgnEncoderParams:
+        if self.variational_at == "state" and self.latent != "vector":
+            raise ValueError("variational_at: state samples the vector (q, p); it needs latent: vector")
+        return self
+
+    @property
+    def state_width(self) -> int:
+        """Numbers the transformer gives per state: q and p, plus a second coordinate per angle."""
+        return 2 * self.latent_channels + self.angles
+
+    @property
+    def samples_state(self) -> bool:
+        return self.variational and self.variational_at == "state"
 
 
 def _transformer(p: HgnEncoderParams) -> nn.Sequential:
@@ -49,7 +71,8 @@ def _transformer(p: HgnEncoderParams) -> nn.Sequential:
             layers.append(nn.ReLU())
         fan_in = width
     if vector:  # an angle takes two outputs: a point in the plane, whose direction it is
-        layers += [nn.Flatten(), nn.Linear(width * p.latent_size**2, 2 * p.latent_channels + p.angles)]
+        outputs = p.state_width * (2 if p.samples_state else 1)  # a mean and a log-variance per entry
+        layers += [nn.Flatten(), nn.Linear(width * p.latent_size**2, outputs)]
     return nn.Sequential(*layers)
 
 
@@ -68,17 +91,22 @@ class HgnEncoder(Encoder[HgnEncoderParams]):
             fan_in = width
         self.features = nn.Sequential(*layers)
         self.mean = nn.Conv2d(fan_in, p.z_channels, 3, padding=1)
-        self.log_var = nn.Conv2d(fan_in, p.z_channels, 3, padding=1) if p.variational else None
+        self.log_var = nn.Conv2d(fan_in, p.z_channels, 3, padding=1) if p.variational and not p.samples_state else None
         self.transformer = _transformer(p)
 
     def prior_shape(self) -> tuple[int, ...] | None:
-        if not self.params.variational:
+        p = self.params
+        if not p.variational:
             return None
-        return (self.params.z_channels, self.params.image_size, self.params.image_size)
+        return (p.state_width,) if p.samples_state else (p.z_channels, p.image_size, p.image_size)
 
     def transform(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """A value of the sampled variable (z, or the state itself) → (q, p)."""
+        return self._split(z if self.params.samples_state else self.transformer(z))
+
+    def _split(self, state: Tensor) -> tuple[Tensor, Tensor]:
+        """The transformer's output → (q, p), each angle the direction of its point."""
         angles = self.params.angles
-        state = self.transformer(z)
         if not angles:
             q, p = state.chunk(2, dim=1)
             return q, p
@@ -87,11 +115,15 @@ class HgnEncoder(Encoder[HgnEncoderParams]):
         return torch.cat((torch.atan2(sines, cosines), q), dim=1), p
 
     def forward(self, frames: Tensor) -> EncoderOutput:
-        h = self.features(frames[:, : self.params.input_steps].flatten(1, 2))
+        p = self.params
+        h = self.features(frames[:, : p.input_steps].flatten(1, 2))
         mean = self.mean(h)
-        if self.log_var is None:
+        if not p.variational:
             return EncoderOutput(*self.transform(mean))
-        log_var = self.log_var(h)
+        if self.log_var is None:  # the state is what is sampled
+            mean, log_var = self.transformer(mean).chunk(2, dim=1)
+        else:
+            log_var = self.log_var(h)
         z = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
         kl = 0.5 * (mean.pow(2) + log_var.exp() - 1 - log_var).flatten(1).sum(1)  # per sample, summed over z
         return EncoderOutput(*self.transform(z), kl=kl)
