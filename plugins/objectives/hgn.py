@@ -214,7 +214,7 @@ class HgnObjective(Objective[HgnParams]):
         with inference(pipeline):
             for start in range(0, data.shape[0], batch_size):
                 with self.driving(pipeline, controls, slice(start, start + batch_size)):
-                    parts.append(self._sequence_metrics(pipeline, as_float(data[start:start + batch_size])))
+                    parts.append(self.sequence_metrics(pipeline, as_float(data[start:start + batch_size])))
         per_sequence = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
         predicted = data.shape[1] - self.input_steps
         medians = {key: per_sequence.pop(key).double().quantile(0.5) for key in ("vpt", "vpt_backward")
@@ -223,7 +223,7 @@ class HgnObjective(Objective[HgnParams]):
         metrics.update(loss=metrics["mse"], vpt_rel=medians["vpt"] / predicted, **medians)
         return {key: float(value) for key, value in metrics.items()}
 
-    def _sequence_metrics(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
+    def sequence_metrics(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
         """Per-sequence metrics of one batch, each of shape (B,)."""
         decoded, out = self.decode_window(pipeline, frames, frames.shape[1] - self.input_steps)
         error = (decoded - frames[:, self.first_frame:]).pow(2).flatten(2).mean(-1)  # (B, frames)
