@@ -22,6 +22,9 @@ def test_defaults_then_preset_then_recipe():
     assert (hgn.encoder.params["latent"], hgn.physics.params["latent_channels"], hgn.data.pred_steps) == ("maps", 16, 29)
     fast = resolve_config(task="two_body", flags={"training.recipe": "fast"})
     assert (fast.decoder.params["latent"], fast.decoder.params["latent_channels"], fast.data.pred_steps) == ("vector", 4, 10)
+    assert fast.decoder.params["angles"] == 0 and hgn.decoder.params["angles"] == 0  # maps have no angles
+    swinging = resolve_config(task="pendulum", flags={"training.recipe": "fast"})
+    assert [getattr(swinging, section).params["angles"] for section in ("encoder", "physics", "decoder")] == [1, 1, 1]
     with pytest.raises(ConfigError, match="training.recipe: objective 'hgn' has no recipe 'quick'; available: paper, fast"):
         resolve_config(task="pendulum", flags={"training.recipe": "quick"})
     three_body = resolve_config(task="3bp_color", flags={"training.recipe": "paper"})

@@ -32,7 +32,7 @@ sequence size. Then either ``loss = MSE + β·KL`` (β = ``objective.kl_weight``
 Recipes (``--recipe``), config layers over the task preset: ``paper`` (the default) is HGN's model, 16
 channels of 4×4 latent maps and the widths of the paper; ``fast`` is an HGN++-style model that
 learns on a CPU in minutes: q and p are vectors of the system's degrees of freedom (the task preset
-says how many), K(p) = ½|p|², V(q) a small MLP, narrower convolutions, 5 + 10 frame windows,
+says how many, and which of them are angles), K(p) = ½|p|², V(q) a small MLP, narrower convolutions, 5 + 10 frame windows,
 deterministic (no prior to sample from), Adam at 1e-3 (docs/RESULTS.md).
 
 Metrics (``evaluate``) use the papers' units: ``mse`` is the pixel MSE ×1e4 over the training
@@ -100,7 +100,7 @@ class HgnObjective(Objective[HgnParams]):
     states = ("latent",)
     headline = ("mse", "vpt", "vpt_backward", "h_rel_std")
     recipes = {
-        "paper": {section: {"name": name, "latent": "maps", "latent_channels": 16}
+        "paper": {section: {"name": name, "latent": "maps", "latent_channels": 16, "angles": 0}
                   for section, name in (("encoder", "hgn"), ("physics", "hamiltonian_latent"), ("decoder", "hgn_conv"))},
         "fast": {
             "data": {"pred_steps": 10, "n_train": 2000},

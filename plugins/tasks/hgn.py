@@ -45,11 +45,12 @@ class HgnParams(TaskParams):
 HTP = TypeVar("HTP", bound=HgnParams)
 
 
-def hgn_preset(degrees_of_freedom: int) -> dict[str, Any]:
+def hgn_preset(degrees_of_freedom: int, angles: int = 0) -> dict[str, Any]:
     """The HGN paper's setup (5 frames in, 29 predicted, a learned Hamiltonian, leapfrog) with a
-    latent of the system's ``degrees_of_freedom``: the objective's ``paper`` recipe widens it to
-    HGN's 16 channels of maps, its ``fast`` recipe keeps it as the length of the vectors q and p."""
-    latent = {"latent_channels": degrees_of_freedom}
+    latent of the system's ``degrees_of_freedom``, the first ``angles`` of them angles: the
+    objective's ``paper`` recipe widens it to HGN's 16 channels of maps (which have no angles), its
+    ``fast`` recipe keeps it as the length of the vectors q and p."""
+    latent = {"latent_channels": degrees_of_freedom, "angles": angles}
     return {
         "data": {"image_size": 32, "n_objects": 1, "input_steps": 5, "pred_steps": 29, "extrap_steps": 30,
                  "dt": 0.125},
@@ -128,6 +129,7 @@ class PendulumTask(HgnTask[HTP]):
     description = "HGN pendulum (m=0.5, l=1, g=3) swinging from the image centre"
     physics = "pendulum"
     Params = PendulumParams
+    preset = hgn_preset(degrees_of_freedom=1, angles=1)
 
     def sample_initial(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return self.annulus(n, generator, dims=self.params.n_objects)
@@ -218,7 +220,7 @@ class DoublePendulumTask(PendulumTask[DoublePendulumParams]):
     name = "double_pendulum"
     description = "double pendulum (m=1, l=1, g=3) from its true Hamiltonian, chaotic"
     physics = "double_pendulum"
-    preset = hgn_preset(degrees_of_freedom=2)
+    preset = hgn_preset(degrees_of_freedom=2, angles=2)
 
 
 @hookimpl
