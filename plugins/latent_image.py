@@ -64,4 +64,3 @@ def circle_features(q: Tensor, angles: int) -> Tensor:
         return q
     theta = q[..., :angles]
     return torch.cat((theta.cos(), theta.sin(), q[..., angles:]), dim=-1)
-
