@@ -2,12 +2,16 @@
 its kind requires; ``contract_problems`` checks all of it when the plugin loads."""
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticUndefined
 
 from pivf.core.errors import PluginParamsError
+
+#: what a plugin name may hold: it names folders of runs and sweeps, config values and CLI flags
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 class PluginParams(BaseModel):
@@ -80,7 +84,9 @@ def contract_problems(cls: Any, base: type[Plugin]) -> list[str]:
     problems = []
     if not cls.name:
         problems.append("has no name")
-    if not cls.description or "\n" in cls.description:
+    elif not (isinstance(cls.name, str) and PLAIN_NAME.fullmatch(cls.name)):
+        problems.append(f"name {cls.name!r} is not plain (letters, digits and _ only)")
+    if not isinstance(cls.description, str) or not cls.description or "\n" in cls.description:
         problems.append("needs a one-line description")
     if not (isinstance(cls.Params, type) and issubclass(cls.Params, PluginParams)):
         problems.append("Params must subclass pivf.core.plugin.PluginParams (which refuses unknown fields)")

@@ -6,8 +6,11 @@ is registered with a pluggy ``PluginManager`` (which checks its hook signatures 
 strict about contracts: a module that fails to import, implements a hook that does not exist (a
 misspelling), leaves ``@pivf.hookimpl`` off, or returns a class that breaks its kind's contract
 (wrong base class, a params model that is not ``PluginParams`` or whose defaults violate its own
-fields, no equations of motion, ...) becomes a ``broken`` row with the reason, warned about in one
-line, and everything else keeps working. An error about a name that failed to load says so.
+fields, a name that is not plain, no equations of motion, ...) becomes a ``broken`` row with the
+reason, warned about in one line, and everything else keeps working. Whatever a plugin's code raises
+while it loads is contained the same way, ``SystemExit`` and ``KeyboardInterrupt`` included (only a
+Ctrl-C the user presses meanwhile still stops pivf). An error about a name that failed to load, or
+that one of the settings below hid, says so.
 
 Which third-party plugins load (built-ins always do, unless named in the deny list):
 
@@ -21,10 +24,13 @@ from __future__ import annotations
 
 import difflib
 import os
+import signal
+import threading
 import warnings
+from collections import Counter
 from dataclasses import dataclass, replace
 from importlib.metadata import EntryPoint, distributions
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import pluggy
@@ -130,50 +136,142 @@ def _hook_problems(module: ModuleType, manager: pluggy.PluginManager) -> list[st
     return problems
 
 
-def _broken(kind: str, name: str, dist: str, version: str, source: str, reason: str) -> PluginInfo:
-    """A broken row, warned about in one line."""
-    warnings.warn(f"pivf plugin '{name}' from {dist} failed to load: {reason}", PluginLoadWarning, stacklevel=5)
-    return PluginInfo(kind, name, source, dist, version, "broken", reason)
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _setting(variable: str) -> str:
+    return f"{variable}={os.environ.get(variable, '').strip()}"
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """Where a module of hooks comes from: what its rows say about it."""
+
+    label: str  # the entry point's name, or the module's
+    distribution: str
+    version: str
+    source: str  # "entry point <value>" or "module <name>"
+
+    def broken(self, kind: str, reason: str, name: object = "") -> PluginInfo:
+        """A broken row, warned about in one line; named after the class when it has a usable name."""
+        name = _one_line(name) if isinstance(name, str) and name.strip() else self.label
+        reason = _one_line(reason)
+        warnings.warn(f"pivf plugin '{name}' from {self.distribution} failed to load: {reason}", PluginLoadWarning,
+                      stacklevel=2)
+        return PluginInfo(kind, name, self.source, self.distribution, self.version, "broken", reason)
+
+
+class _Containment:
+    """Keeps whatever plugin code raises while plugins load (``SystemExit``, ``KeyboardInterrupt``,
+    ``GeneratorExit`` too) from ending pivf, while a Ctrl-C the user presses meanwhile still does. A
+    KeyboardInterrupt raised by a plugin looks like one from the keyboard, so Python's own SIGINT
+    handler is watched (in the main thread, where it runs)."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Containment:
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is signal.default_int_handler and threading.current_thread() is threading.main_thread():
+            def note(signum: int, frame: FrameType | None) -> None:
+                self.pressed = True
+                signal.default_int_handler(signum, frame)
+
+            signal.signal(signal.SIGINT, note)
+            self._previous = previous
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        if self.pressed and kind is None:  # a plugin swallowed the user's Ctrl-C
+            raise KeyboardInterrupt
+
+    def reason(self, exc: BaseException) -> str:
+        """What plugin code raised, in one line; after a Ctrl-C of the user's, pivf stops instead."""
+        if self.pressed:
+            raise KeyboardInterrupt from exc
+        try:
+            message = str(exc)
+        except BaseException:  # noqa: BLE001 - its message is plugin code too
+            message = ""
+        return _one_line(f"{type(exc).__name__}: {message}" if message.strip() else type(exc).__name__)
+
+
+def _class_row(cls: Any, kind: str, origin: _Origin, contained: _Containment) -> PluginInfo:
+    """The row of one class a hook returned: ok, unavailable with its reason, or broken."""
+    title, name = "a class", ""
+    try:
+        title = str(getattr(cls, "__qualname__", None) or repr(cls))
+        name = getattr(cls, "name", "")
+        problems = contract_problems(cls, base_class(kind))
+    except BaseException as exc:  # noqa: BLE001 - its declarations are plugin code (a default factory, ...)
+        return origin.broken(kind, f"{title} raised {contained.reason(exc)} while it was checked", name)
+    if problems:
+        return origin.broken(kind, f"{title} " + "; ".join(problems), name)
+    try:
+        reason = cls.unavailable()
+    except BaseException as exc:  # noqa: BLE001
+        return origin.broken(kind, f"{title}.unavailable() raised {contained.reason(exc)}", name)
+    if reason is not None and not isinstance(reason, str):
+        return origin.broken(kind, f"{title}.unavailable() returned a {type(reason).__name__}, not a reason or None",
+                             name)
+    status, error = ("unavailable", _one_line(reason)) if reason else ("ok", "")
+    return PluginInfo(kind, name, cls.description, origin.distribution, origin.version, status, error, cls=cls)
 
 
 class Registry:
     """All plugins found through entry points, indexed by kind and name."""
 
-    def __init__(self, autoload_third_party: bool | None = None) -> None:
+    def __init__(self) -> None:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
-        self.autoload_third_party = not _autoload_disabled() if autoload_third_party is None else autoload_third_party
+        self.autoload_third_party = not _autoload_disabled()
         self.allowed, self.denied = _names_from_env(ALLOW_ENV), _names_from_env(DENY_ENV) or set()
         self._disabled: list[PluginInfo] = []  # left out by the deny list
+        self._hidden: list[tuple[str, str, str]] = []  # (entry point, distribution, the setting that hid it)
         self._by_key: dict[tuple[str, str], list[PluginInfo]] = {}
         self._load_entry_points()
 
     # --- loading ---------------------------------------------------------------------------------
-    def _selected(self, ep: EntryPoint, dist: str) -> bool:
+    def _hidden_by(self, ep: EntryPoint, dist: str) -> str | None:
+        """The setting that keeps this entry point from loading, or None."""
         if {ep.name, dist} & self.denied:
-            return False
+            return _setting(DENY_ENV)
         if _is_builtin(ep, dist):
-            return True
-        return self.autoload_third_party and (self.allowed is None or bool({ep.name, dist} & self.allowed))
+            return None
+        if not self.autoload_third_party:
+            return _setting(DISABLE_AUTOLOAD_ENV)
+        return None if self.allowed is None or {ep.name, dist} & self.allowed else _setting(ALLOW_ENV)
 
     def _load_entry_points(self) -> None:
         seen: set[str] = set()
         loaded: list[PluginInfo] = []
-        for ep in _entry_points():
-            dist, version = _distribution_of(ep)
-            if ep.value in seen:  # the same module listed twice (e.g. an editable and a regular install)
-                continue
-            seen.add(ep.value)
-            if self._selected(ep, dist):
-                loaded.extend(self._load_entry_point(ep, dist, version))
-            elif {ep.name, dist} & self.denied:
-                self._disabled.append(PluginInfo(UNKNOWN_KIND, ep.name, f"entry point {ep.value}", dist, version,
-                                             "disabled", f"named in {DENY_ENV}"))
+        with _Containment() as contained:
+            for ep in _entry_points():
+                dist, version = _distribution_of(ep)
+                if ep.value in seen:  # the same module listed twice (e.g. an editable and a regular install)
+                    continue
+                seen.add(ep.value)
+                hidden_by = self._hidden_by(ep, dist)
+                if hidden_by is None:
+                    origin = _Origin(ep.name, dist, version, f"entry point {ep.value}")
+                    loaded.extend(self._load_entry_point(ep, origin, contained))
+                    continue
+                self._hidden.append((ep.name, dist, hidden_by))
+                if {ep.name, dist} & self.denied:
+                    self._disabled.append(PluginInfo(UNKNOWN_KIND, ep.name, f"entry point {ep.value}", dist, version,
+                                                     "disabled", f"named in {DENY_ENV}"))
         self._index(loaded)
 
     def add_module(self, module: ModuleType, distribution: str, version: str = "") -> None:
         """Register a module of hooks that no entry point names (``pivf.testing.registered``)."""
-        self._index(self._register(module, module.__name__, distribution, version))
+        with _Containment() as contained:
+            rows = self._register(module, _Origin(module.__name__, distribution, version, f"module {module.__name__}"),
+                                  contained)
+        self._index(rows)
 
     def _index(self, rows: list[PluginInfo]) -> None:
         """Add rows; several working providers of one kind and name are all marked as a conflict."""
@@ -184,49 +282,38 @@ class Registry:
             if key[0] != UNKNOWN_KIND and len([r for r in group if r.status in ("ok", "conflict")]) > 1:
                 group[:] = [replace(r, status="conflict") if r.status == "ok" else r for r in group]
 
-    def _load_entry_point(self, ep: EntryPoint, dist: str, version: str) -> list[PluginInfo]:
+    def _load_entry_point(self, ep: EntryPoint, origin: _Origin, contained: _Containment) -> list[PluginInfo]:
         try:
             module = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any failure in foreign code must not break pivf
-            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-            return [_broken(UNKNOWN_KIND, ep.name, dist, version, f"entry point {ep.value}", reason)]
-        return self._register(module, ep.name, dist, version)
+        except BaseException as exc:  # noqa: BLE001 - whatever a plugin does on import must not end pivf
+            return [origin.broken(UNKNOWN_KIND, contained.reason(exc))]
+        return self._register(module, origin, contained)
 
-    def _register(self, module: ModuleType, label: str, dist: str, version: str) -> list[PluginInfo]:
+    def _register(self, module: ModuleType, origin: _Origin, contained: _Containment) -> list[PluginInfo]:
         """The rows of one module of hooks: one per class its hooks return, or one broken row."""
-        source = f"module {module.__name__}"
         try:
-            self.manager.register(module, name=module.__name__)
-        except Exception as exc:  # noqa: BLE001 - e.g. a hook whose arguments the spec does not have
-            return [_broken(UNKNOWN_KIND, label, dist, version, source, f"{type(exc).__name__}: {exc}")]
-        problems = _hook_problems(module, self.manager)
+            self.manager.register(module, name=origin.source)
+            problems = _hook_problems(module, self.manager)
+        except BaseException as exc:  # noqa: BLE001 - a hook whose arguments the spec lacks, a module __dir__
+            problems = [contained.reason(exc)]
         if problems:
-            self.manager.unregister(module)
-            return [_broken(UNKNOWN_KIND, label, dist, version, source, "; ".join(problems))]
-        rows = []
+            if self.manager.get_plugin(origin.source) is not None:
+                self.manager.unregister(name=origin.source)
+            return [origin.broken(UNKNOWN_KIND, "; ".join(problems))]
+        rows = [row for kind, hook_name in hookspecs.HOOK_OF_KIND.items()
+                for row in self._hook_rows(module, kind, hook_name, origin, contained)]
+        return rows or [origin.broken(UNKNOWN_KIND, "implements no pivf hook (see pivf/core/hookspecs.py)")]
+
+    def _hook_rows(self, module: ModuleType, kind: str, hook_name: str, origin: _Origin,
+                   contained: _Containment) -> list[PluginInfo]:
+        """The rows of the classes one hook of ``module`` returns, or the hook's broken row."""
         others = [plugin for plugin in self.manager.get_plugins() if plugin is not module]
-        for kind, hook_name in hookspecs.HOOK_OF_KIND.items():
-            call = self.manager.subset_hook_caller(hook_name, remove_plugins=others)
-            try:
-                returned = [cls for classes in call() for cls in classes]
-            except Exception as exc:  # noqa: BLE001
-                rows.append(_broken(kind, label, dist, version, source,
-                                    f"{hook_name}() raised {type(exc).__name__}: {exc}"))
-                continue
-            for cls in returned:
-                problems = contract_problems(cls, base_class(kind))
-                name = getattr(cls, "name", "") or getattr(cls, "__name__", repr(cls))
-                if problems:
-                    rows.append(_broken(kind, name, dist, version, source,
-                                        f"{getattr(cls, '__qualname__', repr(cls))} " + "; ".join(problems)))
-                    continue
-                reason = cls.unavailable()
-                status, error = ("unavailable", reason) if reason else ("ok", "")
-                rows.append(PluginInfo(kind, name, cls.description, dist, version, status, error, cls=cls))
-        if not rows:
-            rows.append(_broken(UNKNOWN_KIND, label, dist, version, source,
-                                "implements no pivf hook (see pivf/core/hookspecs.py)"))
-        return rows
+        call = self.manager.subset_hook_caller(hook_name, remove_plugins=others)
+        try:
+            returned = [cls for classes in call() for cls in classes]
+        except BaseException as exc:  # noqa: BLE001
+            return [origin.broken(kind, f"{hook_name}() raised {contained.reason(exc)}")]
+        return [_class_row(cls, kind, origin, contained) for cls in returned]
 
     # --- lookup ----------------------------------------------------------------------------------
     def rows(self, kind: str | None = None) -> list[PluginInfo]:
@@ -280,13 +367,25 @@ class Registry:
         failed = [r for r in self._by_key.get((kind, name), []) if r.status == "broken"]
         if failed:
             return f"{kind} '{name}' from {failed[0].distribution} failed to load: {failed[0].error}; {available}"
+        hidden = self._hidden_hint(name)
         suspects = [r for r in self._all_rows() if r.kind in (kind, UNKNOWN_KIND) and r.status == "broken"]
         if suspects:
             modules = "; ".join(f"'{r.name}' from {r.distribution} ({r.error})" for r in suspects)
-            return f"unknown {kind} '{name}'; plugins that failed to load, which may provide it: {modules}; {available}"
+            return (f"unknown {kind} '{name}'{hidden}; plugins that failed to load, which may provide it: {modules}; "
+                    f"{available}")
         hint = difflib.get_close_matches(name, known, n=1)
         did_you_mean = f" (did you mean '{hint[0]}'?)" if hint else ""
-        return f"unknown {kind} '{name}'{did_you_mean}; {available}"
+        return f"unknown {kind} '{name}'{did_you_mean}{hidden}; {available}"
+
+    def _hidden_hint(self, name: str) -> str:
+        """What the settings hid that may provide ``name``: an entry point or distribution of that name
+        for certain, else how many plugins each setting hid (their classes are unknown unloaded)."""
+        for entry_point, dist, setting in self._hidden:
+            if name in (entry_point, dist):
+                return f"; the plugin '{entry_point}' from {dist} is hidden by {setting}"
+        counts = Counter(setting for _, _, setting in self._hidden)
+        return "".join(f"; {setting} hides {count} installed plugin{'' if count == 1 else 's'}, which may provide it"
+                       for setting, count in counts.items())
 
     @overload
     def create(self, kind: Literal["physics"], name: str, **params: Any) -> PhysicsSystem[Any]: ...
