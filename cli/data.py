@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -23,20 +23,29 @@ def generate_command(
     seed: Annotated[int, typer.Option(min=0, max=2**64 - 1, help="random seed; the same seed gives the same bytes on the same kind of device")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "cpu",
     params: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="task param: field=value (repeatable), e.g. image_size=64")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace another dataset of the same file names in --out")] = False,
 ) -> None:
-    """Simulate and render a task's dataset: a train file (train/valid/short test) and a long test file."""
-    from pivf.core.data.generate import generate_dataset, make_task
+    """Simulate and render a task's dataset: a train file (train/valid/short test) and a long test file.
+    The same dataset in --out already is kept; another one (another seed, other sizes) only with --overwrite."""
+    from pivf.core.data.generate import check_request, existing_dataset, file_counts, generate_dataset, make_task
     from pivf.core.paths import make_dir
     from pivf.core.devices import resolve_device
 
     instance = make_task(task, name_values(params))
     torch_device = str(resolve_device(device, option="--device"))
-    make_dir(out, "--out")  # before the progress bar starts drawing
+    counts = file_counts(n_train, n_valid, n_test)
+    check_request(instance, counts)  # all before the progress bar starts drawing
+    found = None if overwrite else existing_dataset(instance, out, counts, seed, torch_device)
+    if found is not None:
+        typer.echo(f"{found[0]} and {found[1].name} are there already, made by the same task, params, seed and "
+                   "sizes; nothing written")
+        return
+    make_dir(out, "--out")
     total = n_train + n_valid + 2 * n_test
     start = time.perf_counter()
     with typer.progressbar(length=total, label=f"{instance.name}", file=None) as bar:
         paths = generate_dataset(instance, out, n_train, n_valid, n_test, seed, torch_device,
-                                 progress=bar.update)
+                                 progress=bar.update, overwrite=overwrite)
     elapsed = time.perf_counter() - start
     for path in paths:
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json').name}")

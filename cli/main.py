@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from pivf.cli.data import data_app
-from pivf.cli.options import flag_name, name_values, with_config_flags
+from pivf.cli.options import file_to_write, finite, flag_name, name_values, with_config_flags
 from pivf.core.config import ExperimentConfig, dump_yaml
 from pivf.core.errors import PivfUserError
 
@@ -173,18 +173,23 @@ def train_command(
         typer.echo(json.dumps(metrics))
 
 
+ACCEPT_HELP = "use the run's dataset although it changed since the run trained on it"
+
+
 @app.command("evaluate")
 def evaluate_command(
     run_dir: Annotated[Path, typer.Argument(help="a run directory written by `pivf train`")],
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    accept_changed_data: Annotated[bool, typer.Option("--accept-changed-data", help=ACCEPT_HELP)] = False,
 ) -> None:
     """Re-evaluate a run's checkpoint on the test split (prediction, extrapolation, reconstruction)."""
     from pivf.core.evaluate import evaluate_run
 
     if checkpoint not in ("best", "last"):
         raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
-    typer.echo(json.dumps(evaluate_run(run_dir, checkpoint, device, log=typer.echo), indent=2))
+    typer.echo(json.dumps(evaluate_run(run_dir, checkpoint, device, log=typer.echo,
+                                       accept_changed_data=accept_changed_data), indent=2))
 
 
 @app.command("rollout")
@@ -197,6 +202,7 @@ def rollout_command(
     prior: Annotated[bool, typer.Option("--prior", help="start from states sampled from the prior (variational HGN)")] = False,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    accept_changed_data: Annotated[bool, typer.Option("--accept-changed-data", help=ACCEPT_HELP)] = False,
 ) -> None:
     """Render rollouts of a trained model: from test sequences (truth above prediction), backwards in
     time (--speed -1), faster or slower, or from the prior (--prior)."""
@@ -204,13 +210,12 @@ def rollout_command(
 
     if checkpoint not in ("best", "last"):
         raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
-    if speed == 0:
+    if finite("--speed", speed) == 0:
         raise PivfUserError("--speed: must not be 0 (the state would never move)")
-    if out is not None and out.is_dir():
-        raise PivfUserError(f"--out: {out} is a folder; name the PNG file to write")
+    file_to_write("--out", out, "PNG")
     try:
         path = render_rollouts(run_dir, out or run_dir / "rollout.png", n, steps, speed, prior, checkpoint, device,
-                               log=typer.echo)
+                               log=typer.echo, accept_changed_data=accept_changed_data)
     except ValueError as exc:  # e.g. --prior on a model without a prior
         raise PivfUserError(str(exc)) from None
     typer.echo(f"wrote {path}")
@@ -245,13 +250,17 @@ def control_command(
 
     if checkpoint not in ("best", "last"):
         raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
-    edits = name_values(edit)
+    edits, task_changes = name_values(edit, "--edit"), name_values(task_set, "--task-set")
     if any(not isinstance(value, (int, float)) or isinstance(value, bool) for value in edits.values()):
         raise PivfUserError("--edit: expected name=number, e.g. actuation=4.36")
     if population < 20:
         raise PivfUserError(f"--population: must be at least 20 (the planner keeps the best 20), got {population}")
+    finite("--goal", goal)
+    finite("--spread", spread)
+    file_to_write("--out", out, "JSON")
+    file_to_write("--filmstrip", filmstrip, "PNG")
     settings = PlannerSettings(horizon=horizon, population=population, iterations=iterations, spread=spread)
-    result = control_run(run_dir, policy, episodes, steps, goal, name_values(task_set),
+    result = control_run(run_dir, policy, episodes, steps, goal, task_changes,
                          {key: float(value) for key, value in edits.items()}, settings, seed, checkpoint, filmstrip,
                          log=typer.echo)
     text = json.dumps(result, indent=2)

@@ -1,5 +1,6 @@
 """Use a finished run: re-evaluate its checkpoint on the test split (extrapolation included), and
-render rollouts from it: forwards, backwards, at another speed, or from the prior."""
+render rollouts from it: forwards, backwards, at another speed, or from the prior. Both refuse a
+dataset that changed since the run trained on it (``data.provenance``) unless told to accept it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 from pivf.core.build import build_objective, build_pipeline, open_dataset
 from pivf.core.config import ExperimentConfig
 from pivf.core.data.dataset import Dataset, as_float
+from pivf.core.data.provenance import check_dataset
 from pivf.core.images import frame_grid, save_png
 from pivf.core.checkpoints import checkpoint_path, load_checkpoint, restoring
 from pivf.core.errors import PivfUserError
@@ -39,8 +41,10 @@ def restore(run_dir: Path, checkpoint: str, device: str, log: Log) -> tuple[Expe
     return config, state, pipeline.to(resolve_device(device, option="--device")), dataset
 
 
-def evaluate_run(run_dir: Path, checkpoint: str = "best", device: str = "auto", log: Log = print) -> dict[str, Any]:
+def evaluate_run(run_dir: Path, checkpoint: str = "best", device: str = "auto", log: Log = print,
+                 accept_changed_data: bool = False) -> dict[str, Any]:
     config, state, pipeline, dataset = restore(run_dir, checkpoint, device, log)
+    check_dataset(run_dir, dataset, accept_changed_data, log)
     torch_device = next(pipeline.parameters()).device
     objective = build_objective(config)
     controls = None if dataset.test_controls is None else dataset.test_controls.to(torch_device)
@@ -52,13 +56,15 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", device: str = "auto", 
 
 
 def render_rollouts(run_dir: Path, out: Path, n: int = 4, steps: int = 30, speed: float = 1.0, prior: bool = False,
-                    checkpoint: str = "best", device: str = "auto", log: Log = print) -> Path:
+                    checkpoint: str = "best", device: str = "auto", log: Log = print,
+                    accept_changed_data: bool = False) -> Path:
     """A PNG of rollouts: from the first ``n`` test sequences (truth row above each prediction), or,
     with ``prior``, from states sampled from the encoder's prior. 2 plays twice as fast; a negative
     ``speed`` runs time backwards from the state inferred at the *last* frames of each sequence.
     The truth row starts at the frame the prediction starts from and, for whole-number speeds,
     keeps pace with it."""
     config, _, pipeline, dataset = restore(run_dir, checkpoint, device, log)
+    check_dataset(run_dir, dataset, accept_changed_data, log)
     torch_device = next(pipeline.parameters()).device
     if prior:
         rows = list(sample(pipeline, n, steps, speed, torch.Generator(device=torch_device).manual_seed(0)))

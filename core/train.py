@@ -33,6 +33,7 @@ from pivf.core.build import build_objective, build_pipeline, open_dataset
 from pivf.core.checkpoints import checkpoint_path, load_checkpoint, restoring
 from pivf.core.config import ExperimentConfig, TrainingConfig
 from pivf.core.data.dataset import as_float
+from pivf.core.data.provenance import record_dataset
 from pivf.core.devices import describe_device, resolve_device
 from pivf.core.distributed import (all_ranks_finite, average_gradients, barrier, broadcast_parameters,
                                    init_world, local_device_name, ranks_in_sync, share_from_main, shutdown)
@@ -84,6 +85,8 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(tcfg.seed)
         self.run_dir = share_from_main(
             run_dir or (new_run_dir(config, overwrite) if self.world.is_main else None), self.world)
+        if run_dir is None and self.world.is_main:  # what a new run trains on, for evaluate to check
+            record_dataset(self.run_dir, self.dataset)
         self.epoch = 0  # epochs completed
         self.step = 0
         self.epoch_step = 0  # steps done in the current epoch (non-zero only when stopped on time)

@@ -207,9 +207,9 @@ def test_resume_extends_the_run_and_keeps_the_points_at_its_checkpoint(run_copy)
 
 # --- datasets: complete or absent ---------------------------------------------------------------------
 
-def test_killed_generation_leaves_no_dataset(tmp_path):
-    """Killed once the train file is written (the long test file is still being made)."""
-    out = tmp_path / "data"
+def kill_generation_midway(out: Path) -> int:
+    """Run `pivf data generate` into ``out`` and SIGKILL it once the train file is written (the long
+    test file is still being made); returns its pid."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "pivf.cli", "data", "generate", "spring_color", "--out", str(out),
                              "--n-train", "10", "--n-valid", "5", "--n-test", "600"], env=env,
@@ -220,6 +220,12 @@ def test_killed_generation_leaves_no_dataset(tmp_path):
     assert proc.poll() is None, "generation finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    return proc.pid
+
+
+def test_killed_generation_leaves_no_dataset(tmp_path):
+    out = tmp_path / "data"
+    kill_generation_midway(out)
     assert not list(out.glob("*.npz")) and not list(out.glob("*.json"))
     one_line_exit_2(CliRunner().invoke(app, ["data", "info", str(out)]), "no .npz dataset in this folder")
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from torch import Tensor
 
 from pivf.core.data.npz import beside_key, check_controls, read_beside, read_npz, sha256_file
@@ -58,6 +58,14 @@ class Sidecar(TaskRecord):
     device: str
     sha256: str
 
+    @field_validator("data_file", "companion")
+    @classmethod
+    def _plain_file_name(cls, name: str) -> str:
+        """Files of a dataset lie side by side: a path elsewhere (``../../etc/passwd``) is refused unread."""
+        if Path(name).name != name or "\\" in name or not name.endswith(".npz"):
+            raise ValueError("must be a plain .npz file name in the sidecar's folder")
+        return name
+
 
 def sidecar_path(path: Path) -> Path:
     return Path(path).with_suffix(".json")
@@ -72,6 +80,7 @@ class DatasetInfo(TaskRecord):
     seed: int | None
     source: Literal["sidecar", "file name", "task defaults"]
     files: tuple[Path, ...]
+    sha256: tuple[str, ...]  # of each of ``files``, for a run to record what it trained on
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,7 @@ def as_float(frames: Tensor) -> Tensor:
 
 # --- finding the files and their metadata ------------------------------------------------------
 
-def _read_sidecar(path: Path) -> Sidecar | None:
+def read_sidecar(path: Path) -> Sidecar | None:
     side = sidecar_path(path)
     if not side.is_file():
         return None
@@ -122,7 +131,9 @@ def _task_from_name(file_name: str, task: str | None) -> tuple[Task, int] | None
         if parsed is not None:
             params, length = parsed
             try:
-                return registry().create("task", name, **params), length
+                instance = registry().create("task", name, **params)
+                instance.check_physics()
+                return instance, length
             except PivfUserError as exc:
                 raise DataError(f"{file_name}: its name gives parameters task '{name}' rejects ({exc})") from None
     return None
@@ -156,11 +167,11 @@ def _resolve(path: Path, task: str | None) -> tuple[Path, Path | None, Sidecar |
         files = sorted(path.glob("*.npz"))
         if not files:
             raise DataError(f"{path}: no .npz dataset in this folder")
-        trains = [f for f in files if (meta := _read_sidecar(f)) is not None and meta.role == "train"]
+        trains = [f for f in files if (meta := read_sidecar(f)) is not None and meta.role == "train"]
         if len(trains) > 1:
             raise DataError(f"{path}: several datasets here ({', '.join(f.name for f in trains)}); pass one file")
         path = trains[0] if trains else files[0]
-    meta = _read_sidecar(path)
+    meta = read_sidecar(path)
     if meta is None:
         train, test, instance, source = _pair_without_sidecar(path, task)
         return train, test, None, instance.describe(), source
@@ -171,7 +182,7 @@ def _resolve(path: Path, task: str | None) -> tuple[Path, Path | None, Sidecar |
                         f"(was its generation interrupted?); generate it again")
     if meta.role == "test":  # its own train_x and valid_x are empty: take them from the train file
         path, companion = companion, path
-        meta = _read_sidecar(path)
+        meta = read_sidecar(path)
         if meta is None:
             raise DataError(f"{path}: its sidecar went missing while the dataset was being opened")
     return path, companion, meta, meta.model_dump(), "sidecar"
@@ -179,21 +190,22 @@ def _resolve(path: Path, task: str | None) -> tuple[Path, Path | None, Sidecar |
 
 # --- checks ------------------------------------------------------------------------------------
 
-def _read_checked(path: Path, meta: Sidecar | None) -> dict[str, np.ndarray]:
+def _read_checked(path: Path, meta: Sidecar | None) -> tuple[dict[str, np.ndarray], str]:
+    """The file's splits and its sha256."""
     try:
-        digest = sha256_file(path) if meta is not None else None
+        digest = sha256_file(path)
     except OSError as exc:
         raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
     if meta is not None and digest != meta.sha256:
         raise DataError(f"{path}: sha256 differs from its sidecar's; the file changed or is damaged")
     arrays = read_npz(path)
     if meta is None:
-        return arrays
+        return arrays, digest
     for key, array in arrays.items():
         expected = (meta.counts[key], meta.lengths[key], meta.image_size, meta.image_size, meta.channels)
         if array.shape != expected:
             raise DataError(f"{path}: '{key}' has shape {array.shape}, its sidecar says {expected}")
-    return arrays
+    return arrays, digest
 
 
 def _check_frames(path: Path, arrays: dict[str, np.ndarray], image_size: int) -> None:
@@ -215,8 +227,9 @@ def load_dataset(path: Path | str, task: str | None = None) -> Dataset:
     if not path.exists():
         raise DataError(f"dataset not found: {path}")
     train_path, test_path, meta, description, source = _resolve(path, task)
-    train_arrays = _read_checked(train_path, meta)
-    test_arrays = train_arrays if test_path is None else _read_checked(test_path, _read_sidecar(test_path))
+    train_arrays, train_digest = _read_checked(train_path, meta)
+    test_arrays, test_digest = ((train_arrays, None) if test_path is None
+                                else _read_checked(test_path, read_sidecar(test_path)))
     record = TaskRecord.model_validate(description)
     for file, arrays in ((train_path, train_arrays), (test_path, test_arrays)):
         if file is not None:
@@ -224,7 +237,8 @@ def load_dataset(path: Path | str, task: str | None = None) -> Dataset:
     train, valid, test = (torch.from_numpy(a) for a in (train_arrays["train_x"], train_arrays["valid_x"], test_arrays["test_x"]))
     info = DatasetInfo(**record.model_dump(), channels=train.shape[-1], train_length=train.shape[1],
                        test_length=test.shape[1], seed=meta.seed if meta is not None else None, source=source,
-                       files=tuple(p for p in (train_path, test_path) if p is not None))
+                       files=tuple(p for p in (train_path, test_path) if p is not None),
+                       sha256=tuple(d for d in (train_digest, test_digest) if d is not None))
     controls = _read_controls(((train_path, "train_x", train_arrays), (train_path, "valid_x", train_arrays),
                                (test_path or train_path, "test_x", test_arrays)))
     return Dataset(train=train, valid=valid, test=test, info=info, train_controls=controls[0],

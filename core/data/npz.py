@@ -17,6 +17,7 @@ real name.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import zipfile
 import zlib
@@ -27,6 +28,7 @@ from types import TracebackType
 import numpy as np
 
 from pivf.core.atomic import temporary_beside
+from pivf.core.data.limits import check_dataset_bytes, format_bytes
 from pivf.core.errors import DataError
 
 SPLITS = ("train_x", "valid_x", "test_x")
@@ -95,6 +97,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"dataset file not found: {path}")
     if not zipfile.is_zipfile(path):  # otherwise numpy tries it as a pickle and gives pickle advice
         raise DataError(f"{path}: truncated or corrupt .npz (not a zip archive)")
+    check_claimed_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [key for key in SPLITS if key not in archive.files]
@@ -109,6 +112,33 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     for key, array in arrays.items():
         check_split(path, key, array)
     return arrays
+
+
+def check_claimed_sizes(path: Path) -> None:
+    """Each member's .npy header against the bytes the member holds, and their sum against the
+    dataset limit, before numpy allocates what a (damaged or forged) header claims."""
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(member)
+                    claimed = math.prod(shape) * dtype.itemsize
+                    held = info.file_size - member.tell()
+                if claimed > held:
+                    raise DataError(f"{path}: '{info.filename.removesuffix('.npy')}' claims shape {shape} "
+                                    f"({format_bytes(claimed)}) but holds {format_bytes(held)}; the file is damaged")
+                total += claimed
+    except DataError:
+        raise
+    except UNREADABLE as exc:
+        raise corrupt(path, exc) from None
+    check_dataset_bytes(total, f"{path}: its arrays")
 
 
 def beside_key(split: str, what: str) -> str:

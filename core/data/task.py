@@ -176,6 +176,11 @@ class Task(Plugin[TP]):
         physics_cls = registry().get("physics", self.physics)
         return {**physics_cls.ground_truth, **self.ground_truth, **self.params.ground_truth}
 
+    def check_physics(self) -> None:
+        """The physics plugin's own model checks the constants the data would be made with (a spring
+        constant must be positive), so a file name saying ``k0`` never becomes ground truth."""
+        registry().get("physics", self.physics).validate_params(self.physics_params())
+
     def physics_system(self, device: torch.device | str = "cpu") -> PhysicsSystem:
         system = registry().create("physics", self.physics, **self.physics_params())
         return system.to(device=device, dtype=torch.float64).requires_grad_(False)
