@@ -68,7 +68,10 @@ class DataConfig(Section):
 
 
 class TrainingConfig(Section):
-    epochs: int = Field(500, ge=0)
+    epochs: int = Field(500, ge=0, description="passes over the training set; a layer that sets epochs drops a "
+                                               "lower layer's steps")
+    steps: int | None = Field(None, ge=1, description="the run's length in optimiser steps, whatever the dataset's "
+                                                      "size (epochs are then ignored); empty: epochs decide")
     batch_size: int = Field(100, ge=1)
     lr: float = Field(6e-4, gt=0)
     optimizer: Literal["rmsprop_tf", "rmsprop", "adam"] = "rmsprop_tf"
@@ -77,8 +80,9 @@ class TrainingConfig(Section):
                                                  "(PAIG: 'fast', its default, or 'paper'); empty: the objective's "
                                                  "first recipe, if it has any")
     physics_lr: float | None = Field(None, gt=0, description="learning rate of the physical constants, not of a learned physics' networks (default: lr)")
-    anneal_at: float = Field(0.75, gt=0, le=1, description="fraction of the epochs (or of max_time, whichever "
-                                                         "is further along) after which lr is multiplied by anneal_factor")
+    anneal_at: float = Field(0.75, gt=0, le=1, description="fraction of the run's length (steps or epochs, or of "
+                                                         "max_time, whichever is further along) after which lr is "
+                                                         "multiplied by anneal_factor")
     anneal_factor: float = Field(0.2, gt=0, le=1)
     seed: int = Field(0, ge=0, lt=2**64)
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
@@ -280,7 +284,7 @@ def resolve_config(
     layers.extend([file_layer, flag_layer, set_layer, {"data": {"task": chosen_task}, "training": {"recipe": recipe}}])
     merged: dict[str, Any] = {}
     for layer in layers:
-        merged = deep_merge(merged, layer)
+        merged = drop_lower_length(deep_merge(merged, layer), layer)
     try:
         config = ExperimentConfig.model_validate(merged)
     except ValidationError as exc:
@@ -288,6 +292,15 @@ def resolve_config(
     if validate_plugins:
         config = validate_plugin_sections(config)
     return config
+
+
+def drop_lower_length(merged: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """A run's length is ``training.steps`` or ``training.epochs``, whichever the highest layer that
+    names one of them set: ``--epochs 5`` over a recipe sized in steps trains five epochs."""
+    if (_lookup(layer, "training.epochs") is not None and _lookup(layer, "training.steps") is None
+            and isinstance(merged.get("training"), dict)):
+        merged["training"]["steps"] = None
+    return merged
 
 
 def _plugin_attribute(kind: str, name: Any, attribute: str) -> dict[str, Any]:

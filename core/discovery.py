@@ -27,10 +27,22 @@ class Contributions:
 
     rises: tuple[float, ...]
     idle: tuple[int, ...]  # slots that explain less than ``share`` of what the best one explains
+    error: float = 0.0  # the reconstruction error with every slot in place
+    all_out: float = 0.0  # its rise when every slot is taken out at once
 
     @property
     def found(self) -> bool:
         return not self.idle
+
+    @property
+    def complete(self) -> bool:
+        """Every slot explains an object of its own and together they explain the frames: the slots'
+        rises add up to at least half of the rise with all of them out (two slots on one object each
+        rise by almost nothing), and what is left unexplained is under 1/N of what they explain (an
+        object missing leaves about one object's worth). Stricter than ``found``, which the watch
+        asks of a model still learning; a finished run's verdict asks this."""
+        n = len(self.rises)
+        return self.found and sum(self.rises) >= 0.5 * self.all_out and self.all_out >= n * self.error
 
 
 @torch.no_grad()
@@ -47,7 +59,8 @@ def contributions(pipeline: Pipeline, positions: Tensor, frames: Tensor, share: 
         rises.append(float(frame_sse(pipeline.decoder(without), targets) - base))
     best = max(rises)
     idle = tuple(j for j, rise in enumerate(rises) if best > 0 and rise < share * best)
-    return Contributions(rises=tuple(rises), idle=idle)
+    all_out = float(frame_sse(pipeline.decoder(torch.full_like(states, OFF_IMAGE * size)), targets) - base)
+    return Contributions(rises=tuple(rises), idle=idle, error=float(base), all_out=all_out)
 
 
 @torch.no_grad()

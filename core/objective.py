@@ -21,7 +21,7 @@ trainer owns the loop (optimiser, checkpoints, time budget, logging); the object
             return {"pred": pred, "loss": pred}
 
 What it may override: ``training_losses`` (a schedule over steps), ``after_step`` (re-initialise
-parts of the model), ``evaluate`` and ``report`` (metrics that are not means, their names in
+parts of the model), ``milestones`` (its stages, for the run's verdict), ``evaluate`` and ``report`` (metrics that are not means, their names in
 metrics.json), ``implied_params`` (params it decides for the encoder, decoder or physics),
 ``state_dict``/``load_state_dict`` (state that must survive a resume) and ``recipes`` (named config
 layers, ``--recipe NAME``, that train it well).
@@ -98,6 +98,12 @@ class Objective(Plugin[OP]):
         """Called after each optimiser step: whether parts of the model were re-initialised (the
         trainer then restarts the optimiser's moments) and messages for the log."""
         return False, []
+
+    def milestones(self, pipeline: Pipeline, steps_done: int) -> dict[str, Any]:
+        """What the objective knows of a run's progress, for its verdict (core/verdict.py):
+        ``objects_found`` (bool) and ``prediction_from`` (the step prediction started at, None if it
+        never did), for objectives with such stages; empty otherwise."""
+        return {}
 
     def report(self, metrics: dict[str, float]) -> dict[str, float]:
         """``evaluate``'s metrics as metrics.json names them (without the training ``loss``)."""

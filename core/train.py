@@ -43,6 +43,7 @@ from pivf.core.optim import make_optimizer
 from pivf.core.progress import Progress
 from pivf.core.report import parameter_report, save_figures
 from pivf.core.atomic import atomic_torch_save
+from pivf.core.verdict import verdict
 from pivf.core.runs import load_run_config, new_run_dir, with_dataset_sizes, write_config, write_metrics
 
 if TYPE_CHECKING:
@@ -150,8 +151,12 @@ class Trainer:
             raise PivfUserError(f"cannot resume {self.run_dir}: no checkpoint at {path}")
         with restoring(path):
             self.load_state(load_checkpoint(path))
-        if self.epoch > self.config.training.epochs:
-            raise ConfigError(f"--epochs {self.config.training.epochs}: {self.run_dir} has already trained "
+        tcfg = self.config.training
+        if tcfg.steps is not None and self.step > tcfg.steps:
+            raise ConfigError(f"training.steps {tcfg.steps}: {self.run_dir} has already trained {self.step} steps; "
+                              f"give at least that many")
+        if tcfg.steps is None and self.epoch > tcfg.epochs:
+            raise ConfigError(f"--epochs {tcfg.epochs}: {self.run_dir} has already trained "
                               f"{self.epoch} epochs; give at least that many")
         self.log(f"resuming {self.run_dir} after epoch {self.epoch} (step {self.step})")
 
@@ -180,13 +185,21 @@ class Trainer:
         return [group for group in groups if group["params"]]
 
     # --- the loop ------------------------------------------------------------------------------------
-    def lr_factor(self) -> float:
-        """Annealed once the run is ``anneal_at`` of the way through its epochs or its time budget."""
+    def length(self, steps_per_epoch: int) -> tuple[int, int]:
+        """(steps, epochs) of the whole run: ``training.steps`` whatever the dataset's size, else
+        ``training.epochs`` passes over it."""
         tcfg = self.config.training
-        progress = self.epoch / max(tcfg.epochs, 1)
+        if tcfg.steps is None:
+            return tcfg.epochs * steps_per_epoch, tcfg.epochs
+        return tcfg.steps, math.ceil(tcfg.steps / steps_per_epoch)
+
+    def lr_factor(self, total_steps: int) -> float:
+        """Annealed once the run is ``anneal_at`` of the way through its steps or its time budget."""
+        tcfg = self.config.training
+        progress = self.step / max(total_steps, 1)
         if tcfg.max_time is not None:
             progress = max(progress, self.wall / tcfg.max_time)
-        annealed = progress >= tcfg.anneal_at and self.epoch > 0
+        annealed = progress >= tcfg.anneal_at and self.step > 0
         return self.lr_scale * (tcfg.anneal_factor if annealed else 1.0)
 
     def fit(self) -> dict[str, Any]:
@@ -203,9 +216,10 @@ class Trainer:
         if self.epoch == 0 and self.step == 0:  # a new run; a resumed one has this in its checkpoint
             self.pipeline.prepare(as_float(self.train_x[: max(1, PREPARE_FRAMES // self.train_x.shape[1])]))
             self.save("last")  # the state every rollback can return to
-        progress = Progress(tcfg.epochs * steps_per_epoch, self.log, enabled=not self.quiet and self.world.is_main)
+        total_steps, epochs = self.length(steps_per_epoch)
+        progress = Progress(total_steps, self.log, enabled=not self.quiet and self.world.is_main)
         self.log(f"training {cfg.physics.name}+{cfg.integrator.name} on {cfg.data.task} ({n_train} sequences, "
-                 f"{tcfg.epochs} epochs, {describe_device(self.device)}"
+                 f"{total_steps} steps, {describe_device(self.device)}"
                  f"{f', {self.world.size} processes' if self.world.active else ''}) → {self.run_dir}")
         running: dict[str, Tensor] = {}
         accumulated = 0
@@ -213,10 +227,10 @@ class Trainer:
         zero = torch.zeros((), device=self.device)
         started = time.perf_counter() - self.wall
         deadline = None if tcfg.max_time is None else time.perf_counter() + tcfg.max_time
-        stopped = "epochs"
-        while self.epoch < tcfg.epochs:
+        stopped = "epochs" if tcfg.steps is None else "steps"
+        while self.epoch < epochs and self.step < total_steps:
             for group in self.optimizer.param_groups:
-                group["lr"] = group["base_lr"] * self.lr_factor()
+                group["lr"] = group["base_lr"] * self.lr_factor(total_steps)
             if self.order is None:
                 self.order = torch.randperm(n_train, device=self.device, generator=self.generator)
             shard = self.order[self.world.rank::self.world.size]
@@ -245,6 +259,7 @@ class Trainer:
                 accumulated += 1
                 read_back = self.step % cfg.logging.log_every == 0 or i == steps_per_epoch - 1
                 out_of_time = self._out_of_time(deadline, read_back)
+                read_back |= self.step >= total_steps
                 if read_back or out_of_time:
                     if bool(nonfinite):
                         diverged = True
@@ -257,7 +272,7 @@ class Trainer:
                                            "samples_per_s": self.step * batch_size * self.world.size
                                            / max(time.perf_counter() - started, 1e-9)})
                     progress.update(self.step, self.epoch + 1, values)
-                if out_of_time:
+                if out_of_time or self.step >= total_steps:
                     break
             if diverged or not self.weights_finite():
                 nonfinite.zero_()
@@ -267,15 +282,15 @@ class Trainer:
             if self.epoch_step == steps_per_epoch:
                 self.epoch, self.epoch_step, self.order = self.epoch + 1, 0, None
             self.wall = time.perf_counter() - started
-            self._end_of_epoch(progress, batch_size, stopping=out_of_time)
-            if self.target_reached and self.epoch < tcfg.epochs:
+            self._end_of_epoch(progress, batch_size, epochs, stopping=out_of_time or self.step >= total_steps)
+            if self.target_reached and self.step < total_steps:
                 stopped = "target"
                 self.log(f"stopped at step {self.step} after {self.wall:.0f} s: the validation met the caller's target")
                 break
-            if out_of_time and self.epoch < tcfg.epochs:
+            if out_of_time and self.step < total_steps:
                 stopped = "max_time"
                 self.log(f"stopped after {self.wall:.0f} s of training (training.max_time = {tcfg.max_time:g} s), "
-                         f"at step {self.step}, epoch {self.epoch + (self.epoch_step > 0)}/{tcfg.epochs}")
+                         f"at step {self.step}/{total_steps}, epoch {self.epoch + (self.epoch_step > 0)}/{epochs}")
                 break
         return self._finish(batch_size, stopped)
 
@@ -301,10 +316,10 @@ class Trainer:
             return time.perf_counter() >= deadline
         return read_back and share_from_main(time.perf_counter() >= deadline, self.world)
 
-    def _end_of_epoch(self, progress: Progress, batch_size: int, stopping: bool) -> None:
+    def _end_of_epoch(self, progress: Progress, batch_size: int, epochs: int, stopping: bool) -> None:
         """Validation and checkpoints at an epoch's end; all of them where the run stops."""
         tcfg, logging = self.config.training, self.config.logging
-        last = stopping or self.epoch == tcfg.epochs
+        last = stopping or self.epoch == epochs
         boundary = self.epoch_step == 0
         if last or (boundary and self.epoch % tcfg.eval_every == 0):
             valid = self.objective.evaluate(self.pipeline, self.valid_x[:, : self.objective.train_length], batch_size,
@@ -315,7 +330,7 @@ class Trainer:
                                  "params": parameter_report(self.pipeline, self.dataset.info.ground_truth)})
             self.target_reached = self.stop_when is not None and bool(self.stop_when(self.history[-1]))
             learned = ", ".join(f"{k}={v:.3f}" for k, v in self.pipeline.physics.learned_parameters().items())
-            progress.message(f"epoch {self.epoch}/{tcfg.epochs}  " + "  ".join(f"{k} {v:.3f}" for k, v in valid.items())
+            progress.message(f"epoch {self.epoch}/{epochs}  " + "  ".join(f"{k} {v:.3f}" for k, v in valid.items())
                              + (f"  {learned}" if learned else ""))
             if valid["loss"] < self.best:
                 self.best = valid["loss"]
@@ -327,24 +342,26 @@ class Trainer:
         cfg = self.config
         test = self.objective.evaluate(self.pipeline, self.test_x, batch_size, self.test_u)
         truth = self.dataset.info.ground_truth
-        metrics = {
+        metrics: dict[str, Any] = {
             "task": cfg.data.task, "physics": cfg.physics.name, "integrator": cfg.integrator.name,
             "decoder": cfg.decoder.name, "seed": cfg.training.seed, "device": describe_device(self.device),
             "eval": {"split": "test", **self.objective.report(test)},
             "params": parameter_report(self.pipeline, truth),
             "train": {"stopped": stopped, "epochs": cfg.training.epochs, "epochs_done": self.epoch,
-                      "steps": self.step, "max_time_s": cfg.training.max_time, "wall_s": round(self.wall, 2),
+                      "steps": self.step, "steps_planned": cfg.training.steps, "max_time_s": cfg.training.max_time, "wall_s": round(self.wall, 2),
                       "samples_per_s": round(self.step * batch_size * self.world.size / self.wall, 1)
                       if self.wall > 0 else 0.0, "rollbacks": self.failures,
                       "processes": self.world.size, "ranks_in_sync": ranks_in_sync(self.params, self.world)},
             "history": self.history,
         }
+        metrics["verdict"] = verdict(self.objective.milestones(self.pipeline, self.step), self.history, metrics["train"])
         if self.world.is_main:
             write_metrics(self.run_dir, metrics)
             save_figures(self.pipeline, self.objective, self.test_x, self.run_dir, self.writer, self.step, self.test_u)
             self._scalars("test", test)
             self._tensorboard_summary(metrics, truth)
             self.log(f"test: {json.dumps(metrics['eval'])}  params: {json.dumps(metrics['params'])}")
+            self.log(f"verdict: {metrics['verdict']['line']}")
         shutdown(self.world)
         return metrics
 
@@ -369,7 +386,7 @@ class Trainer:
 
 
 #: the training settings ``resume`` may change: how long to go on, and where
-RESUME_CHANGES = ("epochs", "max_time", "device")
+RESUME_CHANGES = ("epochs", "steps", "max_time", "device")
 
 
 def train(config: ExperimentConfig, log: Log = print, quiet: bool = False, overwrite: bool = False) -> dict[str, Any]:
@@ -384,6 +401,8 @@ def resume(run_dir: Path, log: Log = print, quiet: bool = False, **changes: Any)
     if unknown:
         raise ConfigError(f"resume: training.{unknown[0]} cannot change; allowed: {', '.join(RESUME_CHANGES)}")
     config = load_run_config(run_dir)
+    if "epochs" in changes and "steps" not in changes:
+        changes["steps"] = None  # the length named last decides, as between config layers
     try:
         config.training = TrainingConfig.model_validate({**config.training.model_dump(), **changes})
     except ValidationError as exc:
