@@ -35,7 +35,7 @@ _FLAGS: dict[str, tuple[str | None, Any]] = {
     "seed": ("training.seed", Annotated[Optional[int], typer.Option(help="random seed", rich_help_panel=PANEL)]),
     "device": ("training.device", Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N", rich_help_panel=PANEL)]),
     "max_time": ("training.max_time", Annotated[Optional[str], typer.Option(help="stop training when this much wall-clock time is spent (e.g. 90s, 10m, 1h30m), then evaluate and write the run as usual", rich_help_panel=PANEL)]),
-    "out": ("logging.out", Annotated[Optional[Path], typer.Option(help="parent directory for run directories", rich_help_panel=PANEL)]),
+    "out": ("logging.out", Annotated[Optional[str], typer.Option(help="parent directory for run directories", rich_help_panel=PANEL)]),  # a str: '' must reach the check, not become '.'
     "config": (None, Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML or TOML config file", rich_help_panel=PANEL)]),
     "set": (None, Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override: section.field=value (repeatable)", rich_help_panel=PANEL)]),
 }

@@ -6,20 +6,26 @@ groups each metric across integrators, and ``summary.csv``, ``summary.md`` and `
 validation error against wall time, per integrator).
 
 A sweep run again into the same folder skips the runs that finished and restarts the others. When a
-run fails, the runs still going are stopped (no process outlives the sweep) and the summary covers
-what finished.
+run fails, the runs still going are stopped and the summary covers what finished. No run process
+outlives the sweep: SIGTERM to the sweep stops its runs before it exits, and on Linux each run
+process asks the kernel for SIGTERM when the sweep dies (``PR_SET_PDEATHSIG``), which covers SIGKILL.
 """
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +46,10 @@ COMMON_LAYOUT_METRICS = ("valid/loss", "train/loss", "perf/samples_per_s")
 #: seconds between looks at the running processes, and granted to a stopped one before it is killed
 POLL_S = 0.2
 STOP_GRACE_S = 10.0
+#: Linux's prctl option: the signal a process gets when its parent dies
+PR_SET_PDEATHSIG = 1
+#: how a sweep starts a run process: ``run_child`` with the sweep's pid, then ``pivf train``'s arguments
+RUN_CHILD = "from pivf.core.compare import run_child; run_child()"
 
 
 def sweep_configs(base: ExperimentConfig, integrators: list[str], seeds: list[int], out: Path) -> list[ExperimentConfig]:
@@ -93,8 +103,39 @@ def run_sweep(plan: list[tuple[ExperimentConfig, bool]], jobs: int, log: Log) ->
             except PivfUserError as exc:
                 return f"run {_label(config)} failed: {exc}"
         return None
-    with tempfile.TemporaryDirectory() as tmp:
+    with _sigterm_as_exit(), tempfile.TemporaryDirectory() as tmp:
         return _run_processes(plan, jobs, Path(tmp), log)
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit (128 + 15), so the run processes are stopped on the way out (by
+    default Python would die at once and leave them training)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_child() -> None:
+    """A sweep's run process (``python -c RUN_CHILD SWEEP_PID ARGS...``): dies with the sweep, then is
+    ``pivf train ARGS``."""
+    sweep, args = int(sys.argv[1]), sys.argv[2:]
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != sweep:  # the sweep ended before the request took effect
+        raise SystemExit(128 + signal.SIGTERM)
+    from pivf.cli.main import app
+
+    app(args, prog_name="pivf")
 
 
 def _run_processes(plan: list[tuple[ExperimentConfig, bool]], jobs: int, tmp: Path, log: Log) -> str | None:
@@ -106,7 +147,7 @@ def _run_processes(plan: list[tuple[ExperimentConfig, bool]], jobs: int, tmp: Pa
                 i, (config, overwrite) = pending.pop(0)
                 path = tmp / f"run{i}.yaml"
                 path.write_text(dump_yaml(config))
-                cmd = [sys.executable, "-m", "pivf.cli", "train", "--config", str(path), "--quiet"]
+                cmd = [sys.executable, "-c", RUN_CHILD, str(os.getpid()), "train", "--config", str(path), "--quiet"]
                 err: IO[str] = open(tmp / f"run{i}.err", "w+")  # a file, not a pipe: a chatty run cannot block on it
                 proc = subprocess.Popen(cmd + (["--overwrite"] if overwrite else []), stdout=subprocess.DEVNULL,
                                         stderr=err, text=True)

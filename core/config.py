@@ -104,12 +104,21 @@ class LoggingConfig(Section):
     log_every: int = Field(50, ge=1, description="steps between scalar logs")
     checkpoint_every: int = Field(5, ge=1, description="epochs between checkpoints")
 
+    @field_validator("out", mode="before")
+    @classmethod
+    def _named(cls, out: Any) -> Any:
+        """An empty name would be the current folder, where no run was asked to go."""
+        if isinstance(out, str) and not out.strip():
+            raise ValueError("empty; name the folder the runs go under (e.g. runs, or . for this folder)")
+        return out
+
     @field_validator("run_name")
     @classmethod
     def _one_folder(cls, name: str | None) -> str | None:
         """A run stays inside ``out``: one plain folder name, no path."""
-        if name is not None and (name in ("", ".", "..") or "/" in name or "\\" in name or Path(name).is_absolute()):
-            raise ValueError("must be one folder name (no '/', '..' or absolute path)")
+        if name is not None and (name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name
+                                 or Path(name).is_absolute()):
+            raise ValueError("must be one folder name (no '/', '..', NUL character or absolute path)")
         return name
 
 

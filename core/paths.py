@@ -16,4 +16,6 @@ def make_dir(path: Path, option: str) -> Path:
         raise PivfUserError(f"{option}: {path} exists and is not a folder") from None
     except OSError as exc:
         raise PivfUserError(f"{option}: cannot create the folder {path} ({exc.strerror})") from None
+    except ValueError:  # a NUL character, which no file system allows in a name
+        raise PivfUserError(f"{option}: {str(path)!r} holds a NUL character, which no folder name may") from None
     return path

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from torch import Tensor
 
 from pivf.core.build import build_objective, build_pipeline, open_dataset
-from pivf.core.checkpoints import checkpoint_path, load_checkpoint, restoring
+from pivf.core.checkpoints import check_shuffle_order, checkpoint_path, load_checkpoint, restoring
 from pivf.core.config import ExperimentConfig, TrainingConfig
 from pivf.core.data.dataset import as_float
 from pivf.core.data.provenance import record_dataset
@@ -44,7 +44,8 @@ from pivf.core.progress import Progress
 from pivf.core.report import parameter_report, save_figures
 from pivf.core.atomic import atomic_torch_save
 from pivf.core.verdict import verdict
-from pivf.core.runs import load_run_config, new_run_dir, with_dataset_sizes, write_config, write_metrics
+from pivf.core.runs import (load_run_config, lock_run, new_run_dir, unlock_run, with_dataset_sizes, write_config,
+                             write_metrics)
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -390,8 +391,13 @@ RESUME_CHANGES = ("epochs", "steps", "max_time", "device")
 
 
 def train(config: ExperimentConfig, log: Log = print, quiet: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Train in a new run directory; ``overwrite`` replaces an earlier run of the same ``logging.run_name``."""
-    return Trainer(config, log=log, quiet=quiet, overwrite=overwrite).fit()
+    """Train in a new run directory, locked while it trains; ``overwrite`` replaces an earlier run of the
+    same ``logging.run_name``."""
+    trainer = Trainer(config, log=log, quiet=quiet, overwrite=overwrite)
+    try:
+        return trainer.fit()
+    finally:
+        unlock_run(trainer.run_dir)
 
 
 def resume(run_dir: Path, log: Log = print, quiet: bool = False, **changes: Any) -> dict[str, Any]:
@@ -408,7 +414,13 @@ def resume(run_dir: Path, log: Log = print, quiet: bool = False, **changes: Any)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "resume: training")) from None
     trainer = Trainer(config, log=log, run_dir=Path(run_dir), quiet=quiet)
-    trainer.resume()
-    if changes and trainer.world.is_main:
-        write_config(trainer.run_dir, trainer.config)
-    return trainer.fit()
+    if trainer.world.is_main:
+        lock_run(trainer.run_dir)  # one process trains a run at a time
+    try:
+        trainer.resume()
+        check_shuffle_order(trainer.order, len(trainer.train_x), trainer.checkpoint_path("last"))
+        if changes and trainer.world.is_main:
+            write_config(trainer.run_dir, trainer.config)
+        return trainer.fit()
+    finally:
+        unlock_run(trainer.run_dir)
