@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from pivf.core.config import ExperimentConfig, parse_override, resolve_config
-from pivf.core.errors import ConfigError
+from pivf.core.config import ExperimentConfig, check_values, parse_override, resolve_config, set_path
+from pivf.core.errors import ConfigError, PivfUserError
 
 PANEL = "Experiment"
 
@@ -75,8 +77,12 @@ def config_from_flags(values: dict[str, Any]) -> ExperimentConfig:
 
 def with_config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate ``command(config, ...)``: the CLI sees the shared flags, the command a resolved config."""
-    own = [p for name, p in inspect.signature(command).parameters.items() if name not in ("config", "given")]
-    wants_given = "given" in inspect.signature(command).parameters
+    # annotations resolved: under ``from __future__ import annotations`` they are strings, which typer
+    # (0.29 on) no longer resolves on a rebuilt signature, losing the options' names and help
+    hints = typing.get_type_hints(command, include_extras=True)
+    parameters = inspect.signature(command).parameters
+    own = [p.replace(annotation=hints[name]) for name, p in parameters.items() if name not in ("config", "given")]
+    wants_given = "given" in parameters
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
               for name, (_, annotation) in _FLAGS.items()]
 
@@ -92,13 +98,30 @@ def with_config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def name_values(items: list[str] | None) -> dict[str, Any]:
-    """``--set image_size=64 --set ground_truth.k=3`` → {"image_size": 64, "ground_truth": {"k": 3}}."""
+def name_values(items: list[str] | None, option: str = "--set") -> dict[str, Any]:
+    """``--set image_size=64 --set ground_truth.k=3`` → {"image_size": 64, "ground_truth": {"k": 3}};
+    a non-finite number is refused naming ``option`` and the name."""
     params: dict[str, Any] = {}
     for item in items or []:
-        path, value = parse_override(item)
-        node = params
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
+        set_path(params, *parse_override(item, option), option=option)
+    check_values(params, option, prefix=f"{option} ")
     return params
+
+
+def finite(option: str, value: float) -> float:
+    """``value`` of a float option, refused when it is inf or nan (click's float type takes both)."""
+    if not math.isfinite(value):
+        raise PivfUserError(f"{option}: must be a finite number, got {value}")
+    return value
+
+
+def file_to_write(option: str, path: Path | None, kind: str) -> None:
+    """Refuse, before any work, an output path that cannot become a ``kind`` file: a folder, or a path
+    under a file."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise PivfUserError(f"{option}: {path} is a folder; name the {kind} file to write")
+    blocking = next((parent for parent in path.parents if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise PivfUserError(f"{option}: {blocking} is a file, so {path} cannot be written")

@@ -11,14 +11,15 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pivf.core.errors import ConfigError
+from pivf.core.errors import ConfigError, PivfUserError, PluginParamsError
 from pivf.core.plugin import Plugin, format_validation_error
 
 if TYPE_CHECKING:
@@ -145,6 +146,57 @@ PLUGIN_SECTIONS = {"objective": "objective", "physics": "physics", "integrator":
 
 # --- sources ----------------------------------------------------------------------------------
 
+class ConfigLoader(yaml.SafeLoader):
+    """YAML as a config needs it: ``1e-3`` and ``1e400`` are numbers, as in YAML 1.2 and JSON (PyYAML's
+    YAML 1.1 reads a float without a dot or an exponent sign as a string, so ``1e400`` slipped past
+    the finiteness check), and a key given twice is an error rather than the last one silently winning."""
+
+    def __init__(self, text: str, where: str) -> None:
+        super().__init__(text)
+        self.where = where
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # the keys a merge brings in are there to be overridden
+            key, line = self.construct_object(key_node, deep=deep), key_node.start_mark.line + 1
+            try:
+                twice = key in lines
+            except TypeError:  # an unhashable key, which the base class refuses
+                continue
+            if twice:
+                raise ConfigError(f"{self.where}: key '{key}' is given twice (lines {lines[key]} and {line}); "
+                                  f"keep one")
+            lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"))
+
+
+def load_text(text: str, where: str, toml: bool = False) -> Any:
+    """A config's YAML (or JSON) or TOML text as Python values. Input too deep for the parser, with an
+    integer too long to convert or with a key twice is a ``ConfigError`` naming ``where``; a syntax
+    error is left to the caller (a file is then malformed, a ``--set`` value a string)."""
+    try:
+        if toml:
+            return tomllib.loads(text)
+        loader = ConfigLoader(text, where)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except RecursionError:
+        raise ConfigError(f"{where} is nested too deeply (a config is at most {MAX_DEPTH} levels deep)") from None
+    except ValueError as exc:
+        if isinstance(exc, (ConfigError, tomllib.TOMLDecodeError)):
+            raise
+        raise ConfigError(f"{where}: unreadable value ({' '.join(str(exc).split())})") from None  # a date 2020-13-45
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """A YAML or TOML file as a dict; missing or malformed files are user errors."""
     path = Path(path)
@@ -156,21 +208,19 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read ({exc.strerror})") from None
+    suffix, where = path.suffix.lower(), f"config file {path}"
+    if suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"{where}: unknown extension '{path.suffix}'; use .yaml, .yml, .toml or .json")
     try:
-        if path.suffix.lower() == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix.lower() in (".yaml", ".yml", ".json"):
-            data = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"config file {path}: unknown extension '{path.suffix}'; use .yaml, .yml, .toml or .json")
+        data = load_text(text, where, toml=suffix == ".toml")
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        detail = str(exc).replace("\n", " ")
-        raise ConfigError(f"config file {path} is malformed: {' '.join(detail.split())}") from None
+        raise ConfigError(f"{where} is malformed: {' '.join(str(exc).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
-    check_values(data, f"config file {path}")
+        raise ConfigError(f"{where} must hold a mapping of sections, not {type(data).__name__}")
+    check_values(data, where, prefix=f"{where}: ")
+    check_sections(data, where)
     return upgrade_legacy(data, str(path))
 
 
@@ -202,38 +252,92 @@ def upgrade_legacy(data: dict[str, Any], where: str) -> dict[str, Any]:
 
 #: values a config may hold, counted with YAML aliases expanded (a 300-byte alias bomb expands to millions)
 MAX_CONFIG_VALUES = 10_000
+#: levels of nesting a config may have (section, field, then a task's params or a list inside them)
+MAX_DEPTH = 16
 
 
-def check_values(tree: Any, where: str) -> None:
-    """Refuse non-finite numbers (naming the field) and configs too large once aliases are expanded.
+def check_values(tree: Any, where: str, prefix: str = "") -> None:
+    """Refuse non-finite numbers and integers beyond a float's range (naming the field), keys that are
+    not text (a YAML date or number), strings that cannot be written out, and configs too large once
+    aliases are expanded or nested too deeply. A field is named with ``prefix`` before it
+    (``--task-set mass``).
 
     Checked on the raw values, before pydantic: JSON has no ``inf``, so a plugin section's ``.inf``
     would otherwise come back from its round trip through JSON as a puzzling ``None``.
     """
-    stack: list[tuple[str, Any]] = [("", tree)]
+    stack: list[tuple[str, Any, int]] = [("", tree, 0)]
     seen = 0
     while stack:
-        field, node = stack.pop()
+        field, node, depth = stack.pop()
         seen += 1
         if seen > MAX_CONFIG_VALUES:
             raise ConfigError(f"{where}: more than {MAX_CONFIG_VALUES} values (YAML aliases expanded); "
                               f"a config is a few dozen")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{where}: {'.'.join(field.split('.')[:2])} is nested more than {MAX_DEPTH} levels "
+                              f"deep")
         if isinstance(node, float) and not math.isfinite(node):
-            raise ConfigError(f"{field}: must be a finite number, got {node}")
+            raise ConfigError(f"{prefix}{field}: must be a finite number, got {node}")
+        if isinstance(node, int) and abs(node) > sys.float_info.max:
+            raise ConfigError(f"{prefix}{field}: must be a finite number, got an integer of {node.bit_length()} "
+                              f"bits")
+        odd = [key for key in node if not isinstance(key, str)] if isinstance(node, dict) else []
+        if odd:
+            raise ConfigError(f"{where}: key {odd[0]} {f'in {field} ' if field else ''}must be a name (text), "
+                              f"not {type(odd[0]).__name__}")
+        texts = [node] if isinstance(node, str) else list(node) if isinstance(node, dict) else []
+        if not all(is_unicode(text) for text in texts):
+            what = field if isinstance(node, str) else f"a key{f' in {field}' if field else ''}"
+            raise ConfigError(f"{where}: {what} is not valid text (an unpaired surrogate, or bytes that are not "
+                              f"UTF-8)")
         children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        stack.extend((f"{field}.{key}" if field else str(key), value) for key, value in children)
+        stack.extend((f"{field}.{key}" if field else str(key), value, depth + 1) for key, value in children)
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``section.field=value`` → (["section", "field"], value); the value is parsed as YAML."""
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` can be written out: a lone surrogate (a YAML ``"\\ud800"``, or an argument's
+    bytes that are not UTF-8) cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_sections(layer: dict[str, Any], where: str) -> None:
+    """A section of the config is a mapping of its fields: ``--set data=1`` would otherwise replace
+    the whole section and leave its defaults."""
+    for name, value in layer.items():
+        if name in ExperimentConfig.model_fields and not isinstance(value, dict):
+            raise ConfigError(f"{where}: {name} is a section and must be a mapping of its fields "
+                              f"({name}.FIELD), got {value!r}")
+
+
+def parse_override(item: str, option: str = "--set") -> tuple[list[str], Any]:
+    """``section.field=value`` → (["section", "field"], value); the value is parsed as YAML (a value
+    YAML cannot parse is a string)."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set expects section.field=value, got '{item}'")
+        raise ConfigError(f"{option} expects section.field=value, got '{item}'")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_text(raw, f"{option} {key.strip()}") if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.strip().split("."), value
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_strictly(model: type[M], values: dict[str, Any], where: str, allowed: list[str] | None = None,
+                      error: type[PivfUserError] = ConfigError) -> M:
+    """``values`` validated by ``model`` as the JSON-like data a config is, in pydantic's strict mode:
+    lax mode reads ``true`` as the number 1 (``training.epochs=true`` trained one epoch) and the
+    string "5" as 5. Values JSON has no type for (a YAML date) are strings."""
+    try:
+        return model.model_validate_json(json.dumps(values, default=str), strict=True)
+    except ValidationError as exc:
+        raise error(format_validation_error(exc, where, allowed)) from None
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -249,12 +353,13 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+def set_path(tree: dict[str, Any], path: list[str], value: Any, option: str = "--set") -> None:
+    """``tree[path[0]][path[1]]... = value``, refusing a path through a value set before."""
     node = tree
     for part in path[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {'.'.join(path)}: '{part}' is not a section")
+            raise ConfigError(f"{option} {'.'.join(path)}: '{part}' is not a section")
     node[path[-1]] = value
 
 
@@ -270,13 +375,15 @@ def resolve_config(
     flag_layer: dict[str, Any] = {}
     for dotted, value in (flags or {}).items():
         if value is not None:
-            _set_path(flag_layer, dotted.split("."), value)
+            set_path(flag_layer, dotted.split("."), value)
     set_layer: dict[str, Any] = {}
     for item in overrides or []:
         path, value = parse_override(item)
-        _set_path(set_layer, path, value)
+        set_path(set_layer, path, value)
+    check_values({"data": {"task": task}}, "--task")
     check_values(flag_layer, "flags")
     check_values(set_layer, "--set")
+    check_sections(set_layer, "--set")
 
     chosen_task = _first("data.task", set_layer, {"data": {"task": task}}, flag_layer, file_layer) or DEFAULT_TASK
     preset = _plugin_attribute("task", chosen_task, "preset")
@@ -294,10 +401,7 @@ def resolve_config(
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = drop_lower_length(deep_merge(merged, layer), layer)
-    try:
-        config = ExperimentConfig.model_validate(merged)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, "config")) from None
+    config = validate_strictly(ExperimentConfig, merged, "config")
     if validate_plugins:
         config = validate_plugin_sections(config)
     return config
@@ -370,7 +474,8 @@ def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
                 raise ConfigError(f"{section}.{field} = {params[field]!r} conflicts with {origin} = {value!r}; "
                                   f"set {origin} instead")
             params[field] = value
-        validated = cls.validate_params(params)
+        validated = validate_strictly(cls.Params, params, f"{kind} '{choice.name}'", sorted(cls.Params.model_fields),
+                                      PluginParamsError)
         resolved[section] = {"name": choice.name, **json.loads(validated.model_dump_json())}
         if kind == "objective":
             implications = reg.get("objective", choice.name).implied_params(validated)

@@ -86,7 +86,7 @@ def frame_cost(angle: Tensor, rate: Tensor, u: Tensor, goal: float) -> Tensor:
 class PlannerSettings(BaseModel):
     """The cross-entropy planner's settings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     horizon: int = Field(25, ge=1, description="frames planned ahead")
     population: int = Field(300, ge=2, description="input sequences sampled per iteration")

@@ -20,8 +20,13 @@ from pivf.core.physics import PhysicsSystem
 from pivf.core.plugin import Plugin, PluginParams
 
 
+#: substeps a frame interval may be split into: each multiplies the work of every rollout, and a
+#: mistyped count (1e8) would run until killed
+MAX_SUBSTEPS = 1000
+
+
 class IntegratorParams(PluginParams):
-    substeps: int = Field(5, ge=1, description="integration steps per frame interval")
+    substeps: int = Field(5, ge=1, le=MAX_SUBSTEPS, description="integration steps per frame interval")
 
 
 IP = TypeVar("IP", bound=IntegratorParams)

@@ -38,9 +38,14 @@ class TorchdiffeqParams(IntegratorParams):
     solve: Solve = Field("per_interval", description="one odeint call per frame interval, or one over all frame times")
 
 
+#: the finest tolerance an adaptive solver is asked for: float64 rounding (1e-16) stops a finer one
+#: from being met, and the controller would shrink its steps until they underflow
+MIN_TOLERANCE = 1e-12
+
+
 class AdaptiveParams(TorchdiffeqParams):
-    rtol: float = Field(1e-5, gt=0, description="relative tolerance of the step-size controller")
-    atol: float = Field(1e-6, gt=0, description="absolute tolerance of the step-size controller")
+    rtol: float = Field(1e-5, ge=MIN_TOLERANCE, description="relative tolerance of the step-size controller")
+    atol: float = Field(1e-6, ge=MIN_TOLERANCE, description="absolute tolerance of the step-size controller")
 
 
 TDP = TypeVar("TDP", bound=TorchdiffeqParams)

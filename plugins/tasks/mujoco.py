@@ -46,8 +46,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _load_mujoco() -> ModuleType:
-    """``import mujoco`` with an offscreen backend chosen first (MuJoCo reads it on import)."""
-    os.environ.setdefault(BACKEND_ENV, "egl" if torch.cuda.is_available() else "osmesa")
+    """``import mujoco`` with an offscreen backend chosen first (MuJoCo reads it on import). An empty
+    ``MUJOCO_GL`` counts as unset: MuJoCo would take it for GLFW, which needs a display."""
+    if not os.environ.get(BACKEND_ENV, "").strip():
+        os.environ[BACKEND_ENV] = "egl" if torch.cuda.is_available() else "osmesa"
     import mujoco
 
     return mujoco
