@@ -21,6 +21,7 @@ import pivf
 from pivf.core.config import resolve_config
 from pivf.core.data.task import Trajectory
 from pivf.core.losses import frame_sse
+from pivf.core.velocity_fit import largest_step_last_sign
 
 Rule = Callable[[Tensor, float], Tensor]
 
@@ -32,13 +33,6 @@ def backward_difference(positions: Tensor, dt: float) -> Tensor:
 def second_order_difference(positions: Tensor, dt: float) -> Tensor:
     """(3q₋₀ − 4q₋₁ + q₋₂) / 2dt: exact for constant acceleration."""
     return (3 * positions[:, -1] - 4 * positions[:, -2] + positions[:, -3]) / (2 * dt)
-
-
-def largest_step_last_sign(positions: Tensor, dt: float) -> Tensor:
-    """Per coordinate the largest |Δq| of the input intervals, signed as the last Δq: elastic bounces
-    keep the speed, and the interval holding a bounce is the one that looks slow."""
-    steps = (positions[:, 1:] - positions[:, :-1]) / dt
-    return steps.abs().amax(1) * torch.sign(steps[:, -1])
 
 
 RULES: dict[str, Rule] = {"backward difference": backward_difference,

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from pivf.core.physics import StateKind
 from pivf.core.plugin import P, Plugin
+from pivf.core.velocity_fit import Backward
 
 
 @dataclass
@@ -50,6 +51,11 @@ class Encoder(Plugin[P], nn.Module):
         core/discovery.py); False when this encoder has no such part. ``colour`` (C,), when given,
         is the colour of what the reconstruction misses most: a hint where to look."""
         return False
+
+    def refine_velocity(self, encoded: EncoderOutput, backward: Backward) -> EncoderOutput:
+        """``encoded`` with its velocity corrected through the physics: ``backward(q, p, frames)``
+        rolls a state back over the frames before it (core/velocity_fit.py). Unchanged by default."""
+        return encoded
 
 
 class Decoder(Plugin[P], nn.Module):

@@ -73,14 +73,20 @@ class Pipeline(nn.Module):
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def encode(self, frames: Tensor) -> EncoderOutput:
-        """The encoder's output, in float32 whatever precision it ran in."""
+        """The encoder's output, in float32 whatever precision it ran in, its velocity refined through
+        the physics where the encoder does that (not under controls: those before the last input
+        frame are not known here)."""
         with self.vision_precision(frames.device):
             encoded = self.encoder(frames)
-        if not self.bf16:
-            return encoded
-        return replace(encoded, q0=encoded.q0.float(), p0=encoded.p0.float(),
-                       positions=None if encoded.positions is None else encoded.positions.float(),
-                       kl=None if encoded.kl is None else encoded.kl.float())
+        if self.bf16:
+            encoded = replace(encoded, q0=encoded.q0.float(), p0=encoded.p0.float(),
+                              positions=None if encoded.positions is None else encoded.positions.float(),
+                              kl=None if encoded.kl is None else encoded.kl.float())
+        return encoded if self.controls is not None else self.encoder.refine_velocity(encoded, self.backward)
+
+    def backward(self, q: Tensor, p: Tensor, frames: int) -> Tensor:
+        """States q at the ``frames`` frames before (q, p), latest first: (frames, B, *state)."""
+        return self.integrator.rollout(self.physics, q, p, self.frame_times(frames, -self.dt))[0][1:]
 
     def decode(self, q: Tensor) -> Tensor:
         """States (T, B, *state) → frames (B, T, C, H, W), decoded as one batch."""

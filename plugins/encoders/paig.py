@@ -22,6 +22,7 @@ Two velocity estimators give each object's velocity at the last input frame from
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Literal
 
 import torch
@@ -34,6 +35,7 @@ from pivf.core.hookspecs import hookimpl
 from pivf.core.model import Encoder, EncoderOutput
 from pivf.core.nn import full_precision, glorot_init, mlp
 from pivf.core.plugin import PluginParams
+from pivf.core.velocity_fit import Backward, fit_velocity, largest_step_last_sign
 
 #: constant logit of the background channel in the mask softmax (1, not 0, as in the original)
 BACKGROUND_LOGIT = 1.0
@@ -183,6 +185,9 @@ class PaigEncoderParams(PluginParams):
     vel_hidden: int = Field(100, ge=1)
     vel_layers: int = Field(2, ge=1, description="hidden tanh layers of the velocity MLP")
     cpu_batch: int = Field(200, ge=1, description="images localised at a time on a CPU (a GPU takes all at once)")
+    velocity_fit: int = Field(0, ge=0, le=10, description="Gauss-Newton steps that refine the estimate to the "
+                              "velocity whose backward rollout through the physics passes through the encoded "
+                              "input positions (core/velocity_fit.py; 0: off)")
 
 
 class PaigUNetEncoder(Encoder[PaigEncoderParams]):
@@ -274,6 +279,14 @@ class PaigUNetEncoder(Encoder[PaigEncoderParams]):
             direction = colour.to(self.colour.weight) / colour.norm().clamp_min(1e-12)
             self.colour.weight[index] = direction.reshape(-1, 1, 1)
         return True
+
+    def refine_velocity(self, encoded: EncoderOutput, backward: Backward) -> EncoderOutput:
+        p = self.params
+        if p.velocity_fit == 0 or p.input_steps < 2 or encoded.positions is None:
+            return encoded
+        inputs = encoded.positions[:, :p.input_steps]
+        velocity = fit_velocity(backward, inputs, [encoded.p0, largest_step_last_sign(inputs, p.dt)], p.velocity_fit)
+        return replace(encoded, p0=velocity)
 
     def forward(self, frames: Tensor) -> EncoderOutput:
         t_in = self.params.input_steps
