@@ -147,7 +147,9 @@ def train_command(
                                                         "(its own config.yaml; --epochs, --max-time and --device "
                                                         "may change)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier run of the same "
-                                                                "logging.run_name (its folder is deleted first)")] = False,
+                                                                "logging.run_name: the files pivf wrote there are "
+                                                                "deleted first; a folder that is not a pivf run, or "
+                                                                "holds files of yours, is refused")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output; print the final metrics as JSON")] = False,
 ) -> None:
     """Train a model: encoder → velocity estimator → integrator(physics) → decoder.
