@@ -302,3 +302,12 @@ def test_cli_data_errors_exit_2_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["data", "info", str(bad), "--task", "spring_color"])
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "truncated or corrupt" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["spring_color", "3bp_color"])  # balls that never overlap
+def test_one_colour_draws_every_ball_white_where_it_was_drawn_in_one_channel(name):
+    task, trajectory, frames = sample(name, "train")
+    white = pivf.task(name, one_colour=True).render(trajectory)
+    drawn = frames.amax(-1)  # each ball lights one channel of its own
+    assert torch.equal(white[..., 0], drawn) and torch.equal(white[..., 1], drawn) and torch.equal(white[..., 2], drawn)
+    assert (frames.float().std(-1) > 0).any()  # the coloured frames do tell the balls apart

@@ -18,6 +18,8 @@ from pivf.core.data.task import Task, TaskParams, Trajectory
 
 class BallTaskParams(TaskParams):
     radius: float = Field(2.0, gt=0, description="ball radius in pixels; sequences where a ball touches a wall are redrawn")
+    one_colour: bool = Field(False, description="draw every ball white, so colour cannot tell the objects apart "
+                                                "(a model must keep each object by its motion)")
 
 
 def inside_walls(q: Tensor, margin: float, size: int) -> Tensor:
@@ -37,8 +39,10 @@ class BallTask(Task[BTP]):
         return inside_walls(q, self.params.radius, self.params.image_size)
 
     def colours(self) -> Tensor:
-        """(K, 3): ball j in channel 2 − j (cycling for more than three balls)."""
+        """(K, 3): ball j in channel 2 − j (cycling for more than three balls), or all white."""
         k = self.params.n_objects
+        if self.params.one_colour:
+            return torch.ones(k, 3)
         return torch.eye(3, dtype=torch.float32)[[2 - j % 3 for j in range(k)]]
 
     def render(self, trajectory: Trajectory) -> Tensor:
