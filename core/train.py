@@ -159,7 +159,16 @@ class Trainer:
         if tcfg.steps is None and self.epoch > tcfg.epochs:
             raise ConfigError(f"--epochs {tcfg.epochs}: {self.run_dir} has already trained "
                               f"{self.epoch} epochs; give at least that many")
+        if self.epoch_step > self.batching()[1]:  # a hand-edited checkpoint: its epoch would never end
+            raise PivfUserError(f"{path}: damaged checkpoint, 'epoch_step' is {self.epoch_step} but an epoch has "
+                                f"{self.batching()[1]} steps")
         self.log(f"resuming {self.run_dir} after epoch {self.epoch} (step {self.step})")
+
+    def batching(self) -> tuple[int, int]:
+        """(batch size per process, steps per epoch); the remainder of an epoch is dropped, as the original."""
+        n_train = self.train_x.shape[0]
+        batch_size = min(self.config.training.batch_size, n_train // self.world.size)
+        return batch_size, n_train // (batch_size * self.world.size)
 
     def roll_back(self) -> None:
         """Return to the last good checkpoint with a halved learning rate, or stop."""
@@ -207,8 +216,7 @@ class Trainer:
         cfg, tcfg = self.config, self.config.training
         objective, pipeline = self.objective, self.pipeline
         n_train = self.train_x.shape[0]
-        batch_size = min(tcfg.batch_size, n_train // self.world.size)
-        steps_per_epoch = n_train // (batch_size * self.world.size)  # remainder dropped, as the original
+        batch_size, steps_per_epoch = self.batching()
         if self.world.is_main and cfg.logging.tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # slow import, only when logging
 

@@ -75,6 +75,13 @@ CASES = {
                             "(got 100000000)"),
     "substeps written 1e8": (["config", "show", "--set", "integrator.substeps=1e8"],
                              "error: integrator 'euler': substeps: Input should be a valid integer (got 100000000.0)"),
+    "simulation substeps 1e8": (["data", "generate", "spring_color", "--out", "{work}/data", "--set",
+                                 "substeps=100000000"],
+                                "error: task 'spring_color': substeps: Input should be less than or equal to 10000 "
+                                "(got 100000000)"),
+    "MuJoCo substeps 1e8": (["data", "generate", "mujoco_spring", "--out", "{work}/data", "--set", "substeps=100000000"],
+                            "error: task 'mujoco_spring': substeps: Input should be less than or equal to 10000 "
+                            "(got 100000000)"),
     "tolerance 1e-300": (["config", "show", "--integrator", "dopri5", "--set", "integrator.rtol=1e-300"],
                          "error: integrator 'dopri5': rtol: Input should be greater than or equal to 0.000000000001 "
                          "(got 1e-300)"),

@@ -292,6 +292,8 @@ NOT_PIVFS = {
     "random bytes": (random_bytes, EVALUATE, "best.pt: truncated or corrupt checkpoint"),
     "a string epoch": (edit_last("epoch", "3"), RESUME, "last.pt: damaged checkpoint, 'epoch' is '3'; a whole number"),
     "a negative step": (edit_last("step", -5), RESUME, "last.pt: damaged checkpoint, 'step' is -5"),
+    "an epoch step beyond its epoch": (edit_last("epoch_step", 7), RESUME,
+                                       "last.pt: damaged checkpoint, 'epoch_step' is 7 but an epoch has 2 steps"),
     "a shuffle order beyond the data": (shuffled_beyond_the_data, RESUME,
                                         "last.pt: damaged checkpoint, its shuffle order is not a permutation of the "
                                         "run's 20 training sequences"),

@@ -68,6 +68,11 @@ MAX_ROUNDS = 200
 HOPELESS = 50_000
 
 
+#: simulation steps a task may take per frame interval: each multiplies the work of a generation, and
+#: a mistyped count (1e8) would run until killed
+MAX_SIMULATION_SUBSTEPS = 10_000
+
+
 class TaskParams(PluginParams):
     image_size: int = Field(32, ge=8, description="frame height and width in pixels")
     n_objects: int = Field(2, ge=1, description="objects in the scene")
@@ -75,7 +80,8 @@ class TaskParams(PluginParams):
     test_length: int = Field(30, ge=2, description="frames per test (extrapolation) sequence")
     dt: float = Field(0.3, gt=0, description="time between frames")
     ground_truth: dict[str, float] = Field({}, description="overrides of the physical constants the data is made with")
-    substeps: int = Field(10, ge=1, description="reference RK4 steps per frame interval; rejection tests run at each")
+    substeps: int = Field(10, ge=1, le=MAX_SIMULATION_SUBSTEPS,
+                          description="reference RK4 steps per frame interval; rejection tests run at each")
 
     @model_validator(mode="after")
     def _test_sequences_are_longer(self) -> TaskParams:

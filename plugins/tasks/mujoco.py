@@ -28,7 +28,7 @@ from torch import Tensor
 
 from pivf.core.config import deep_merge
 from pivf.core.data.sampling import uniform, unit_vectors
-from pivf.core.data.task import Task, TaskParams, Trajectory, with_default
+from pivf.core.data.task import MAX_SIMULATION_SUBSTEPS, Task, TaskParams, Trajectory, with_default
 from pivf.core.errors import DataError
 from pivf.core.hookspecs import hookimpl
 from pivf.plugins.tasks.paig import paig_preset
@@ -98,7 +98,8 @@ def mujoco_preset(physics: dict[str, Any], n_objects: int, dt: float) -> dict[st
 class MujocoTaskParams(TaskParams):
     ground_truth: dict[str, float] = Field({}, max_length=0, description="not used: the scene's own params set "
                                                                          "the physics, and the truth follows")
-    substeps: int = Field(100, ge=1, description="MuJoCo steps per frame interval (its timestep is dt / substeps)")
+    substeps: int = Field(100, ge=1, le=MAX_SIMULATION_SUBSTEPS,
+                          description="MuJoCo steps per frame interval (its timestep is dt / substeps)")
     supersample: int = Field(2, ge=1, le=8, description="render at this multiple of image_size, then average down")
     margin: float = Field(1.0, ge=0, description="sequences where a body's centre comes this close (px) to an edge are redrawn")
     fovy: float = Field(45.0, gt=0, lt=180, description="the camera's vertical field of view in degrees")
