@@ -58,10 +58,9 @@ def fit(task_name: str, physics_name: str, inputs: Tensor, p_last: Tensor, rule:
     integrator = pivf.integrator(integrator_name, substeps=substeps)
     optimizer = torch.optim.Adam(physics.parameters(), lr=1e-2)
     t = torch.arange(targets.shape[1] + 1, dtype=torch.float64) * dt
-    back = -torch.arange(inputs.shape[1], dtype=torch.float64) * dt
 
-    def backward(q: Tensor, p: Tensor) -> Tensor:
-        return integrator.rollout(physics, q, p, back)[0][1:]
+    def backward(q: Tensor, p: Tensor, frames: int) -> Tensor:
+        return integrator.rollout(physics, q, p, -torch.arange(frames + 1, dtype=torch.float64) * dt)[0][1:]
 
     for _ in range(iterations):
         velocity = rule(inputs, p_last, dt, backward)
