@@ -177,10 +177,34 @@ ConfigLoader.add_implicit_resolver(
     list("-+.0123456789"))
 
 
+def bracket_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` outside quoted strings. Checked before parsing, because
+    whether a parser's recursion gives out at a depth of hundreds depends on the interpreter's
+    recursion limit, which other libraries raise (torch.compile does)."""
+    depth = deepest = 0
+    quote = ""
+    escaped = False
+    for char in text:
+        if quote:
+            if char == quote and not escaped:
+                quote = ""
+            escaped = not escaped and char == "\\" and quote == '"'
+        elif char in "'\"":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
 def load_text(text: str, where: str, toml: bool = False) -> Any:
     """A config's YAML (or JSON) or TOML text as Python values. Input too deep for the parser, with an
     integer too long to convert or with a key twice is a ``ConfigError`` naming ``where``; a syntax
     error is left to the caller (a file is then malformed, a ``--set`` value a string)."""
+    if bracket_depth(text) > MAX_DEPTH:
+        raise ConfigError(f"{where} is nested too deeply (a config is at most {MAX_DEPTH} levels deep)")
     try:
         if toml:
             return tomllib.loads(text)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pivf.cli.main import app
+from pivf.core.config import bracket_depth
 
 DEEP = "[" * 10_000 + "]" * 10_000
 #: config files the cases below name, written into the working folder
@@ -101,7 +102,7 @@ CASES = {
                                      "error: --set data.task_params is nested too deeply (a config is at most 16 "
                                      "levels deep)"),
     "40 nested lists": (["config", "show", "--set", "data.task_params=" + "[" * 40 + "]" * 40],
-                        "error: --set: data.task_params is nested more than 16 levels deep"),
+                        "error: --set data.task_params is nested too deeply (a config is at most 16 levels deep)"),
     "a date as a key": (["config", "show", "--set", "data.task_params={{2020-01-01: 1}}"],
                         "error: --set: key 2020-01-01 in data.task_params must be a name (text), not date"),
     "a lone surrogate": (["config", "show", "--set", 'logging.run_name="\\ud800"'],
@@ -244,3 +245,12 @@ def test_generated_configs_and_overrides_are_valid_or_one_line(config, sets, tmp
     path.write_text(flow(config) + "\n")
     args = ["config", "show", "--config", str(path)] + [arg for item in sets for arg in ("--set", item)]
     valid_or_one_line(CliRunner().invoke(app, args))
+
+
+def test_nesting_is_counted_outside_quoted_strings_only():
+    """The depth check before parsing (whatever the interpreter's recursion limit) counts brackets of
+    the config's structure, not those inside a string value."""
+    assert bracket_depth("{a: [1, [2, {b: 3}]]}") == 4
+    assert bracket_depth("a: '" + "[" * 40 + "'") == 0
+    assert bracket_depth('a: "\\"' + "[" * 40 + '"') == 0  # an escaped quote does not end the string
+    assert bracket_depth("a: [1]\nb: [[2]]") == 2
