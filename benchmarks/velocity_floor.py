@@ -3,8 +3,9 @@
 Positions come from the task's own ground truth, the rollout from the task's physics through the
 learner's integrator (``euler``, 5 substeps, the PAIG setting), the frames from the task's own
 renderer; only the velocity at the last input frame is estimated, from the true positions of the
-input frames. The pred loss of the true velocity is the floor of the integrator; the others show
-what a velocity rule alone costs (on bouncing balls: a bounce between the last input frames).
+input frames, or fitted through the task's physics (core/velocity_fit.py). The pred loss of the
+true velocity is the floor of the integrator; the others show what a velocity rule alone costs (on
+bouncing balls: a bounce between the last input frames).
 
     python benchmarks/velocity_floor.py bouncing_balls
     python benchmarks/velocity_floor.py spring_color --sequences 200
@@ -21,7 +22,7 @@ import pivf
 from pivf.core.config import resolve_config
 from pivf.core.data.task import Trajectory
 from pivf.core.losses import frame_sse
-from pivf.core.velocity_fit import largest_step_last_sign
+from pivf.core.velocity_fit import fit_velocity, largest_step_last_sign
 
 Rule = Callable[[Tensor, float], Tensor]
 
@@ -67,6 +68,13 @@ def main() -> None:
           f"at the last input frame, velocity by rule (euler, 5 substeps)")
     rows = {"true velocity": trajectory.p[:, last].double(),
             **{name: rule(inputs, data.dt) for name, rule in RULES.items()}}
+    integrator = pivf.integrator("euler", substeps=5)
+
+    def backward(q: Tensor, p: Tensor, frames: int) -> Tensor:
+        return integrator.rollout(physics, q, p, -torch.arange(frames + 1, dtype=torch.float64) * data.dt)[0][1:]
+
+    starts = [rows["backward difference"], rows["largest step, last sign"]]
+    rows["through the physics"] = fit_velocity(backward, inputs, starts, iterations=3)
     for name, velocity in rows.items():
         loss = pred_loss(task, physics, inputs[:, -1], velocity, target, data.dt, data.pred_steps)
         print(f"  {name:<26} {loss:.2f}")

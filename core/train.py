@@ -43,9 +43,9 @@ from pivf.core.optim import make_optimizer
 from pivf.core.progress import Progress
 from pivf.core.report import parameter_report, save_figures
 from pivf.core.atomic import atomic_torch_save
-from pivf.core.verdict import verdict
 from pivf.core.runs import (load_run_config, lock_run, new_run_dir, unlock_run, with_dataset_sizes, write_config,
                              write_metrics)
+from pivf.core.verdict import verdict
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -159,9 +159,10 @@ class Trainer:
         if tcfg.steps is None and self.epoch > tcfg.epochs:
             raise ConfigError(f"--epochs {tcfg.epochs}: {self.run_dir} has already trained "
                               f"{self.epoch} epochs; give at least that many")
-        if self.epoch_step > self.batching()[1]:  # a hand-edited checkpoint: its epoch would never end
+        _, steps_per_epoch = self.batching()
+        if self.epoch_step > steps_per_epoch:  # a hand-edited checkpoint: its epoch would never end
             raise PivfUserError(f"{path}: damaged checkpoint, 'epoch_step' is {self.epoch_step} but an epoch has "
-                                f"{self.batching()[1]} steps")
+                                f"{steps_per_epoch} steps")
         self.log(f"resuming {self.run_dir} after epoch {self.epoch} (step {self.step})")
 
     def batching(self) -> tuple[int, int]:
