@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Annotated, Optional, TypeVar
 
 import typer
+import yaml
 from typer.core import TyperGroup
 
 from pivf.cli.data import data_app
 from pivf.cli.options import file_to_write, finite, flag_name, name_values, with_config_flags
-from pivf.core.config import ExperimentConfig, dump_yaml
+from pivf.core.config import ExperimentConfig
 from pivf.core.errors import PivfUserError
 
 T = TypeVar("T")
@@ -74,7 +75,7 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-config_app = typer.Typer(help="Inspect the resolved experiment config.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the resolved experiment config and the recipes.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 
@@ -132,10 +133,37 @@ def plugins_command(
 @with_config_flags
 def config_show(
     config: ExperimentConfig,
+    sources: dict[str, str],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of YAML")] = False,
+    explain_it: Annotated[bool, typer.Option("--explain", help="one line per field: its value, the layer that set "
+                                                               "it (default, task, recipe, config file, flag, "
+                                                               "--set, or derived from another field) and its "
+                                                               "description")] = False,
 ) -> None:
-    """Print the fully resolved config: defaults < task preset < --config file < flags < --set."""
-    typer.echo(json.dumps(config.to_dict(), indent=2) if as_json else dump_yaml(config), nl=not as_json)
+    """Print the resolved config, each layer over the one before: defaults < task preset < the
+    objective's recipe (--recipe) < --config file < flags < --set. Fields derived from another
+    (a plugin's copy of data.input_steps) are left out; --explain shows them."""
+    from pivf.core.explain import explain, settable
+
+    if explain_it:
+        typer.echo(explain(config, sources))
+        return
+    shown = settable(config, sources)
+    typer.echo(json.dumps(shown, indent=2) if as_json else yaml.safe_dump(shown, sort_keys=False), nl=not as_json)
+
+
+@config_app.command("recipes")
+def config_recipes() -> None:
+    """List the installed objectives' recipes (--recipe NAME): name, objective, description; the first
+    of each objective is its default."""
+    from pivf.core.registry import registry
+
+    recipes = [recipe for name in registry().names("objective")
+               for recipe in registry().get("objective", name).recipes.values()]
+    rows = [("NAME", "OBJECTIVE", "DESCRIPTION")] + [(r.name, r.objective, r.description) for r in recipes]
+    widths = [max(len(row[column]) for row in rows) for column in (0, 1)]
+    for name, objective, description in rows:
+        typer.echo(f"{name:<{widths[0]}}  {objective:<{widths[1]}}  {description}")
 
 
 @app.command("train")

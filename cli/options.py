@@ -2,7 +2,8 @@
 
 ``with_config_flags`` appends these options to a command's signature and hands the command a fully
 resolved ``ExperimentConfig`` instead, so every command layers config sources the same way; a command
-that also takes ``given`` learns which of these flags were on its command line.
+that also takes ``given`` learns which of these flags were on its command line, one that takes
+``sources`` which layer set each field (``resolve_with_sources``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from pivf.core.config import ExperimentConfig, check_values, parse_override, resolve_config, set_path
+from pivf.core.config import ExperimentConfig, check_values, parse_override, resolve_with_sources, set_path
 from pivf.core.errors import ConfigError, PivfUserError
 
 PANEL = "Experiment"
@@ -67,12 +68,12 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def config_from_flags(values: dict[str, Any]) -> ExperimentConfig:
+def config_from_flags(values: dict[str, Any]) -> tuple[ExperimentConfig, dict[str, str]]:
     flags = {path: values.get(name) for name, (path, _) in _FLAGS.items() if path}
     if flags["training.max_time"] is not None:
         flags["training.max_time"] = parse_duration(flags["training.max_time"])
     task = flags.pop("data.task")
-    return resolve_config(task=task, config_file=values.get("config"), flags=flags, overrides=values.get("set"))
+    return resolve_with_sources(task=task, config_file=values.get("config"), flags=flags, overrides=values.get("set"))
 
 
 def with_config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -81,8 +82,9 @@ def with_config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     # (0.29 on) no longer resolves on a rebuilt signature, losing the options' names and help
     hints = typing.get_type_hints(command, include_extras=True)
     parameters = inspect.signature(command).parameters
-    own = [p.replace(annotation=hints[name]) for name, p in parameters.items() if name not in ("config", "given")]
-    wants_given = "given" in parameters
+    own = [p.replace(annotation=hints[name]) for name, p in parameters.items()
+           if name not in ("config", "given", "sources")]
+    wants_given, wants_sources = "given" in parameters, "sources" in parameters
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
               for name, (_, annotation) in _FLAGS.items()]
 
@@ -91,7 +93,10 @@ def with_config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
         shared_values = {name: kwargs.pop(name) for name in _FLAGS}
         if wants_given:
             kwargs["given"] = [flag_name(name) for name, value in shared_values.items() if value is not None]
-        return command(config_from_flags(shared_values), **kwargs)
+        config, sources = config_from_flags(shared_values)
+        if wants_sources:
+            kwargs["sources"] = sources
+        return command(config, **kwargs)
 
     wrapper.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
     del wrapper.__wrapped__  # typer must read the new signature, not the wrapped one

@@ -65,9 +65,12 @@ def open_dataset(config: ExperimentConfig, log: Callable[[str], None] = print) -
     data = config.data
     path = data.path
     if path is None:
+        params = generated_task_params(config)
+        task = registry().get("task", data.task).validate_params(params)
+        check_lengths(config, task.train_length, task.test_length, f"a generated {data.task} dataset")
         log(f"no --data given: using a generated {data.task} dataset ({data.n_train} train sequences, cached)")
         path = ensure_dataset(data.task, data.n_train, data.n_valid, data.n_test, data.seed, data.cache_dir,
-                              params=generated_task_params(config))
+                              params=params)
     dataset = load_dataset(path, task=data.task)
     info = dataset.info
     mismatched = [f"{name} {mine} (data: {theirs})" for name, mine, theirs in (
@@ -85,13 +88,25 @@ def open_dataset(config: ExperimentConfig, log: Callable[[str], None] = print) -
     if dataset.n_controls and dataset.n_controls != takes:
         raise ConfigError(f"physics '{config.physics.name}' takes {takes} control inputs but the dataset {path} "
                           f"was recorded under {dataset.n_controls}; choose an actuated physics that takes them")
-    needed = data.input_steps + data.pred_steps
-    if info.train_length < needed:
-        raise ConfigError(f"data.input_steps + data.pred_steps = {needed} but the training sequences of {path} "
-                          f"have {info.train_length} frames")
+    check_lengths(config, info.train_length, info.test_length, str(path))
     if abs(info.dt - data.dt) > 1e-9:
         log(f"note: data.dt is {data.dt} but the dataset was made with dt {info.dt}")
     return dataset
+
+
+def check_lengths(config: ExperimentConfig, train_length: int, test_length: int, where: str) -> None:
+    """Refuse frames the data does not have, before anything is generated or written: a training
+    window longer than the training sequences, or a test rollout (``extrap_steps`` past the window)
+    longer than the test sequences, which would otherwise be cut short under a record that claims it."""
+    data = config.data
+    needed = data.input_steps + data.pred_steps
+    if train_length < needed:
+        raise ConfigError(f"data.input_steps + data.pred_steps = {needed} but the training sequences of {where} "
+                          f"have {train_length} frames")
+    tested = needed + data.extrap_steps
+    if test_length < tested:
+        raise ConfigError(f"data.input_steps + data.pred_steps + data.extrap_steps = {tested} but the test sequences "
+                          f"of {where} have {test_length} frames (data.extrap_steps at most {test_length - needed})")
 
 
 def _object_state(config: ExperimentConfig) -> bool:

@@ -1,8 +1,9 @@
 """The experiment config: pydantic models and the layering of its sources.
 
 Sources, lowest to highest priority: built-in defaults, the task's preset (``Task.preset``), the
-objective's recipe (``training.recipe``, from ``Objective.recipes``), a YAML/TOML file
-(``--config``), CLI flags, then ``--set section.field=value`` overrides. Plugin sections hold the
+objective's recipe (``training.recipe``, from ``Objective.recipes``, YAML files beside the plugin), a
+YAML/TOML file (``--config``), CLI flags, then ``--set section.field=value`` overrides;
+``resolve_with_sources`` also tells which of them set each field. Plugin sections hold the
 plugin ``name`` plus that plugin's params; once the name is known the params are validated by the
 plugin's own model, so a typo in ``physics.k`` fails before anything runs.
 """
@@ -50,20 +51,21 @@ class PluginChoice(BaseModel):
 
 
 class DataConfig(Section):
-    task: str = DEFAULT_TASK
+    task: str = Field(DEFAULT_TASK, description="the task: its preset sets the other layers' ground and it "
+                                                "generates the data when no path is given (`pivf data tasks`)")
     path: Path | None = Field(None, description="a .npz dataset; empty → generate (and cache) a small one")
-    image_size: int = Field(32, ge=8)
-    n_objects: int = Field(2, ge=1)
+    image_size: int = Field(32, ge=8, description="frame height and width in pixels")
+    n_objects: int = Field(2, ge=1, description="objects in the scene")
     channels: int = Field(3, ge=1, description="colour channels of the frames")
     input_steps: int = Field(4, ge=1, description="frames the encoder sees before prediction starts")
     pred_steps: int = Field(6, ge=1, description="frames predicted and trained on")
     extrap_steps: int = Field(20, ge=0, description="further frames predicted at test time")
     dt: float = Field(0.3, gt=0, description="time between frames")
     n_train: int = Field(500, ge=1, description="size of the generated embedded dataset")
-    n_valid: int = Field(100, ge=1)
-    n_test: int = Field(100, ge=1)
+    n_valid: int = Field(100, ge=1, description="validation sequences of the generated dataset")
+    n_test: int = Field(100, ge=1, description="test (extrapolation) sequences of the generated dataset")
     seed: int = Field(0, ge=0, lt=2**64, description="seed of the generated dataset (kept apart from training.seed)")
-    cache_dir: Path = Path("~/.cache/pivf/data")
+    cache_dir: Path = Field(Path("~/.cache/pivf/data"), description="where generated datasets are cached")
     task_params: dict[str, Any] = Field({}, description="the task's own params for a generated dataset "
                                                          "(see `pivf data tasks`), e.g. rod_length")
 
@@ -73,9 +75,10 @@ class TrainingConfig(Section):
                                                "lower layer's steps")
     steps: int | None = Field(None, ge=1, description="the run's length in optimiser steps, whatever the dataset's "
                                                       "size (epochs are then ignored); empty: epochs decide")
-    batch_size: int = Field(100, ge=1)
-    lr: float = Field(6e-4, gt=0)
-    optimizer: Literal["rmsprop_tf", "rmsprop", "adam"] = "rmsprop_tf"
+    batch_size: int = Field(100, ge=1, description="sequences per optimiser step")
+    lr: float = Field(6e-4, gt=0, description="learning rate of the networks")
+    optimizer: Literal["rmsprop_tf", "rmsprop", "adam"] = Field("rmsprop_tf", description="rmsprop_tf: TensorFlow's "
+                                                                          "RMSprop, as the original PAIG code")
     grad_clip: float = Field(1.0, ge=0, description="element-wise gradient clip (0 disables)")
     recipe: str | None = Field(None, description="a named config layer of the objective over the task preset "
                                                  "(PAIG: 'fast', its default, or 'paper'); empty: the objective's "
@@ -84,8 +87,8 @@ class TrainingConfig(Section):
     anneal_at: float = Field(0.75, gt=0, le=1, description="fraction of the run's length (steps or epochs, or of "
                                                          "max_time, whichever is further along) after which lr is "
                                                          "multiplied by anneal_factor")
-    anneal_factor: float = Field(0.2, gt=0, le=1)
-    seed: int = Field(0, ge=0, lt=2**64)
+    anneal_factor: float = Field(0.2, gt=0, le=1, description="lr is multiplied by this at anneal_at")
+    seed: int = Field(0, ge=0, lt=2**64, description="seed of the initial weights and of the batches")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     eval_every: int = Field(10, ge=1, description="epochs between validations")
     compile: bool = Field(False, description="torch.compile the encoder and decoder (docs/BENCHMARKS.md: slower "
@@ -101,7 +104,7 @@ class LoggingConfig(Section):
     out: Path = Field(Path("runs"), description="parent directory of run directories")
     run_name: str | None = Field(None, description="folder name of the run under out; default: task, plugins, "
                                                    "seed and time")
-    tensorboard: bool = True
+    tensorboard: bool = Field(True, description="write TensorBoard event files into the run directory")
     log_every: int = Field(50, ge=1, description="steps between scalar logs")
     checkpoint_every: int = Field(5, ge=1, description="epochs between checkpoints")
 
@@ -368,13 +371,19 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            if key in PLUGIN_SECTIONS and "name" in value and value["name"] != out[key].get("name"):
+            if replaces_plugin(out, key, value):
                 out[key] = copy.deepcopy(value)  # a different plugin: the old one's params do not apply
             else:
                 out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def replaces_plugin(base: dict[str, Any], key: str, value: Any) -> bool:
+    """Whether ``value`` names another plugin for the plugin section ``key`` of ``base``."""
+    return (key in PLUGIN_SECTIONS and isinstance(value, dict) and "name" in value
+            and isinstance(base.get(key), dict) and value["name"] != base[key].get("name"))
 
 
 def set_path(tree: dict[str, Any], path: list[str], value: Any, option: str = "--set") -> None:
@@ -387,6 +396,11 @@ def set_path(tree: dict[str, Any], path: list[str], value: Any, option: str = "-
     node[path[-1]] = value
 
 
+#: the sources of a config, lowest priority first, as ``config show --explain`` names them (the task
+#: preset and the recipe with their names: "task spring_color", "recipe fast")
+DEFAULT, TASK, RECIPE, FILE, FLAG, SET = "default", "task", "recipe", "config file", "flag", "--set"
+
+
 def resolve_config(
     task: str | None = None,
     config_file: Path | None = None,
@@ -395,6 +409,19 @@ def resolve_config(
     validate_plugins: bool = True,
 ) -> ExperimentConfig:
     """Merge every source in priority order and validate the result (plugins included)."""
+    return resolve_with_sources(task, config_file, flags, overrides, validate_plugins)[0]
+
+
+def resolve_with_sources(
+    task: str | None = None,
+    config_file: Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    validate_plugins: bool = True,
+) -> tuple[ExperimentConfig, dict[str, str]]:
+    """The resolved config and, for each ``section.field``, the source that set it (``DEFAULT``,
+    "task NAME", "recipe NAME", ``FILE``, ``FLAG``, ``SET``) or "derived from SECTION.FIELD" for a
+    plugin param copied from another field; a derived param given by a flag or ``--set`` is refused."""
     file_layer = read_config_file(config_file) if config_file else {}
     flag_layer: dict[str, Any] = {}
     for dotted, value in (flags or {}).items():
@@ -409,35 +436,61 @@ def resolve_config(
     check_values(set_layer, "--set")
     check_sections(set_layer, "--set")
 
-    chosen_task = _first("data.task", set_layer, {"data": {"task": task}}, flag_layer, file_layer) or DEFAULT_TASK
+    given = [(SET, set_layer), (FLAG, {"data": {"task": task}}), (FLAG, flag_layer), (FILE, file_layer)]
+    chosen_task, task_source = _first("data.task", *given)
+    chosen_task = chosen_task or DEFAULT_TASK
     preset = _plugin_attribute("task", chosen_task, "preset")
     defaults = ExperimentConfig().to_dict()
-    layers = [defaults, preset]
-    objective = _first("objective.name", set_layer, flag_layer, file_layer, preset, defaults)
+    layers = [(DEFAULT, defaults), (f"{TASK} {chosen_task}", preset)]
+    objective, _ = _first("objective.name", *given, (TASK, preset), (DEFAULT, defaults))
     recipes = _plugin_attribute("objective", objective, "recipes")
-    recipe = _first("training.recipe", set_layer, flag_layer, file_layer) or next(iter(recipes), None)
+    recipe, recipe_source = _first("training.recipe", *given)
+    recipe = recipe or next(iter(recipes), None)
     if recipe is not None and recipe not in recipes:
         known = ", ".join(recipes) or "none"
         raise ConfigError(f"training.recipe: objective '{objective}' has no recipe '{recipe}'; available: {known}")
     if recipe is not None:
-        layers.append(recipes[recipe])
-    layers.extend([file_layer, flag_layer, set_layer, {"data": {"task": chosen_task}, "training": {"recipe": recipe}}])
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged = drop_lower_length(deep_merge(merged, layer), layer)
+        layers.append((f"{RECIPE} {recipe}", recipes[recipe].layer))
+    layers.extend([(FILE, file_layer), (FLAG, flag_layer), (SET, set_layer)])
+    merged, sources = merge_layers(layers)
+    merged = deep_merge(merged, {"data": {"task": chosen_task}, "training": {"recipe": recipe}})
+    sources.update({"data.task": task_source, "training.recipe": recipe_source})
     config = validate_strictly(ExperimentConfig, merged, "config")
     if validate_plugins:
         config = validate_plugin_sections(config)
-    return config
+        for key, origin in derived_fields(config).items():
+            if sources.get(key) in (FLAG, SET):
+                raise ConfigError(f"{sources[key]} {key}: derived from {origin}, so it cannot be set; set {origin} "
+                                  f"instead")
+            sources[key] = f"derived from {origin}"
+    for section, fields in config.to_dict().items():
+        for field in fields:
+            sources.setdefault(f"{section}.{field}", DEFAULT)  # a plugin's own default
+    return config, sources
 
 
-def drop_lower_length(merged: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+def merge_layers(layers: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(source, layer)`` pairs merged in order, and for each ``section.field`` the source that set
+    it last (a section switched to another plugin forgets its params' sources with the params)."""
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, layer in layers:
+        for section, fields in layer.items():
+            if replaces_plugin(merged, section, fields):
+                sources = {key: value for key, value in sources.items() if not key.startswith(f"{section}.")}
+            sources.update({f"{section}.{field}": source for field in fields} if isinstance(fields, dict) else {})
+        merged = deep_merge(merged, layer)
+        if sets_length_in_epochs(layer) and isinstance(merged.get("training"), dict):
+            merged["training"]["steps"] = None
+            sources["training.steps"] = source
+    return merged, sources
+
+
+def sets_length_in_epochs(layer: dict[str, Any]) -> bool:
     """A run's length is ``training.steps`` or ``training.epochs``, whichever the highest layer that
-    names one of them set: ``--epochs 5`` over a recipe sized in steps trains five epochs."""
-    if (_lookup(layer, "training.epochs") is not None and _lookup(layer, "training.steps") is None
-            and isinstance(merged.get("training"), dict)):
-        merged["training"]["steps"] = None
-    return merged
+    names one of them set: ``--epochs 5`` over a recipe sized in steps trains five epochs, so a
+    layer that sets epochs alone drops the steps below it."""
+    return _lookup(layer, "training.epochs") is not None and _lookup(layer, "training.steps") is None
 
 
 def _plugin_attribute(kind: str, name: Any, attribute: str) -> dict[str, Any]:
@@ -450,9 +503,11 @@ def _plugin_attribute(kind: str, name: Any, attribute: str) -> dict[str, Any]:
     return getattr(registry().get(kind, name), attribute)
 
 
-def _first(dotted: str, *layers: dict[str, Any]) -> Any:
-    """The value at ``dotted`` in the first layer that sets it."""
-    return next((value for layer in layers if (value := _lookup(layer, dotted)) is not None), None)
+def _first(dotted: str, *layers: tuple[str, dict[str, Any]]) -> tuple[Any, str]:
+    """The value at ``dotted`` in the first ``(source, layer)`` that sets it, and that source
+    (``(None, DEFAULT)`` when none does)."""
+    return next(((value, source) for source, layer in layers if (value := _lookup(layer, dotted)) is not None),
+                (None, DEFAULT))
 
 
 def _lookup(tree: dict[str, Any], dotted: str) -> Any:
@@ -464,12 +519,29 @@ def _lookup(tree: dict[str, Any], dotted: str) -> Any:
     return node
 
 
+#: data fields a plugin's params derive: a plugin whose params model has one of these fields gets the
+#: value from ``data:``, so sizes always agree (a flag or ``--set`` of the copy is refused)
+DATA_DERIVED = ("image_size", "channels", "n_objects", "input_steps", "pred_steps", "dt")
+
+
 def data_implied_params(config: ExperimentConfig) -> dict[str, Any]:
-    """Plugin params the data decides: a plugin whose params model has one of these fields gets the
-    value from here, so sizes always agree."""
-    data = config.data
-    return {"image_size": data.image_size, "channels": data.channels, "n_objects": data.n_objects,
-            "input_steps": data.input_steps, "pred_steps": data.pred_steps, "dt": data.dt}
+    """Plugin params the data decides (``DATA_DERIVED``) and their values."""
+    return {field: getattr(config.data, field) for field in DATA_DERIVED}
+
+
+def derived_fields(config: ExperimentConfig) -> dict[str, str]:
+    """``section.field`` of each plugin param that is a copy of another field → that field: the data's
+    sizes (``DATA_DERIVED``) and what the objective implies (``Objective.implied_params``)."""
+    from pivf.core.registry import registry
+
+    reg = registry()
+    origins = {field: f"data.{field}" for field in DATA_DERIVED}
+    objective = reg.get("objective", config.objective.name)
+    implied = objective.implied_params(objective.validate_params(config.objective.params))
+    origins.update({field: f"objective.{field}" for field in implied})
+    return {f"{section}.{field}": origin for section, kind in PLUGIN_SECTIONS.items()
+            for field in reg.get(kind, getattr(config, section).name).Params.model_fields
+            if (origin := origins.get(field)) and origin != f"{section}.{field}"}
 
 
 def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
@@ -496,7 +568,7 @@ def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
                 continue
             if field in params and params[field] != value:
                 raise ConfigError(f"{section}.{field} = {params[field]!r} conflicts with {origin} = {value!r}; "
-                                  f"set {origin} instead")
+                                  f"{section}.{field} is derived from {origin}: set {origin} instead")
             params[field] = value
         validated = validate_strictly(cls.Params, params, f"{kind} '{choice.name}'", sorted(cls.Params.model_fields),
                                       PluginParamsError)

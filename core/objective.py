@@ -24,7 +24,7 @@ What it may override: ``training_losses`` (a schedule over steps), ``after_step`
 parts of the model), ``milestones`` (its stages, for the run's verdict), ``evaluate`` and ``report`` (metrics that are not means, their names in
 metrics.json), ``implied_params`` (params it decides for the encoder, decoder or physics),
 ``state_dict``/``load_state_dict`` (state that must survive a resume) and ``recipes`` (named config
-layers, ``--recipe NAME``, that train it well).
+layers, ``--recipe NAME``, that train it well: YAML files beside the plugin, core/recipes.py).
 """
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ from pivf.core.inference import inference
 from pivf.core.physics import StateKind
 from pivf.core.pipeline import Pipeline
 from pivf.core.plugin import Plugin, PluginParams
+from pivf.core.recipes import Recipe
 
 
 class ObjectiveParams(PluginParams):
@@ -62,8 +63,9 @@ class Objective(Plugin[OP]):
     states: ClassVar[tuple[StateKind, ...]] = ("objects",)
     #: keys of ``evaluate``'s result that summarise a run (``pivf compare`` charts them first)
     headline: ClassVar[tuple[str, ...]] = ()
-    #: named config layers over the task preset (``training.recipe``); the first is the default
-    recipes: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: named config layers over the task preset (``training.recipe``), read from YAML files with
+    #: ``read_recipes``; the first is the default
+    recipes: ClassVar[dict[str, Recipe]] = {}
 
     def __init__(self, params: OP | dict[str, Any] | None = None) -> None:
         super().__init__(params)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from pivf.core.errors import ConfigError
@@ -147,5 +148,5 @@ def log_parameter(value: float, learnable: bool = True) -> nn.Parameter:
 class ObjectParams(PluginParams):
     """Params shared by systems over object coordinates."""
 
-    n_objects: int = 2
-    dim: int = 2
+    n_objects: int = Field(2, description="objects in the scene (data.n_objects)")
+    dim: int = Field(2, description="coordinates per object")

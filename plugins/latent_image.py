@@ -23,8 +23,8 @@ from pivf.core.plugin import PluginParams
 class LatentImageParams(PluginParams):
     """The geometry HGN's encoder and decoder share: images of side latent_size·2^k."""
 
-    image_size: int = Field(32, ge=2)
-    channels: int = Field(3, ge=1)
+    image_size: int = Field(32, ge=2, description="frame height and width in pixels (data.image_size)")
+    channels: int = Field(3, ge=1, description="colour channels of the frames (data.channels)")
     latent_channels: int = Field(16, ge=1, description="channels of q (and of p)")
     latent_size: int = Field(4, ge=2, description="spatial side of the latent maps (q and p themselves "
                                                    "unless latent is vector; a conv Hamiltonian needs ≥ 2)")

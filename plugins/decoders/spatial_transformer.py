@@ -65,12 +65,12 @@ class NetworkVariable(nn.Module):
 
 
 class SpatialTransformerParams(PluginParams):
-    image_size: int = Field(32, ge=8)
-    channels: int = Field(3, ge=1)
-    n_objects: int = Field(2, ge=1)
+    image_size: int = Field(32, ge=8, description="frame height and width in pixels (data.image_size)")
+    channels: int = Field(3, ge=1, description="colour channels of the frames (data.channels)")
+    n_objects: int = Field(2, ge=1, description="objects in the scene (data.n_objects)")
     template_size: int | None = Field(None, ge=2, description="template side; default image_size // 2")
     sigma: float = Field(1.0, gt=0, description="initial scale of the warp (learned); 1 magnifies templates 2×")
-    learn_sigma: bool = True
+    learn_sigma: bool = Field(True, description="learn the warp's scale; false keeps sigma")
 
 
 class SpatialTransformerDecoder(Decoder[SpatialTransformerParams]):

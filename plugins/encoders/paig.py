@@ -164,9 +164,9 @@ class MLPVelocity(nn.Module):
 
 
 class PaigEncoderParams(PluginParams):
-    image_size: int = Field(32, ge=8)
-    channels: int = Field(3, ge=1)
-    n_objects: int = Field(2, ge=1)
+    image_size: int = Field(32, ge=8, description="frame height and width in pixels (data.image_size)")
+    channels: int = Field(3, ge=1, description="colour channels of the frames (data.channels)")
+    n_objects: int = Field(2, ge=1, description="objects in the scene (data.n_objects)")
     dim: int = Field(2, ge=1, le=2, description="coordinates per object")
     input_steps: int = Field(4, ge=1, description="frames the velocity MLP sees")
     dt: float = Field(0.3, gt=0, description="time between frames (filled in from the data)")
@@ -182,7 +182,7 @@ class PaigEncoderParams(PluginParams):
                             "before locating objects (for scenes that are not objects on black)")
     unet_base: int | None = Field(None, ge=1, description="U-Net width; default 8 below 40 px, else 16")
     loc_hidden: int = Field(200, ge=1, description="width of the MLP coordinate head")
-    vel_hidden: int = Field(100, ge=1)
+    vel_hidden: int = Field(100, ge=1, description="width of the velocity MLP")
     vel_layers: int = Field(2, ge=1, description="hidden tanh layers of the velocity MLP")
     cpu_batch: int = Field(200, ge=1, description="images localised at a time on a CPU (a GPU takes all at once)")
     velocity_fit: int = Field(0, ge=0, le=10, description="Gauss-Newton steps that refine the estimate to the "

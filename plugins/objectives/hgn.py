@@ -29,8 +29,8 @@ sequence size. Then either ``loss = MSE + β·KL`` (β = ``objective.kl_weight``
 λ and C_ma live on the objective as device tensors (no host sync per step); ``state_dict`` and
 ``load_state_dict`` carry them through checkpoints. A deterministic encoder has no KL: loss = MSE.
 
-Recipes (``--recipe``), config layers over the task preset: ``paper`` (the default) is HGN's model, 16
-channels of 4×4 latent maps and the widths of the paper; ``fast`` is an HGN++-style model that
+Recipes (``--recipe``), config layers over the task preset (``recipes/hgn-*.yaml``): ``paper`` (the
+default) is HGN's model, 16 channels of 4×4 latent maps and the widths of the paper; ``fast`` is an HGN++-style model that
 learns on a CPU in minutes: q and p are vectors of the system's degrees of freedom (the task preset
 says how many, and which of them are angles), K(p) = ½|p|², V(q) a small MLP, narrower convolutions, 5 + 10 frame windows,
 deterministic (no prior to sample from), Adam at 1e-3, 6,250 steps (the 50 epochs of its generated
@@ -63,6 +63,8 @@ from pivf.core.inference import inference
 from pivf.core.model import EncoderOutput
 from pivf.core.objective import Objective, ObjectiveParams
 from pivf.core.pipeline import Pipeline, PipelineOutput
+from pivf.core.recipes import read_recipes
+from pivf.plugins.objectives import RECIPES
 
 #: normalised per-frame error above which a prediction is no longer valid (VPT)
 VPT_THRESHOLD = 0.025
@@ -77,7 +79,8 @@ class HgnParams(ObjectiveParams):
                                "reconstruct: reconstruct the given sequence (autoencoding)")
     variational: bool = Field(True, description="a variational encoder and a KL term (sets encoder.variational)")
     kl_weight: float = Field(1e-2, ge=0, description="fixed β of the KL term (when geco is off)")
-    geco: bool = False
+    geco: bool = Field(False, description="GECO: a reconstruction constraint with a learned Lagrange multiplier "
+                                          "instead of the fixed β (needs variational)")
     geco_tolerance: float = Field(0.033, gt=0, description="GECO: per-pixel RMS error the constraint aims at")
     geco_alpha: float = Field(0.99, ge=0, lt=1, description="GECO: moving-average factor of the constraint")
     geco_rate: float = Field(0.1, gt=0, description="GECO: speed of the Lagrange multiplier update")
@@ -100,20 +103,7 @@ class HgnObjective(Objective[HgnParams]):
     description = "HGN: pixel MSE of the decoded latent rollout + KL (fixed β or GECO); VPT and energy metrics"
     states = ("latent",)
     headline = ("mse", "vpt", "vpt_backward", "h_rel_std")
-    recipes = {
-        "paper": {section: {"name": name, "latent": "maps", "latent_channels": 16, "angles": 0}
-                  for section, name in (("encoder", "hgn"), ("physics", "hamiltonian_latent"), ("decoder", "hgn_conv"))},
-        "fast": {
-            "data": {"pred_steps": 10, "n_train": 2000},
-            "objective": {"variational": False},
-            "encoder": {"name": "hgn", "latent": "vector", "first_channels": 16, "hidden_channels": 32,
-                        "hidden_layers": 3, "z_channels": 16, "transformer_channels": 32},
-            "physics": {"name": "hamiltonian_latent", "latent": "vector", "hidden": [64, 64], "activation": "swish",
-                        "kinetic": "quadratic"},
-            "decoder": {"name": "hgn_conv", "latent": "vector", "filters": 32},
-            "training": {"lr": 1e-3, "steps": 6250},
-        },
-    }
+    recipes = read_recipes(RECIPES, "hgn", ("paper", "fast"))
 
     def __init__(self, params: HgnParams | dict[str, Any] | None = None) -> None:
         super().__init__(params)

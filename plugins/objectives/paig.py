@@ -20,7 +20,7 @@ the prediction starts at the first check after ``warmup_steps`` at which every s
 object of its own (at the latest after ``MAX_WARMUP_FACTOR`` × ``warmup_steps``). With
 ``guided_reset`` the slot starts looking for, and drawing, the colour the reconstruction misses.
 
-Recipes (``--recipe``), config layers over the task preset:
+Recipes (``--recipe``), config layers over the task preset (``recipes/paig-*.yaml``):
 
 - ``fast`` (default): finds the objects and the physical parameters in minutes on a CPU. Adam, with
   a larger learning rate for the physical parameters (their gradients are small and their scale is
@@ -45,6 +45,8 @@ from pivf.core.discovery import contributions, missing_colour
 from pivf.core.losses import frame_sse, state_sse
 from pivf.core.objective import Objective, ObjectiveParams
 from pivf.core.pipeline import Pipeline, PipelineOutput
+from pivf.core.recipes import read_recipes
+from pivf.plugins.objectives import RECIPES
 
 
 class PaigParams(ObjectiveParams):
@@ -93,20 +95,7 @@ class PaigObjective(Objective[PaigParams]):
     description = "PAIG: reconstruct the encoded frames and predict the next ones (pred + α·recons)"
     states = ("objects",)
     headline = ("recons", "pred", "extrap")
-    recipes = {
-        "fast": {
-            "data": {"n_train": 1000},
-            "encoder": {"name": "paig_unet", "coordinates": "soft_argmax", "velocity": "differences",
-                        "colour_path": 20.0},
-            "training": {"optimizer": "adam", "lr": 2e-3, "physics_lr": 3e-2, "batch_size": 16, "grad_clip": 0.0,
-                         "steps": 1860, "eval_every": 1},
-            "objective": {"name": "paig", "warmup_steps": 300, "discovery_share": 0.25, "horizon_steps": 300,
-                          "latent_weight": 1.0},
-        },
-        "paper": {
-            "encoder": {"name": "paig_unet", "coordinates": "mlp", "velocity": "mlp", "colour_path": 0.0},
-        },
-    }
+    recipes = read_recipes(RECIPES, "paig", ("fast", "paper"))
     CHECK_EVERY = 25
     GRACE_STEPS = 100
     MAX_WARMUP_FACTOR = 3

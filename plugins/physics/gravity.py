@@ -24,7 +24,7 @@ _PAIG_DISTANCE_RANGE = (1.0, 170.0)
 
 
 class GravityParams(ObjectParams):
-    n_objects: int = Field(3, ge=2)
+    n_objects: int = Field(3, ge=2, description="bodies (data.n_objects)")
     g: float = Field(1.0, gt=0, description="initial gravitational constant (PAIG starts at 1)")
     learnable: bool = Field(True, description="learn g; false keeps it fixed")
     masses: list[float] | None = Field(None, description="mass of each body (default all 1)")

@@ -45,7 +45,7 @@ from pivf.core.physics import ObjectParams, PhysicsSystem, floored_length, log_p
 
 
 class PivotPendulumParams(ObjectParams):
-    n_objects: Literal[1] = 1
+    n_objects: Literal[1] = Field(1, description="objects (data.n_objects; exactly 1)")
     g_over_l: float = Field(1.0, gt=0, description="initial ω² = g/L, in 1/time² of the data's dt")
     length: float = Field(8.0, gt=0, description="initial rod length ℓ in pixels")
     pivot: tuple[float, float] = Field((16.0, 16.0), description="initial pivot (x, y) in pixels")

@@ -17,7 +17,7 @@ from pivf.core.physics import ObjectParams, PhysicsSystem, floored_length, log_p
 
 
 class SpringParams(ObjectParams):
-    n_objects: Literal[2] = 2
+    n_objects: Literal[2] = Field(2, description="objects (data.n_objects; exactly 2)")
     k: float = Field(1.0, gt=0, description="initial spring constant (PAIG starts at 1)")
     l: float = Field(1.0, gt=0, description="initial half rest length (PAIG's `equil`; starts at 1)")
     learnable: bool = Field(True, description="learn k and l; false keeps them fixed")

@@ -118,7 +118,7 @@ class DampedSpringTask(MassSpringTask[DampedSpringParams]):
 
 
 class PendulumParams(HgnParams):
-    n_objects: Literal[1] = 1
+    n_objects: Literal[1] = Field(1, description="objects in the scene (exactly 1 in this task)")
     energy_range: tuple[float, float] = with_default(HgnParams, "energy_range", (1.3, 2.3))
 
 
@@ -207,7 +207,7 @@ class ThreeBodyTask(TwoBodyTask[ThreeBodyParams]):
 
 
 class DoublePendulumParams(HgnParams):
-    n_objects: Literal[2] = 2
+    n_objects: Literal[2] = Field(2, description="objects in the scene (exactly 2 in this task)")
     radius: float = with_default(HgnParams, "radius", 2.0)
     canvas: float = with_default(HgnParams, "canvas", 2.5)
     noise_std: float = with_default(HgnParams, "noise_std", 0.05)

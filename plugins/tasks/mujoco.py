@@ -245,7 +245,7 @@ class MujocoTask(Task[MTP]):
 # --- the pendulum ------------------------------------------------------------------------------------
 
 class MujocoPendulumParams(MujocoTaskParams):
-    n_objects: Literal[1] = 1
+    n_objects: Literal[1] = Field(1, description="objects in the scene (exactly 1 in this task)")
     dt: float = with_default(TaskParams, "dt", 0.1)
     rod_length: float = Field(0.9, gt=0, description="rod length L in metres (pivot to the bob's centre)")
     gravity: float = Field(9.81, gt=0, description="gravitational acceleration in m/s²")
@@ -433,7 +433,7 @@ class MujocoPendulumEnvironment:
 # --- two balls joined by a spring ----------------------------------------------------------------
 
 class MujocoSpringParams(MujocoTaskParams):
-    n_objects: Literal[2] = 2
+    n_objects: Literal[2] = Field(2, description="objects in the scene (exactly 2 in this task)")
     stiffness: float = Field(4.0, gt=0, description="spring constant per unit mass, 1/s² (the balls weigh 1 kg)")
     rest_length: float = Field(0.75, gt=0, description="the spring's rest length in metres")
     speed: float = Field(0.5, ge=0, description="each ball's initial speed in m/s, in a random direction")

@@ -53,7 +53,7 @@ def _velocities(generator: torch.Generator, n: int, k: int, speed_x: float, spee
 
 
 class SpringParams(PaigParams):
-    n_objects: Literal[2] = 2
+    n_objects: Literal[2] = Field(2, description="objects in the scene (exactly 2 in this task)")
 
 
 SCP = TypeVar("SCP", bound=SpringParams)
@@ -148,7 +148,7 @@ class BouncingBalls(BallTask[PaigParams]):
 
 class ThreeBodyParams(PaigParams):
     image_size: int = with_default(PaigParams, "image_size", 36)
-    n_objects: Literal[3] = 3
+    n_objects: Literal[3] = Field(3, description="objects in the scene (exactly 3 in this task)")
     train_length: int = with_default(PaigParams, "train_length", 20)
     test_length: int = with_default(PaigParams, "test_length", 40)
     dt: float = with_default(PaigParams, "dt", 0.5)

@@ -22,7 +22,7 @@ class ChargedParams(ObjectParams):
     coulomb: float = Field(1.0, gt=0, description="initial Coulomb constant (learned)")
     charges: list[float] = Field([1.0, -1.0], min_length=1, description="fixed charge of each particle")
     softening: float = Field(1.0, ge=0, description="added to squared distances so close passes stay finite")
-    learnable: bool = True
+    learnable: bool = Field(True, description="learn the Coulomb constant; false keeps it fixed")
 
     @model_validator(mode="after")
     def _one_charge_per_particle(self) -> "ChargedParams":
