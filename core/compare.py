@@ -40,6 +40,8 @@ from pivf.core.atomic import atomic_write_text
 from pivf.core.build import create_plugin
 from pivf.core.runs import run_finished
 
+__all__ = ["finish_sweep", "plan_sweep", "run_sweep", "sweep_configs", "write_layout", "write_summary"]
+
 Log = Callable[[str], None]
 #: charted for every objective, after the objective's own headline metrics
 COMMON_LAYOUT_METRICS = ("valid/loss", "train/loss", "perf/samples_per_s")

@@ -25,6 +25,9 @@ from pivf.core.plugin import Plugin, format_validation_error
 if TYPE_CHECKING:
     from pivf.core.physics import StateKind
 
+__all__ = ["ExperimentConfig", "PluginChoice", "TrainingConfig", "bracket_depth", "check_values", "deep_merge",
+           "dump_yaml", "parse_override", "read_config_file", "resolve_config", "set_path", "validate_plugin_sections"]
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:

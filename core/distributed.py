@@ -18,6 +18,9 @@ import torch.distributed as dist
 from torch import Tensor
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+__all__ = ["all_ranks_finite", "average_gradients", "barrier", "broadcast_parameters", "init_world",
+           "local_device_name", "ranks_in_sync", "share_from_main", "shutdown"]
+
 
 @dataclass(frozen=True)
 class World:

@@ -10,7 +10,8 @@ import torch
 
 from pivf.core.build import build_objective, build_pipeline, open_dataset
 from pivf.core.config import ExperimentConfig
-from pivf.core.data.dataset import Dataset, as_float
+from pivf.core.data.dataset import Dataset
+from pivf.core.data.frames import as_float
 from pivf.core.data.provenance import check_dataset
 from pivf.core.images import frame_grid, save_png
 from pivf.core.checkpoints import checkpoint_path, load_checkpoint, restoring
@@ -21,6 +22,8 @@ from pivf.core.report import parameter_report
 from pivf.core.devices import describe_device, resolve_device
 from pivf.core.runs import load_run_config
 from pivf.core.train import Log
+
+__all__ = ["evaluate_run", "render_rollouts", "restore"]
 
 
 def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[ExperimentConfig, dict[str, Any]]:

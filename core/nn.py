@@ -6,6 +6,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+__all__ = ["full_precision", "glorot_init", "mlp"]
+
 
 def mlp(sizes: Sequence[int], activation: type[nn.Module], final_activation: bool = False) -> nn.Sequential:
     """Dense layers ``sizes[0] → … → sizes[-1]`` with ``activation`` between them."""

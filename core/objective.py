@@ -34,11 +34,13 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.data.dataset import as_float
+from pivf.core.data.frames import as_float
 from pivf.core.inference import inference
 from pivf.core.physics import StateKind
 from pivf.core.pipeline import Pipeline
 from pivf.core.plugin import Plugin, PluginParams
+
+__all__ = ["Objective", "ObjectiveParams"]
 
 
 class ObjectiveParams(PluginParams):

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+__all__ = ["TFRMSprop", "make_optimizer"]
+
 
 class TFRMSprop(Optimizer):
     """``tf.train.RMSPropOptimizer``: the accumulator starts at ONE (so early steps are small and

@@ -21,6 +21,8 @@ from pivf.core.integrator import Integrator
 from pivf.core.model import Decoder, Encoder, EncoderOutput
 from pivf.core.physics import PhysicsSystem
 
+__all__ = ["Pipeline", "PipelineOutput"]
+
 
 @dataclass
 class PipelineOutput:

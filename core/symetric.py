@@ -29,10 +29,12 @@ from sklearn.linear_model import LassoCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
-from pivf.core.data.dataset import as_float
+from pivf.core.data.frames import as_float
 from pivf.core.data.task import Task
 from pivf.core.inference import inference
 from pivf.core.pipeline import Pipeline
+
+__all__ = ["informative_pairs", "pipeline_symetric", "symetric_score"]
 
 DEGREE = 5
 ALPHAS = np.logspace(-4, -0.5, 10)

@@ -32,7 +32,7 @@ from torch import Tensor
 from pivf.core.build import build_objective, build_pipeline, open_dataset
 from pivf.core.checkpoints import check_shuffle_order, checkpoint_path, load_checkpoint, restoring
 from pivf.core.config import ExperimentConfig, TrainingConfig
-from pivf.core.data.dataset import as_float
+from pivf.core.data.frames import as_float
 from pivf.core.data.provenance import record_dataset
 from pivf.core.devices import describe_device, resolve_device
 from pivf.core.distributed import (all_ranks_finite, average_gradients, barrier, broadcast_parameters,
@@ -49,6 +49,8 @@ from pivf.core.verdict import verdict
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
+
+__all__ = ["Log", "RESUME_CHANGES", "Trainer", "resume", "train"]
 
 Log = Callable[[str], None]
 MAX_FAILURES = 3

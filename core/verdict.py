@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["MOVING", "moving_parameters", "verdict"]
+
 #: a learned parameter whose value changed by more than this share over the last ``WINDOW`` of the
 #: run is reported as still moving
 MOVING = 0.02

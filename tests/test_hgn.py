@@ -14,7 +14,7 @@ from pivf.core.errors import ConfigError, PluginParamsError
 from pivf.core.build import build_objective
 from pivf.core.inference import predict, rollout_frames, sample
 from pivf.plugins.objectives.hgn import HgnObjective, MSE_SCALE, valid_prediction_time
-from pivf.core.data.dataset import as_float
+from pivf.core.data.frames import as_float
 from pivf.core.pipeline import Pipeline
 
 DT = 0.125

@@ -15,6 +15,8 @@ from torch import Tensor
 from pivf.core.data.render import draw_discs
 from pivf.core.data.task import Task, TaskParams, Trajectory
 
+__all__ = ["BallTask", "BallTaskParams"]
+
 
 class BallTaskParams(TaskParams):
     radius: float = Field(2.0, gt=0, description="ball radius in pixels; sequences where a ball touches a wall are redrawn")

@@ -24,6 +24,8 @@ from pivf.core.errors import DataError, PivfUserError
 from pivf.core.plugin import format_validation_error
 from pivf.core.registry import registry
 
+__all__ = ["Dataset", "FORMAT_VERSION", "SIDECAR_FORMAT", "Sidecar", "load_dataset", "read_sidecar", "sidecar_path"]
+
 SIDECAR_FORMAT = "pivf-dataset"
 FORMAT_VERSION = 1
 
@@ -99,11 +101,6 @@ class Dataset:
     @property
     def n_controls(self) -> int:
         return 0 if self.train_controls is None else self.train_controls.shape[-1]
-
-
-def as_float(frames: Tensor) -> Tensor:
-    """uint8 (..., T, H, W, C) → float (..., T, C, H, W) in [0, 1]: a permute, never a reshape."""
-    return frames.movedim(-1, -3).float().div_(255)
 
 
 # --- finding the files and their metadata ------------------------------------------------------

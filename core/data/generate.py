@@ -43,6 +43,9 @@ from pivf.core.registry import registry
 from pivf.core.atomic import atomic_write_text
 from pivf.core.paths import make_dir
 
+__all__ = ["check_request", "chunk_generator", "ensure_dataset", "existing_dataset", "file_counts", "frames",
+           "generate_dataset", "make_task", "single_threaded"]
+
 #: sequences rendered at once: bounds the float frames held while rendering a chunk
 RENDER_BATCH = 128
 #: which random stream each split of each file draws from

@@ -31,6 +31,8 @@ from pivf.core.atomic import temporary_beside
 from pivf.core.data.limits import check_dataset_bytes, format_bytes
 from pivf.core.errors import DataError
 
+__all__ = ["NpzWriter", "SPLITS", "beside_key", "check_controls", "read_beside", "read_npz", "sha256_file"]
+
 SPLITS = ("train_x", "valid_x", "test_x")
 #: what reading a damaged archive raises
 UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)

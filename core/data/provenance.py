@@ -14,6 +14,8 @@ from pivf.core.data.dataset import Dataset
 from pivf.core.errors import DataError
 from pivf.core.plugin import format_validation_error
 
+__all__ = ["RECORD", "check_dataset", "record_dataset"]
+
 RECORD = "dataset.json"
 #: the option that uses a run's dataset although it changed since the run trained
 ACCEPT_OPTION = "--accept-changed-data"

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+__all__ = ["draw_discs", "splat_", "sprite_patches", "to_uint8"]
+
 
 def disc_patches(centres: Tensor, radius: float, supersample: int = 16) -> tuple[Tensor, Tensor]:
     """Coverage of discs of ``radius`` px centred at ``centres`` (M, 2) → patches (M, P, P), corners.

@@ -56,6 +56,8 @@ from pivf.core.registry import registry
 from pivf.core.data.names import NameTemplate
 from pivf.core.data.simulate import reference_rollout
 
+__all__ = ["MAX_SIMULATION_SUBSTEPS", "Role", "Task", "TaskParams", "Trajectory", "with_default"]
+
 Role = Literal["train", "test"]
 
 #: proposals drawn at once while rejection sampling

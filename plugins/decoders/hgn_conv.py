@@ -24,8 +24,9 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from pivf.plugins.latent_image import LatentImageParams, circle_features
-from pivf.core.hookspecs import hookimpl
-from pivf.core.model import Decoder
+from pivf.api import Decoder, hookimpl
+
+__all__ = ["HgnConvDecoder", "pivf_decoders"]
 
 
 class HgnDecoderParams(LatentImageParams):

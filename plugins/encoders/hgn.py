@@ -25,8 +25,9 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from pivf.plugins.latent_image import LatentImageParams
-from pivf.core.hookspecs import hookimpl
-from pivf.core.model import Encoder, EncoderOutput
+from pivf.api import Encoder, EncoderOutput, hookimpl
+
+__all__ = ["HgnEncoder", "pivf_encoders"]
 
 
 class HgnEncoderParams(LatentImageParams):

@@ -30,12 +30,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from pivf.core.discovery import departure_colours
-from pivf.core.hookspecs import hookimpl
-from pivf.core.model import Encoder, EncoderOutput
-from pivf.core.nn import full_precision, glorot_init, mlp
-from pivf.core.plugin import PluginParams
-from pivf.core.velocity_fit import Backward, fit_velocity, largest_step_last_sign
+from pivf.plugins.discovery import departure_colours
+from pivf.api import (Backward, Encoder, EncoderOutput, PluginParams, fit_velocity, full_precision, glorot_init, hookimpl, largest_step_last_sign, mlp)
+
+__all__ = ["PaigUNetEncoder", "pivf_encoders"]
 
 #: constant logit of the background channel in the mask softmax (1, not 0, as in the original)
 BACKGROUND_LOGIT = 1.0

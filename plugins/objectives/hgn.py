@@ -56,13 +56,9 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from pivf import hookimpl
-from pivf.core.data.dataset import as_float
-from pivf.core.errors import ConfigError
-from pivf.core.inference import inference
-from pivf.core.model import EncoderOutput
-from pivf.core.objective import Objective, ObjectiveParams
-from pivf.core.pipeline import Pipeline, PipelineOutput
+from pivf.api import (ConfigError, EncoderOutput, Objective, ObjectiveParams, Pipeline, PipelineOutput, as_float, hookimpl, inference)
+
+__all__ = ["HgnObjective", "MSE_SCALE", "pivf_objectives", "valid_prediction_time"]
 
 #: normalised per-frame error above which a prediction is no longer valid (VPT)
 VPT_THRESHOLD = 0.025

@@ -20,10 +20,10 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import ObjectParams, PhysicsSystem, StateKind, energy_gradient, floored_length
-from pivf.core.plugin import PluginParams
+from pivf.api import ObjectParams, PhysicsSystem, PluginParams, StateKind, energy_gradient, floored_length, hookimpl
 from pivf.plugins.latent_image import check_angles, circle_features
+
+__all__ = ["Hamiltonian", "LatentHamiltonian", "pivf_physics"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"softplus": nn.Softplus, "tanh": nn.Tanh, "swish": nn.SiLU}
 

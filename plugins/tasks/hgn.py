@@ -22,10 +22,10 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.data.render import draw_discs
-from pivf.core.data.sampling import normal, signs, uniform, unit_vectors
-from pivf.core.data.task import Task, TaskParams, Trajectory, with_default
-from pivf.core.hookspecs import hookimpl
+from pivf.api import (Task, TaskParams, Trajectory, draw_discs, hookimpl, normal, signs, uniform, unit_vectors, with_default)
+
+__all__ = ["DampedSpringTask", "DoublePendulumTask", "MassSpringTask", "PendulumTask", "ThreeBodyTask", "TwoBodyTask",
+           "pivf_tasks"]
 
 _BACKGROUND = (81 / 255, 88 / 255, 93 / 255)
 _COLOURS = ((173 / 255, 146 / 255, 0.0), (173 / 255, 0.0, 0.0), (0.0, 146 / 255, 0.0))

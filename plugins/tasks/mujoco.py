@@ -26,12 +26,10 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.config import deep_merge
-from pivf.core.data.sampling import uniform, unit_vectors
-from pivf.core.data.task import MAX_SIMULATION_SUBSTEPS, Task, TaskParams, Trajectory, with_default
-from pivf.core.errors import DataError
-from pivf.core.hookspecs import hookimpl
+from pivf.api import (DataError, MAX_SIMULATION_SUBSTEPS, Task, TaskParams, Trajectory, deep_merge, hookimpl, uniform, unit_vectors, with_default)
 from pivf.plugins.tasks.paig import paig_preset
+
+__all__ = ["MujocoMotorPendulum", "MujocoPendulum", "MujocoSpring", "mujoco_problem", "pivf_tasks"]
 
 BACKEND_ENV = "MUJOCO_GL"
 _PROBE_XML = '<mujoco><worldbody><geom type="sphere" size="1"/></worldbody></mujoco>'

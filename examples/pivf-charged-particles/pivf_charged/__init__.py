@@ -12,10 +12,8 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-import pivf
-from pivf.core.data.balls import BallTask, BallTaskParams
-from pivf.core.data.sampling import uniform, unit_vectors
-from pivf.core.physics import ObjectParams, PhysicsSystem, log_parameter
+from pivf.api import (BallTask, BallTaskParams, ObjectParams, PhysicsSystem, hookimpl, log_parameter, uniform,
+                      unit_vectors)
 
 
 class ChargedParams(ObjectParams):
@@ -99,11 +97,11 @@ class ChargedColor(BallTask[ChargedColorParams]):
         return q, torch.cat([sideways, -sideways], dim=1)
 
 
-@pivf.hookimpl
+@hookimpl
 def pivf_physics() -> list[type]:
     return [ChargedParticles]
 
 
-@pivf.hookimpl
+@hookimpl
 def pivf_tasks() -> list[type]:
     return [ChargedColor]
