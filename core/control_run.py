@@ -15,8 +15,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from pivf.core.control import (MPC, Episode, PlannerSettings, Policy, RandomPolicy, encoded_state, run_episode,
-                               summarise, true_state)
+from pivf.core.control import (
+    MPC,
+    Episode,
+    PlannerSettings,
+    Policy,
+    RandomPolicy,
+    encoded_state,
+    run_episode,
+    summarise,
+    true_state,
+)
 from pivf.core.data.frames import as_float
 from pivf.core.data.task import Task
 from pivf.core.errors import ConfigError, PivfUserError

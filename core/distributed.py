@@ -9,8 +9,8 @@ and checkpoints.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -63,7 +63,7 @@ def average_gradients(params: Sequence[Tensor], world: World) -> None:
     flat = _flatten_dense_tensors(grads)
     dist.all_reduce(flat)
     flat.div_(world.size)
-    for param, synced in zip(params, _unflatten_dense_tensors(flat, grads)):
+    for param, synced in zip(params, _unflatten_dense_tensors(flat, grads), strict=True):
         param.grad = synced
 
 

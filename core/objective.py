@@ -21,10 +21,10 @@ trainer owns the loop (optimiser, checkpoints, time budget, logging); the object
             return {"pred": pred, "loss": pred}
 
 What it may override: ``training_losses`` (a schedule over steps), ``after_step`` (re-initialise
-parts of the model), ``milestones`` (its stages, for the run's verdict), ``evaluate`` and ``report`` (metrics that are not means, their names in
-metrics.json), ``implied_params`` (params it decides for the encoder, decoder or physics),
-``state_dict``/``load_state_dict`` (state that must survive a resume) and ``recipes`` (named config
-layers, ``--recipe NAME``, that train it well).
+parts of the model), ``milestones`` (its stages, for the run's verdict), ``evaluate`` and ``report``
+(metrics that are not means, their names in metrics.json), ``implied_params`` (params it decides for
+the encoder, decoder or physics), ``state_dict``/``load_state_dict`` (state that must survive a
+resume) and ``recipes`` (named config layers, ``--recipe NAME``, that train it well).
 """
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ class TFRMSprop(Optimizer):
     SGD-like), ε sits inside the square root, decay 0.9, no momentum. PyTorch's RMSprop starts the
     accumulator at zero, which makes the first steps ~lr·sign(g) and destabilises PAIG's training."""
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float, decay: float = 0.9, eps: float = 1e-10) -> None:
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float, decay: float = 0.9,
+                 eps: float = 1e-10) -> None:
         super().__init__(params, {"lr": lr, "decay": decay, "eps": eps})
 
     @torch.no_grad()

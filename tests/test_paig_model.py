@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 import pivf
-from pivf.core.config import resolve_config
 from pivf.core.build import build_objective, build_pipeline
-from pivf.plugins.discovery import contributions, missing_colour
-from pivf.core.pipeline import Pipeline
+from pivf.core.config import resolve_config
 from pivf.core.optim import TFRMSprop
+from pivf.core.pipeline import Pipeline
+from pivf.plugins.discovery import contributions, missing_colour
 from pivf.testing import grid_sampled_warp
 
 
@@ -43,7 +43,7 @@ def test_the_separable_warp_equals_grid_sampling_with_its_gradients():
     weights = torch.rand_like(mine)
     grads = [torch.autograd.grad((out * weights).sum(), [q, decoder.log_sigma, *decoder.parameters()],
                                  allow_unused=True) for out in (decoder.warp(q), grid_sampled_warp(decoder, q))]
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         if a is not None or b is not None:
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from typer.testing import CliRunner
 
 import pivf
 from pivf.cli.main import app

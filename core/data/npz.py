@@ -79,7 +79,8 @@ class NpzWriter:
         if written != shape[0]:
             raise ValueError(f"{key}: wrote {written} rows, header says {shape[0]}")
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         assert self._zip is not None
         self._zip.close()
         try:
@@ -105,7 +106,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             missing = [key for key in SPLITS if key not in archive.files]
             if missing:
                 found = ", ".join(archive.files) or "nothing"
-                raise DataError(f"{path}: missing key '{missing[0]}' (found: {found}); a dataset needs {', '.join(SPLITS)}")
+                raise DataError(f"{path}: missing key '{missing[0]}' (found: {found}); a dataset needs "
+                                f"{', '.join(SPLITS)}")
             arrays = {key: archive[key] for key in SPLITS}
     except DataError:
         raise

@@ -80,7 +80,8 @@ def splat_(canvas: Tensor, patches: Tensor, corners: Tensor, planes: Tensor) -> 
     return canvas
 
 
-def draw_discs(positions: Tensor, radius: float, colours: Tensor, background: Tensor, height: int, width: int) -> Tensor:
+def draw_discs(positions: Tensor, radius: float, colours: Tensor, background: Tensor, height: int,
+               width: int) -> Tensor:
     """uint8 frames (N, T, H, W, C) showing K discs at ``positions`` (N, T, K, 2).
 
     ``colours`` (K, C) is each disc's colour, ``background`` (C,) the colour behind them, both in

@@ -24,8 +24,8 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from pivf.plugins.latent_image import LatentImageParams
 from pivf.api import Encoder, EncoderOutput, hookimpl
+from pivf.plugins.latent_image import LatentImageParams
 
 __all__ = ["HgnEncoder", "pivf_encoders"]
 

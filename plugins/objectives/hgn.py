@@ -32,8 +32,8 @@ sequence size. Then either ``loss = MSE + β·KL`` (β = ``objective.kl_weight``
 Recipes (``--recipe``), config layers over the task preset: ``paper`` (the default) is HGN's model, 16
 channels of 4×4 latent maps and the widths of the paper; ``fast`` is an HGN++-style model that
 learns on a CPU in minutes: q and p are vectors of the system's degrees of freedom (the task preset
-says how many, and which of them are angles), K(p) = ½|p|², V(q) a small MLP, narrower convolutions, 5 + 10 frame windows,
-deterministic (no prior to sample from), Adam at 1e-3, 6,250 steps (the 50 epochs of its generated
+says how many, and which of them are angles), K(p) = ½|p|², V(q) a small MLP, narrower convolutions,
+5 + 10 frame windows, deterministic (no prior to sample from), Adam at 1e-3, 6,250 steps (the 50 epochs of its generated
 2,000 sequences, whatever the dataset's size) (docs/RESULTS.md).
 
 Metrics (``evaluate``) use the papers' units: ``mse`` is the pixel MSE ×1e4 over the training
@@ -56,7 +56,17 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from pivf.api import (ConfigError, EncoderOutput, Objective, ObjectiveParams, Pipeline, PipelineOutput, as_float, hookimpl, inference)
+from pivf.api import (
+    ConfigError,
+    EncoderOutput,
+    Objective,
+    ObjectiveParams,
+    Pipeline,
+    PipelineOutput,
+    as_float,
+    hookimpl,
+    inference,
+)
 
 __all__ = ["HgnObjective", "MSE_SCALE", "pivf_objectives", "valid_prediction_time"]
 
@@ -98,7 +108,8 @@ class HgnObjective(Objective[HgnParams]):
     headline = ("mse", "vpt", "vpt_backward", "h_rel_std")
     recipes = {
         "paper": {section: {"name": name, "latent": "maps", "latent_channels": 16, "angles": 0}
-                  for section, name in (("encoder", "hgn"), ("physics", "hamiltonian_latent"), ("decoder", "hgn_conv"))},
+                  for section, name in (("encoder", "hgn"), ("physics", "hamiltonian_latent"),
+                                        ("decoder", "hgn_conv"))},
         "fast": {
             "data": {"pred_steps": 10, "n_train": 2000},
             "objective": {"variational": False},

@@ -16,7 +16,20 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from pivf.api import (BallTask, BallTaskParams, DataError, Trajectory, hookimpl, signs, splat_, sprite_patches, to_uint8, uniform, unit_vectors, with_default)
+from pivf.api import (
+    BallTask,
+    BallTaskParams,
+    DataError,
+    Trajectory,
+    hookimpl,
+    signs,
+    splat_,
+    sprite_patches,
+    to_uint8,
+    uniform,
+    unit_vectors,
+    with_default,
+)
 from pivf.plugins.sprites import DIGIT_BOX, SPRITE_SCALE, digit_sprite, natural_background
 
 __all__ = ["BouncingBalls", "MnistSpringColor", "SpringColor", "SpringColorHalf", "ThreeBodyColor", "paig_preset",

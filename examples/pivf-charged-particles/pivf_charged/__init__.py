@@ -12,8 +12,16 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from pivf.api import (BallTask, BallTaskParams, ObjectParams, PhysicsSystem, hookimpl, log_parameter, uniform,
-                      unit_vectors)
+from pivf.api import (
+    BallTask,
+    BallTaskParams,
+    ObjectParams,
+    PhysicsSystem,
+    hookimpl,
+    log_parameter,
+    uniform,
+    unit_vectors,
+)
 
 
 class ChargedParams(ObjectParams):
@@ -23,7 +31,7 @@ class ChargedParams(ObjectParams):
     learnable: bool = True
 
     @model_validator(mode="after")
-    def _one_charge_per_particle(self) -> "ChargedParams":
+    def _one_charge_per_particle(self) -> ChargedParams:
         if len(self.charges) != self.n_objects:
             raise ValueError(f"charges: need one per object ({self.n_objects}), got {len(self.charges)}")
         return self
@@ -72,7 +80,8 @@ class ChargedParticles(PhysicsSystem[ChargedParams]):
 
 
 class ChargedColorParams(BallTaskParams):
-    speed: float = Field(1.5, ge=0, description="initial speed of each particle, px per unit time (near a circular orbit)")
+    speed: float = Field(1.5, ge=0, description="initial speed of each particle, px per unit time (near a circular "
+                                                "orbit)")
 
 
 class ChargedColor(BallTask[ChargedColorParams]):
