@@ -99,7 +99,8 @@ def main() -> None:
         ("true positions, true velocity, euler 20 substeps", positions, true_velocity, "euler", 20),
         ("true positions, true velocity, rk4 5 substeps", positions, true_velocity, "rk4", 5),
         ("true positions, backward difference, rk4 5 substeps", positions, backward_difference, "rk4", 5),
-        ("true positions, velocity through the physics, euler 20 substeps", positions, through_the_physics, "euler", 20),
+        ("true positions, velocity through the physics, euler 20 "
+         "substeps", positions, through_the_physics, "euler", 20),
         ("true positions, velocity through the physics, rk4 5 substeps", positions, through_the_physics, "rk4", 5),
     ]
     truth = task.true_parameters()

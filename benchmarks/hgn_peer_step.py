@@ -57,7 +57,8 @@ def peer_step_seconds(peer: Path, steps: int, warmup: int) -> float:
     optimizer = torch.optim.Adam([{"params": m.parameters(), "lr": lr}
                                   for m in (hgn.encoder, hgn.transformer, hgn.hnn, hgn.decoder)])
     rollouts = torch.rand(BATCH, INPUT + PREDICTED, 3, 32, 32)
-    state: dict[str, torch.Tensor | None] = {"c_ma": None, "multiplier": torch.tensor(geco["initial_lagrange_multiplier"])}
+    state: dict[str, torch.Tensor | None] = {"c_ma": None,
+                                             "multiplier": torch.tensor(geco["initial_lagrange_multiplier"])}
 
     def step() -> None:
         optimizer.zero_grad()
@@ -98,11 +99,13 @@ def pivf_step_seconds(steps: int, warmup: int, bf16: bool) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--peer", type=Path, required=True, help="a checkout of CampusAI/Hamiltonian-Generative-Networks")
+    parser.add_argument("--peer", type=Path, required=True, help="a checkout of "
+                                                                 "CampusAI/Hamiltonian-Generative-Networks")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per process")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--bf16", action="store_true", help="pivf's side under bfloat16 autocast (the peer stays float32)")
+    parser.add_argument("--bf16", action="store_true", help="pivf's side under bfloat16 autocast (the peer stays "
+                                                            "float32)")
     parser.add_argument("--peer-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer_only:

@@ -20,7 +20,7 @@ import torch
 
 import pivf
 from pivf.core.build import build_objective
-from pivf.core.data.dataset import as_float
+from pivf.core.data.frames import as_float
 from pivf.core.data.generate import make_task
 from pivf.core.evaluate import restore
 from pivf.core.inference import inference

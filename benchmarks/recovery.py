@@ -123,7 +123,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         errors = [f"{100 * r['params'][n]['rel_error']:.1f} %" if "rel_error" in r["params"].get(n, {}) else "–"
                   for n in names]
         cells = [r["recipe"], str(r["seed"]), fmt(r["wall_s"], 0), str(r["steps"]), fmt(r["recons"]), fmt(r["pred"]),
-                 fmt(r["extrap"])] + learned + errors + ["yes" if r["success"] else "no", fmt(r["time_to_success_s"], 0)]
+                 fmt(r["extrap"])] + learned + errors
+        cells += ["yes" if r["success"] else "no", fmt(r["time_to_success_s"], 0)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

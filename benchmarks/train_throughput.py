@@ -26,9 +26,9 @@ from torch import Tensor
 
 from pivf.core.build import build_objective, build_pipeline
 from pivf.core.config import resolve_config
-from pivf.core.data.dataset import as_float
-from pivf.core.optim import make_optimizer
+from pivf.core.data.frames import as_float
 from pivf.core.devices import resolve_device
+from pivf.core.optim import make_optimizer
 
 
 def synchronize(device: torch.device) -> None:

@@ -45,7 +45,8 @@ def main() -> None:
     print(f"{args.task}: a perfect model's pixel MSE ×1e4 from the last input frame on: {mse:.2f}")
     for name, vpt in (("forward", forward), ("backward", backward)):
         print(f"{args.task}: a perfect model's VPT {name}: median {vpt.double().quantile(0.5):.1f} of {unseen} frames "
-              f"(mean {vpt.double().mean():.1f}; all {unseen} frames on {(vpt == unseen).double().mean():.0%} of sequences)")
+              f"(mean {vpt.double().mean():.1f}; all {unseen} frames on {(vpt == unseen).double().mean():.0%} of "
+              "sequences)")
 
 
 if __name__ == "__main__":

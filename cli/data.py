@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,17 +19,21 @@ def generate_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="folder to write the train and test files into")],
     n_train: Annotated[int, typer.Option(min=0, help="training sequences")] = 5000,
     n_valid: Annotated[int, typer.Option(min=0, help="validation sequences")] = 500,
-    n_test: Annotated[int, typer.Option(min=0, help="test sequences (short ones in the train file, long ones in the test file)")] = 500,
-    seed: Annotated[int, typer.Option(min=0, max=2**64 - 1, help="random seed; the same seed gives the same bytes on the same kind of device")] = 0,
+    n_test: Annotated[int, typer.Option(min=0, help="test sequences (short ones in the train file, long ones in the "
+                                                    "test file)")] = 500,
+    seed: Annotated[int, typer.Option(min=0, max=2**64 - 1, help="random seed; the same seed gives the same bytes on "
+                                                                 "the same kind of device")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto")] = "cpu",
-    params: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="task param: field=value (repeatable), e.g. image_size=64")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace another dataset of the same file names in --out")] = False,
+    params: Annotated[list[str] | None, typer.Option("--set", "-s", help="task param: field=value (repeatable), e.g. "
+                                                                         "image_size=64")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace another dataset of the same file names in "
+                                                                "--out")] = False,
 ) -> None:
     """Simulate and render a task's dataset: a train file (train/valid/short test) and a long test file.
     The same dataset in --out already is kept; another one (another seed, other sizes) only with --overwrite."""
     from pivf.core.data.generate import check_request, existing_dataset, file_counts, generate_dataset, make_task
-    from pivf.core.paths import make_dir
     from pivf.core.devices import resolve_device
+    from pivf.core.paths import make_dir
 
     instance = make_task(task, name_values(params))
     torch_device = str(resolve_device(device, option="--device"))
@@ -71,8 +75,9 @@ def tasks_command() -> None:
 @data_app.command("info")
 def info_command(
     path: Annotated[Path, typer.Argument(help="a dataset folder, train file or test file")],
-    task: Annotated[Optional[str], typer.Option(help="task of files that have no sidecar and an unfamiliar name")] = None,
-    preview: Annotated[Optional[Path], typer.Option(help="where to write the preview PNG (default: beside the data)")] = None,
+    task: Annotated[str | None, typer.Option(help="task of files that have no sidecar and an unfamiliar name")] = None,
+    preview: Annotated[Path | None, typer.Option(help="where to write the preview PNG (default: beside the "
+                                                      "data)")] = None,
 ) -> None:
     """Shapes, parameters and provenance of a dataset, and a preview PNG of its test sequences."""
     from pivf.core.data.dataset import load_dataset

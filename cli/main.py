@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 import yaml
@@ -108,7 +108,8 @@ def _plugin_warnings_on_one_line() -> None:
 
 @app.command("plugins")
 def plugins_command(
-    kind: Annotated[Optional[str], typer.Option(help="only this kind: physics, integrator, decoder, encoder, objective, task")] = None,
+    kind: Annotated[str | None, typer.Option(help="only this kind: physics, integrator, decoder, encoder, objective, "
+                                                  "task")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List installed plugins: kind, name, description, providing distribution and status."""
@@ -122,7 +123,9 @@ def plugins_command(
         typer.echo(json.dumps(rows, indent=2))
         return
     widths = {key: max([len(key)] + [len(r[key]) for r in rows]) for key in ("kind", "name", "distribution", "status")}
-    for row in [{"kind": "KIND", "name": "NAME", "distribution": "PROVIDER", "status": "STATUS", "description": "DESCRIPTION"}] + rows:
+    header = {"kind": "KIND", "name": "NAME", "distribution": "PROVIDER", "status": "STATUS",
+              "description": "DESCRIPTION"}
+    for row in [header] + rows:
         provider = f"{row['distribution']} {row.get('version', '')}".strip()
         detail = row.get("error") or row["description"]
         typer.echo(f"{row['kind']:<{widths['kind']}}  {row['name']:<{widths['name']}}  "
@@ -171,16 +174,17 @@ def config_recipes() -> None:
 def train_command(
     config: ExperimentConfig,
     given: list[str],
-    resume: Annotated[Optional[Path], typer.Option(help="continue this run directory from its last checkpoint "
+    resume: Annotated[Path | None, typer.Option(help="continue this run directory from its last checkpoint "
                                                         "(its own config.yaml; --epochs, --max-time and --device "
                                                         "may change)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier run of the same "
                                                                 "logging.run_name: the files pivf wrote there are "
                                                                 "deleted first; a folder that is not a pivf run, or "
                                                                 "holds files of yours, is refused")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output; print the final metrics as JSON")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output; print the final metrics as "
+                                                              "JSON")] = False,
 ) -> None:
-    """Train a model: encoder → velocity estimator → integrator(physics) → decoder.
+    """Train a model: encoder (state at the last input frame) → integrator(physics) → decoder.
 
     With no --data, a small dataset for the task is generated and cached first, so this works on a
     fresh machine. Writes a run directory with config.yaml, metrics.json, checkpoints, TensorBoard
@@ -225,11 +229,12 @@ def evaluate_command(
 @app.command("rollout")
 def rollout_command(
     run_dir: Annotated[Path, typer.Argument(help="a run directory written by `pivf train`")],
-    out: Annotated[Optional[Path], typer.Option(help="PNG to write (default RUN_DIR/rollout.png)")] = None,
+    out: Annotated[Path | None, typer.Option(help="PNG to write (default RUN_DIR/rollout.png)")] = None,
     n: Annotated[int, typer.Option(min=1, help="sequences")] = 4,
     steps: Annotated[int, typer.Option(min=1, help="frames to roll out")] = 30,
     speed: Annotated[float, typer.Option(help="time-step factor: -1 runs backwards, 2 twice as fast")] = 1.0,
-    prior: Annotated[bool, typer.Option("--prior", help="start from states sampled from the prior (variational HGN)")] = False,
+    prior: Annotated[bool, typer.Option("--prior", help="start from states sampled from the prior (variational "
+                                                        "HGN)")] = False,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     accept_changed_data: Annotated[bool, typer.Option("--accept-changed-data", help=ACCEPT_HELP)] = False,
@@ -259,9 +264,10 @@ def control_command(
     episodes: Annotated[int, typer.Option(min=1, help="episodes, each from rest near hanging down")] = 10,
     steps: Annotated[int, typer.Option(min=4, help="control steps (frames) per episode")] = 100,
     goal: Annotated[float, typer.Option(help="goal angle in rad from hanging down (π: upright)")] = math.pi,
-    task_set: Annotated[Optional[list[str]], typer.Option("--task-set", help="change the live system: task "
-                                                                               "param=value (repeatable), e.g. mass=1.5")] = None,
-    edit: Annotated[Optional[list[str]], typer.Option(help="set a learned parameter of the model: name=value "
+    task_set: Annotated[list[str] | None, typer.Option("--task-set", help="change the live system: task "
+                                                                               "param=value (repeatable), e.g. "
+                                                                               "mass=1.5")] = None,
+    edit: Annotated[list[str] | None, typer.Option(help="set a learned parameter of the model: name=value "
                                                            "(repeatable), e.g. actuation=4.36")] = None,
     horizon: Annotated[int, typer.Option(min=1, help="frames planned ahead")] = 25,
     population: Annotated[int, typer.Option(min=2, help="input sequences sampled per planner iteration")] = 300,
@@ -269,14 +275,14 @@ def control_command(
     spread: Annotated[float, typer.Option(min=0.01, help="the sampling spread each step starts from")] = 0.5,
     seed: Annotated[int, typer.Option(help="seed of the start angles and the planner")] = 0,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
-    out: Annotated[Optional[Path], typer.Option(help="JSON file to write the results to")] = None,
-    filmstrip: Annotated[Optional[Path], typer.Option(help="PNG of the first episode's frames")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON file to write the results to")] = None,
+    filmstrip: Annotated[Path | None, typer.Option(help="PNG of the first episode's frames")] = None,
 ) -> None:
     """Control a trained system from its frames: model-predictive control through the learned model
     (swing a pendulum up and hold it), measured over episodes beside the true model or random inputs."""
+    from pivf.core.atomic import atomic_write_text
     from pivf.core.control import PlannerSettings
     from pivf.core.control_run import control_run
-    from pivf.core.atomic import atomic_write_text
 
     if checkpoint not in ("best", "last"):
         raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
@@ -307,7 +313,7 @@ def compare_command(
         = "euler,leapfrog,yoshida,rk4",
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
     jobs: Annotated[int, typer.Option(help="runs trained at once (separate processes; they share the GPU)")] = 1,
-    report: Annotated[Optional[Path], typer.Option(help="only rebuild the summary of this finished sweep")] = None,
+    report: Annotated[Path | None, typer.Option(help="only rebuild the summary of this finished sweep")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="train again the runs that already finished in "
                                                                 "OUT (by default they are skipped)")] = False,
 ) -> None:

@@ -12,8 +12,9 @@ import inspect
 import math
 import re
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -22,25 +23,35 @@ from pivf.core.errors import ConfigError, PivfUserError
 
 PANEL = "Experiment"
 
+
+def _flag(kind: Any, help: str, *names: str) -> Any:
+    """An experiment flag; None when not given, so the layers below it decide."""
+    return Annotated[kind | None, typer.Option(*names, help=help, rich_help_panel=PANEL)]
+
+
 # flag name → (dotted config path or None, annotation)
 _FLAGS: dict[str, tuple[str | None, Any]] = {
-    "task": ("data.task", Annotated[Optional[str], typer.Option(help="task preset, e.g. spring_color, 3bp_color, pendulum (see `pivf data tasks`)", rich_help_panel=PANEL)]),
-    "data": ("data.path", Annotated[Optional[Path], typer.Option(help="dataset .npz; default: generate and cache a small one for the task", rich_help_panel=PANEL)]),
-    "physics": ("physics.name", Annotated[Optional[str], typer.Option(help="physics plugin (see `pivf plugins --kind physics`)", rich_help_panel=PANEL)]),
-    "integrator": ("integrator.name", Annotated[Optional[str], typer.Option(help="integrator plugin: euler, leapfrog, yoshida, rk4, dopri5, ...", rich_help_panel=PANEL)]),
-    "encoder": ("encoder.name", Annotated[Optional[str], typer.Option(help="encoder plugin", rich_help_panel=PANEL)]),
-    "decoder": ("decoder.name", Annotated[Optional[str], typer.Option(help="decoder plugin", rich_help_panel=PANEL)]),
-    "objective": ("objective.name", Annotated[Optional[str], typer.Option(help="objective plugin: what is predicted and scored (paig, hgn, ...)", rich_help_panel=PANEL)]),
-    "recipe": ("training.recipe", Annotated[Optional[str], typer.Option(help="the objective's training recipe; PAIG: fast (default; minutes on a CPU) or paper (the original code's); HGN: paper (default) or fast (HGN++-style, minutes on a CPU)", rich_help_panel=PANEL)]),
-    "epochs": ("training.epochs", Annotated[Optional[int], typer.Option(help="training epochs", rich_help_panel=PANEL)]),
-    "batch_size": ("training.batch_size", Annotated[Optional[int], typer.Option(help="sequences per batch", rich_help_panel=PANEL)]),
-    "lr": ("training.lr", Annotated[Optional[float], typer.Option(help="learning rate", rich_help_panel=PANEL)]),
-    "seed": ("training.seed", Annotated[Optional[int], typer.Option(help="random seed", rich_help_panel=PANEL)]),
-    "device": ("training.device", Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N", rich_help_panel=PANEL)]),
-    "max_time": ("training.max_time", Annotated[Optional[str], typer.Option(help="stop training when this much wall-clock time is spent (e.g. 90s, 10m, 1h30m), then evaluate and write the run as usual", rich_help_panel=PANEL)]),
-    "out": ("logging.out", Annotated[Optional[str], typer.Option(help="parent directory for run directories", rich_help_panel=PANEL)]),  # a str: '' must reach the check, not become '.'
-    "config": (None, Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML or TOML config file", rich_help_panel=PANEL)]),
-    "set": (None, Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override: section.field=value (repeatable)", rich_help_panel=PANEL)]),
+    "task": ("data.task", _flag(str, "task preset, e.g. spring_color, 3bp_color, pendulum (see `pivf data tasks`)")),
+    "data": ("data.path", _flag(Path, "dataset .npz; default: generate and cache a small one for the task")),
+    "physics": ("physics.name", _flag(str, "physics plugin (see `pivf plugins --kind physics`)")),
+    "integrator": ("integrator.name", _flag(str, "integrator plugin: euler, leapfrog, yoshida, rk4, dopri5, ...")),
+    "encoder": ("encoder.name", _flag(str, "encoder plugin")),
+    "decoder": ("decoder.name", _flag(str, "decoder plugin")),
+    "objective": ("objective.name", _flag(str, "objective plugin: what is predicted and scored (paig, hgn, ...)")),
+    "recipe": ("training.recipe", _flag(str, "the objective's training recipe; PAIG: fast (default; minutes on a CPU) "
+                                             "or paper (the original code's); HGN: paper (default) or fast "
+                                             "(HGN++-style, minutes on a CPU)")),
+    "epochs": ("training.epochs", _flag(int, "training epochs")),
+    "batch_size": ("training.batch_size", _flag(int, "sequences per batch")),
+    "lr": ("training.lr", _flag(float, "learning rate")),
+    "seed": ("training.seed", _flag(int, "random seed")),
+    "device": ("training.device", _flag(str, "auto, cpu, cuda or cuda:N")),
+    "max_time": ("training.max_time", _flag(str, "stop training when this much wall-clock time is spent (e.g. 90s, "
+                                                 "10m, 1h30m), then evaluate and write the run as usual")),
+    # a str: '' must reach the check, not become '.'
+    "out": ("logging.out", _flag(str, "parent directory for run directories")),
+    "config": (None, _flag(Path, "YAML or TOML config file", "--config", "-c")),
+    "set": (None, _flag(list[str], "override: section.field=value (repeatable)", "--set", "-s")),
 }
 
 
@@ -59,7 +70,8 @@ def parse_duration(text: str, option: str = "--max-time") -> float:
     else:
         seconds = 0.0
     if seconds <= 0:
-        raise ConfigError(f"{option}: expected a positive duration such as 90s, 10m or 1h30m (or seconds), got '{text}'")
+        raise ConfigError(f"{option}: expected a positive duration such as 90s, 10m or 1h30m (or seconds), "
+                          f"got '{text}'")
     return seconds
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+__all__ = ["atomic_torch_save", "atomic_write_bytes", "atomic_write_text", "temporary_beside"]
+
 
 def temporary_beside(path: Path) -> Path:
     """An empty temporary file next to ``path`` with ordinary permissions (mkstemp's are 0600)."""

@@ -14,6 +14,8 @@ from pivf.core.objective import Objective
 from pivf.core.pipeline import Pipeline
 from pivf.core.registry import registry
 
+__all__ = ["build_objective", "build_pipeline", "create_plugin", "generated_task_params", "open_dataset"]
+
 
 def create_plugin(kind: str, choice: PluginChoice) -> Any:
     """Instantiate a plugin from a validated section (``validate_plugin_sections`` filled in what the

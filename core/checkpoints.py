@@ -26,6 +26,8 @@ from torch import Tensor
 
 from pivf.core.errors import CheckpointError
 
+__all__ = ["check_shuffle_order", "checkpoint_path", "load_checkpoint", "restoring"]
+
 #: keys every pivf checkpoint has; the rest are read where they are used
 REQUIRED_KEYS = ("model", "epoch", "step")
 #: counters a checkpoint may hold, by type: whole numbers are counts (at least 0), the rest real numbers

@@ -31,14 +31,16 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from pivf.core.atomic import atomic_write_text
+from pivf.core.build import create_plugin
 from pivf.core.config import ExperimentConfig, dump_yaml, validate_plugin_sections
 from pivf.core.errors import ConfigError, PivfUserError
 from pivf.core.images import pyplot, save_figure
 from pivf.core.plugin import format_validation_error
 from pivf.core.registry import registry
-from pivf.core.atomic import atomic_write_text
-from pivf.core.build import create_plugin
 from pivf.core.runs import run_finished
+
+__all__ = ["finish_sweep", "plan_sweep", "run_sweep", "sweep_configs", "write_layout", "write_summary"]
 
 Log = Callable[[str], None]
 #: charted for every objective, after the objective's own headline metrics
@@ -52,7 +54,8 @@ PR_SET_PDEATHSIG = 1
 RUN_CHILD = "from pivf.core.compare import run_child; run_child()"
 
 
-def sweep_configs(base: ExperimentConfig, integrators: list[str], seeds: list[int], out: Path) -> list[ExperimentConfig]:
+def sweep_configs(base: ExperimentConfig, integrators: list[str], seeds: list[int],
+                  out: Path) -> list[ExperimentConfig]:
     """One config per (integrator, seed); integrator options the new integrator shares (substeps) carry over."""
     configs = []
     for name in integrators:

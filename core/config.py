@@ -26,6 +26,9 @@ from pivf.core.plugin import Plugin, format_validation_error
 if TYPE_CHECKING:
     from pivf.core.physics import StateKind
 
+__all__ = ["ExperimentConfig", "PluginChoice", "TrainingConfig", "bracket_depth", "check_values", "deep_merge",
+           "dump_yaml", "parse_override", "read_config_file", "resolve_config", "set_path", "validate_plugin_sections"]
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:
@@ -83,7 +86,8 @@ class TrainingConfig(Section):
     recipe: str | None = Field(None, description="a named config layer of the objective over the task preset "
                                                  "(PAIG: 'fast', its default, or 'paper'); empty: the objective's "
                                                  "first recipe, if it has any")
-    physics_lr: float | None = Field(None, gt=0, description="learning rate of the physical constants, not of a learned physics' networks (default: lr)")
+    physics_lr: float | None = Field(None, gt=0, description="learning rate of the physical constants, not of a "
+                                                             "learned physics' networks (default: lr)")
     anneal_at: float = Field(0.75, gt=0, le=1, description="fraction of the run's length (steps or epochs, or of "
                                                          "max_time, whichever is further along) after which lr is "
                                                          "multiplied by anneal_factor")
@@ -591,7 +595,8 @@ def check_compatibility(config: ExperimentConfig) -> None:
     if physics.has_constraints and not integrator.supports_constraints:
         raise ConfigError(
             f"integrator '{integrator.name}' cannot apply the hard constraints (wall bounces) of physics "
-            f"'{physics.name}'; use one of: {', '.join(n for n in reg.names('integrator') if reg.get('integrator', n).supports_constraints)}")
+            f"'{physics.name}'; use one of: "
+            f"{', '.join(n for n in reg.names('integrator') if reg.get('integrator', n).supports_constraints)}")
     for field in ("latent_channels", "latent_size", "latent", "angles"):
         values = {section: getattr(config, section).params[field] for section in ("encoder", "physics", "decoder")
                   if field in getattr(config, section).params}
@@ -604,7 +609,8 @@ def check_compatibility(config: ExperimentConfig) -> None:
             fitting = [n for n in reg.names(section) if physics.state in states_handled(reg.get(section, n))]
             raise ConfigError(
                 f"{section} '{plugin.name}' works on {'/'.join(states_handled(plugin))} states but physics "
-                f"'{physics.name}' has {physics.state} states; use {section} {' or '.join(fitting) or '(none installed)'}")
+                f"'{physics.name}' has {physics.state} states; use {section} "
+                f"{' or '.join(fitting) or '(none installed)'}")
 
 
 def states_handled(cls: type[Plugin[Any]]) -> tuple[StateKind, ...]:

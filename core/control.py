@@ -30,11 +30,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from pivf.core.data.dataset import as_float
+from pivf.core.data.frames import as_float
 from pivf.core.errors import ConfigError
 from pivf.core.integrator import Integrator
 from pivf.core.model import Encoder
 from pivf.core.physics import PhysicsSystem
+
+__all__ = ["CrossEntropyPlanner", "Episode", "MPC", "PlannerSettings", "Policy", "RandomPolicy", "encoded_state",
+           "run_episode", "summarise", "true_state", "wrap"]
 
 RATE_WEIGHT = 0.1
 INPUT_WEIGHT = 0.01

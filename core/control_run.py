@@ -15,9 +15,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from pivf.core.control import (MPC, Episode, PlannerSettings, Policy, RandomPolicy, encoded_state, run_episode,
-                               summarise, true_state)
-from pivf.core.data.dataset import as_float
+from pivf.core.control import (
+    MPC,
+    Episode,
+    PlannerSettings,
+    Policy,
+    RandomPolicy,
+    encoded_state,
+    run_episode,
+    summarise,
+    true_state,
+)
+from pivf.core.data.frames import as_float
 from pivf.core.data.task import Task
 from pivf.core.errors import ConfigError, PivfUserError
 from pivf.core.evaluate import restore
@@ -26,6 +35,8 @@ from pivf.core.inference import inference
 from pivf.core.pipeline import Pipeline
 from pivf.core.registry import registry
 from pivf.core.train import Log
+
+__all__ = ["control_run"]
 
 POLICIES = ("model", "true", "random")
 #: episodes start at rest this close (rad) to hanging straight down, drawn per episode

@@ -5,6 +5,8 @@ import torch
 
 from pivf.core.errors import ConfigError
 
+__all__ = ["describe_device", "resolve_device"]
+
 
 def resolve_device(name: str, option: str = "training.device") -> torch.device:
     """A usable device for ``name`` ('auto', 'cpu', 'cuda', 'cuda:N'); ``option`` names it in errors."""

@@ -9,14 +9,17 @@ and checkpoints.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+__all__ = ["all_ranks_finite", "average_gradients", "barrier", "broadcast_parameters", "init_world",
+           "local_device_name", "ranks_in_sync", "share_from_main", "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def average_gradients(params: Sequence[Tensor], world: World) -> None:
     flat = _flatten_dense_tensors(grads)
     dist.all_reduce(flat)
     flat.div_(world.size)
-    for param, synced in zip(params, _unflatten_dense_tensors(flat, grads)):
+    for param, synced in zip(params, _unflatten_dense_tensors(flat, grads), strict=True):
         param.grad = synced
 
 

@@ -1,6 +1,9 @@
 """Errors a user can cause. The CLI prints them as one line and exits with code 2."""
 from __future__ import annotations
 
+__all__ = ["CheckpointError", "ConfigError", "DataError", "PivfUserError", "PluginConflictError", "PluginParamsError",
+           "UnknownPluginError"]
+
 
 class PivfUserError(Exception):
     """A mistake in the user's input (config, flags, files), as opposed to a bug."""

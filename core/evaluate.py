@@ -9,18 +9,21 @@ from typing import Any
 import torch
 
 from pivf.core.build import build_objective, build_pipeline, open_dataset
-from pivf.core.config import ExperimentConfig
-from pivf.core.data.dataset import Dataset, as_float
-from pivf.core.data.provenance import check_dataset
-from pivf.core.images import frame_grid, save_png
 from pivf.core.checkpoints import checkpoint_path, load_checkpoint, restoring
+from pivf.core.config import ExperimentConfig
+from pivf.core.data.dataset import Dataset
+from pivf.core.data.frames import as_float
+from pivf.core.data.provenance import check_dataset
+from pivf.core.devices import describe_device, resolve_device
 from pivf.core.errors import PivfUserError
+from pivf.core.images import frame_grid, save_png
 from pivf.core.inference import predict, sample
 from pivf.core.pipeline import Pipeline
 from pivf.core.report import parameter_report
-from pivf.core.devices import describe_device, resolve_device
 from pivf.core.runs import load_run_config
 from pivf.core.train import Log
+
+__all__ = ["evaluate_run", "render_rollouts", "restore"]
 
 
 def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[ExperimentConfig, dict[str, Any]]:
@@ -31,7 +34,8 @@ def load_run(run_dir: Path, checkpoint: str = "best") -> tuple[ExperimentConfig,
     return config, load_checkpoint(path)
 
 
-def restore(run_dir: Path, checkpoint: str, device: str, log: Log) -> tuple[ExperimentConfig, dict[str, Any], Pipeline, Dataset]:
+def restore(run_dir: Path, checkpoint: str, device: str,
+            log: Log) -> tuple[ExperimentConfig, dict[str, Any], Pipeline, Dataset]:
     """The run's config, checkpoint, trained pipeline (on ``device``) and dataset."""
     config, state = load_run(run_dir, checkpoint)
     dataset = open_dataset(config, log)
@@ -75,6 +79,6 @@ def render_rollouts(run_dir: Path, out: Path, n: int = 4, steps: int = 30, speed
         if float(speed).is_integer():
             truth = truth[:, ::int(abs(speed))]
         predicted = predict(pipeline, inputs, steps, speed)
-        rows = [row for pair in zip(truth, predicted) for row in pair]
+        rows = [row for pair in zip(truth, predicted, strict=True) for row in pair]
     save_png(frame_grid(rows), Path(out))
     return Path(out)

@@ -10,6 +10,8 @@ from pydantic import BaseModel
 
 from pivf.core.config import PLUGIN_SECTIONS, ExperimentConfig
 
+__all__ = ["explain", "settable"]
+
 #: a value wider than this is cut, so the source and description stay in their columns
 VALUE_WIDTH = 24
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pluggy
 
+__all__ = ["BASE_OF_KIND", "ENTRY_POINT_GROUP", "HOOK_OF_KIND", "PROJECT", "hookimpl"]
+
 PROJECT = "pivf"
 ENTRY_POINT_GROUP = "pivf"
 
@@ -53,4 +55,15 @@ HOOK_OF_KIND: dict[str, str] = {
     "encoder": "pivf_encoders",
     "objective": "pivf_objectives",
     "task": "pivf_tasks",
+}
+
+#: the base class each kind's plugins subclass, by name: the registry finds it among a plugin class's
+#: ancestors, so it never imports the modules that define the bases (they look plugins up in it)
+BASE_OF_KIND: dict[str, str] = {
+    "physics": "pivf.core.physics.PhysicsSystem",
+    "integrator": "pivf.core.integrator.Integrator",
+    "decoder": "pivf.core.model.Decoder",
+    "encoder": "pivf.core.model.Encoder",
+    "objective": "pivf.core.objective.Objective",
+    "task": "pivf.core.data.task.Task",
 }

@@ -11,6 +11,8 @@ from torch import Tensor
 
 from pivf.core.atomic import atomic_write_bytes
 
+__all__ = ["energy_figure", "frame_grid", "pyplot", "save_figure", "save_png"]
+
 
 def to_uint8_image(grid: Tensor) -> np.ndarray:
     """(C, H, W) floats in [0, 1] → (H, W, 3) uint8."""

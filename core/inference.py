@@ -11,6 +11,8 @@ from torch import Tensor
 
 from pivf.core.pipeline import Pipeline
 
+__all__ = ["inference", "predict", "rollout_frames", "sample"]
+
 
 @contextmanager
 def inference(pipeline: Pipeline) -> Iterator[None]:

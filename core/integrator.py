@@ -19,6 +19,8 @@ from torch import Tensor
 from pivf.core.physics import PhysicsSystem
 from pivf.core.plugin import Plugin, PluginParams
 
+__all__ = ["Integrator", "IntegratorParams", "frame_intervals"]
+
 
 #: substeps a frame interval may be split into: each multiplies the work of every rollout, and a
 #: mistyped count (1e8) would run until killed

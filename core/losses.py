@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+__all__ = ["frame_sse", "state_sse"]
+
 
 def frame_sse(prediction: Tensor, target: Tensor) -> Tensor:
     """Σ over C, H, W of the squared error, averaged over batch and time."""

@@ -11,6 +11,8 @@ from pivf.core.physics import StateKind
 from pivf.core.plugin import P, Plugin
 from pivf.core.velocity_fit import Backward
 
+__all__ = ["Decoder", "Encoder", "EncoderOutput"]
+
 
 @dataclass
 class EncoderOutput:
@@ -48,7 +50,7 @@ class Encoder(Plugin[P], nn.Module):
 
     def reset_object(self, index: int, colour: Tensor | None = None) -> bool:
         """Re-initialise what only object ``index`` uses, so its slot can find another object (see
-        core/discovery.py); False when this encoder has no such part. ``colour`` (C,), when given,
+        plugins/discovery.py); False when this encoder has no such part. ``colour`` (C,), when given,
         is the colour of what the reconstruction misses most: a hint where to look."""
         return False
 

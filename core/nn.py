@@ -6,11 +6,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+__all__ = ["full_precision", "glorot_init", "mlp"]
+
 
 def mlp(sizes: Sequence[int], activation: type[nn.Module], final_activation: bool = False) -> nn.Sequential:
     """Dense layers ``sizes[0] → … → sizes[-1]`` with ``activation`` between them."""
     layers: list[nn.Module] = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(fan_in, fan_out))
         if i < len(sizes) - 2 or final_activation:
             layers.append(activation())

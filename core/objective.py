@@ -21,10 +21,11 @@ trainer owns the loop (optimiser, checkpoints, time budget, logging); the object
             return {"pred": pred, "loss": pred}
 
 What it may override: ``training_losses`` (a schedule over steps), ``after_step`` (re-initialise
-parts of the model), ``milestones`` (its stages, for the run's verdict), ``evaluate`` and ``report`` (metrics that are not means, their names in
-metrics.json), ``implied_params`` (params it decides for the encoder, decoder or physics),
-``state_dict``/``load_state_dict`` (state that must survive a resume) and ``recipes`` (named config
-layers, ``--recipe NAME``, that train it well: YAML files beside the plugin, core/recipes.py).
+parts of the model), ``milestones`` (its stages, for the run's verdict), ``evaluate`` and ``report``
+(metrics that are not means, their names in metrics.json), ``implied_params`` (params it decides for
+the encoder, decoder or physics), ``state_dict``/``load_state_dict`` (state that must survive a
+resume) and ``recipes`` (named config layers, ``--recipe NAME``, that train it well: YAML files
+beside the plugin, core/recipes.py).
 """
 from __future__ import annotations
 
@@ -34,12 +35,14 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.data.dataset import as_float
+from pivf.core.data.frames import as_float
 from pivf.core.inference import inference
 from pivf.core.physics import StateKind
 from pivf.core.pipeline import Pipeline
 from pivf.core.plugin import Plugin, PluginParams
 from pivf.core.recipes import Recipe
+
+__all__ = ["Objective", "ObjectiveParams"]
 
 
 class ObjectiveParams(PluginParams):

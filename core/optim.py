@@ -8,13 +8,16 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+__all__ = ["TFRMSprop", "make_optimizer"]
+
 
 class TFRMSprop(Optimizer):
     """``tf.train.RMSPropOptimizer``: the accumulator starts at ONE (so early steps are small and
     SGD-like), ε sits inside the square root, decay 0.9, no momentum. PyTorch's RMSprop starts the
     accumulator at zero, which makes the first steps ~lr·sign(g) and destabilises PAIG's training."""
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float, decay: float = 0.9, eps: float = 1e-10) -> None:
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float, decay: float = 0.9,
+                 eps: float = 1e-10) -> None:
         super().__init__(params, {"lr": lr, "decay": decay, "eps": eps})
 
     @torch.no_grad()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pivf.core.errors import PivfUserError
 
+__all__ = ["make_dir"]
+
 
 def make_dir(path: Path, option: str) -> Path:
     """``path`` (``~`` expanded) as an existing folder; ``option`` names the setting in errors."""

@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from pivf.core.errors import ConfigError
 from pivf.core.plugin import P, Plugin, PluginParams
 
+__all__ = ["ObjectParams", "PhysicsSystem", "StateKind", "energy_gradient", "floored_length", "log_parameter"]
+
 #: "objects": (B, N, D) pixel coordinates an object decoder can draw; "generalized": coordinates
 #: such as angles, which need a task's renderer; "latent": abstract maps inferred by an encoder
 StateKind = Literal["objects", "generalized", "latent"]

@@ -1,4 +1,5 @@
-"""The core pipeline: encoder → velocity estimator → integrator(physics) → decoder.
+"""The core pipeline: encoder → integrator(physics) → decoder. The encoder infers the whole state at
+the last input frame, positions and velocities (PAIG's velocity estimator is part of its encoder).
 
 One code path serves PAIG (object coordinates, per-frame positions for a reconstruction loss) and
 HGN (latent maps inferred directly). Frames are (B, T, C, H, W) floats in [0, 1].
@@ -20,6 +21,8 @@ from torch import Tensor, nn
 from pivf.core.integrator import Integrator
 from pivf.core.model import Decoder, Encoder, EncoderOutput
 from pivf.core.physics import PhysicsSystem
+
+__all__ = ["Pipeline", "PipelineOutput"]
 
 
 @dataclass

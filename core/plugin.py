@@ -10,6 +10,8 @@ from pydantic_core import PydanticUndefined
 
 from pivf.core.errors import PluginParamsError
 
+__all__ = ["P", "Plugin", "PluginParams", "contract_problems", "format_validation_error"]
+
 #: what a plugin name may hold: it names folders of runs and sweeps, config values and CLI flags
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
 

@@ -5,6 +5,8 @@ import sys
 import time
 from collections.abc import Callable
 
+__all__ = ["Progress"]
+
 
 class Progress:
     def __init__(self, total_steps: int, log: Callable[[str], None], interactive: bool | None = None,

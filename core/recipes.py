@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+__all__ = ["Recipe", "read_recipes"]
+
 
 @dataclass(frozen=True)
 class Recipe:

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from pivf.core.objective import Objective
     from pivf.core.physics import PhysicsSystem
 
+__all__ = ["ALLOW_ENV", "DENY_ENV", "DISABLE_AUTOLOAD_ENV", "PluginLoadWarning", "Registry", "registry",
+           "reset_registry"]
+
 DISABLE_AUTOLOAD_ENV = "PIVF_DISABLE_PLUGIN_AUTOLOAD"
 ALLOW_ENV = "PIVF_PLUGINS"
 DENY_ENV = "PIVF_DISABLE_PLUGINS"
@@ -106,17 +109,10 @@ def _is_builtin(ep: EntryPoint, dist: str) -> bool:
     return dist == BUILTIN_DISTRIBUTION and ep.value.startswith(BUILTIN_PACKAGE)
 
 
-def base_class(kind: str) -> type[Plugin]:
-    """The class every plugin of ``kind`` subclasses (imported late: those modules use the registry)."""
-    from pivf.core.data.task import Task
-    from pivf.core.integrator import Integrator
-    from pivf.core.model import Decoder, Encoder
-    from pivf.core.objective import Objective
-    from pivf.core.physics import PhysicsSystem
-
-    bases: dict[str, type[Plugin]] = {"physics": PhysicsSystem, "integrator": Integrator, "decoder": Decoder,
-                                      "encoder": Encoder, "objective": Objective, "task": Task}
-    return bases[kind]
+def kind_base(cls: Any, kind: str) -> type[Plugin] | None:
+    """``kind``'s base class when ``cls`` subclasses it, else None (found by name among its ancestors)."""
+    ancestors = cls.__mro__ if isinstance(cls, type) else ()
+    return next((c for c in ancestors if f"{c.__module__}.{c.__qualname__}" == hookspecs.BASE_OF_KIND[kind]), None)
 
 
 def _hook_problems(module: ModuleType, manager: pluggy.PluginManager) -> list[str]:
@@ -206,7 +202,8 @@ def _class_row(cls: Any, kind: str, origin: _Origin, contained: _Containment) ->
     try:
         title = str(getattr(cls, "__qualname__", None) or repr(cls))
         name = getattr(cls, "name", "")
-        problems = contract_problems(cls, base_class(kind))
+        base = kind_base(cls, kind)
+        problems = contract_problems(cls, base) if base else [f"is not a subclass of {hookspecs.BASE_OF_KIND[kind]}"]
     except BaseException as exc:  # noqa: BLE001 - its declarations are plugin code (a default factory, ...)
         return origin.broken(kind, f"{title} raised {contained.reason(exc)} while it was checked", name)
     if problems:

@@ -7,12 +7,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from pivf.core.data.dataset import as_float
+from pivf.core.data.frames import as_float
 from pivf.core.images import energy_figure, frame_grid, save_figure, save_png
 from pivf.core.inference import inference
 from pivf.core.objective import Objective
 from pivf.core.physics import PhysicsSystem
 from pivf.core.pipeline import Pipeline, PipelineOutput
+
+__all__ = ["parameter_report", "save_figures"]
 
 
 def parameter_report(pipeline: Pipeline, truth: dict[str, float]) -> dict[str, dict[str, float]]:

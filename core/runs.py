@@ -35,6 +35,9 @@ from pivf.core.errors import ConfigError, PivfUserError
 from pivf.core.paths import make_dir
 from pivf.core.plugin import format_validation_error
 
+__all__ = ["LOCK", "MARKER", "load_run_config", "lock_run", "new_run_dir", "run_finished", "unlock_run",
+           "with_dataset_sizes", "write_config", "write_metrics"]
+
 MARKER = ".pivf-run"
 LOCK = ".pivf-lock"
 #: what pivf writes at the top of a run directory (TensorBoard's event files and the temporaries of

@@ -29,10 +29,12 @@ from sklearn.linear_model import LassoCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
-from pivf.core.data.dataset import as_float
+from pivf.core.data.frames import as_float
 from pivf.core.data.task import Task
 from pivf.core.inference import inference
 from pivf.core.pipeline import Pipeline
+
+__all__ = ["informative_pairs", "pipeline_symetric", "symetric_score"]
 
 DEGREE = 5
 ALPHAS = np.logspace(-4, -0.5, 10)
@@ -109,7 +111,8 @@ def symetric_from_rollouts(true_q: torch.Tensor, true_p: torch.Tensor, latent_q:
                            latent_p: torch.Tensor, eval_points: int = 10) -> SymetricScore:
     """The score for trajectories (B, T, *state) of true and latent states at the same frames."""
     b, t = true_q.shape[:2]
-    tq, tp, lq, lp = (x.detach().double().reshape(b * t, -1).cpu().numpy() for x in (true_q, true_p, latent_q, latent_p))
+    tq, tp, lq, lp = (x.detach().double().reshape(b * t, -1).cpu().numpy()
+                      for x in (true_q, true_p, latent_q, latent_p))
     return symetric_score(tq, tp, lq, lp, trajectory=np.repeat(np.arange(b), t), eval_points=eval_points)
 
 

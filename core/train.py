@@ -29,26 +29,44 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor
 
+from pivf.core.atomic import atomic_torch_save
 from pivf.core.build import build_objective, build_pipeline, open_dataset
 from pivf.core.checkpoints import check_shuffle_order, checkpoint_path, load_checkpoint, restoring
 from pivf.core.config import ExperimentConfig, TrainingConfig
-from pivf.core.data.dataset import as_float
+from pivf.core.data.frames import as_float
 from pivf.core.data.provenance import record_dataset
 from pivf.core.devices import describe_device, resolve_device
-from pivf.core.distributed import (all_ranks_finite, average_gradients, barrier, broadcast_parameters,
-                                   init_world, local_device_name, ranks_in_sync, share_from_main, shutdown)
+from pivf.core.distributed import (
+    all_ranks_finite,
+    average_gradients,
+    barrier,
+    broadcast_parameters,
+    init_world,
+    local_device_name,
+    ranks_in_sync,
+    share_from_main,
+    shutdown,
+)
 from pivf.core.errors import ConfigError, PivfUserError
-from pivf.core.plugin import format_validation_error
 from pivf.core.optim import make_optimizer
+from pivf.core.plugin import format_validation_error
 from pivf.core.progress import Progress
 from pivf.core.report import parameter_report, save_figures
-from pivf.core.atomic import atomic_torch_save
-from pivf.core.runs import (load_run_config, lock_run, new_run_dir, unlock_run, with_dataset_sizes, write_config,
-                             write_metrics)
+from pivf.core.runs import (
+    load_run_config,
+    lock_run,
+    new_run_dir,
+    unlock_run,
+    with_dataset_sizes,
+    write_config,
+    write_metrics,
+)
 from pivf.core.verdict import verdict
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
+
+__all__ = ["Log", "RESUME_CHANGES", "Trainer", "resume", "train"]
 
 Log = Callable[[str], None]
 MAX_FAILURES = 3
@@ -358,13 +376,15 @@ class Trainer:
             "eval": {"split": "test", **self.objective.report(test)},
             "params": parameter_report(self.pipeline, truth),
             "train": {"stopped": stopped, "epochs": cfg.training.epochs, "epochs_done": self.epoch,
-                      "steps": self.step, "steps_planned": cfg.training.steps, "max_time_s": cfg.training.max_time, "wall_s": round(self.wall, 2),
+                      "steps": self.step, "steps_planned": cfg.training.steps, "max_time_s": cfg.training.max_time,
+                      "wall_s": round(self.wall, 2),
                       "samples_per_s": round(self.step * batch_size * self.world.size / self.wall, 1)
                       if self.wall > 0 else 0.0, "rollbacks": self.failures,
                       "processes": self.world.size, "ranks_in_sync": ranks_in_sync(self.params, self.world)},
             "history": self.history,
         }
-        metrics["verdict"] = verdict(self.objective.milestones(self.pipeline, self.step), self.history, metrics["train"])
+        metrics["verdict"] = verdict(self.objective.milestones(self.pipeline, self.step), self.history,
+                                     metrics["train"])
         if self.world.is_main:
             write_metrics(self.run_dir, metrics)
             save_figures(self.pipeline, self.objective, self.test_x, self.run_dir, self.writer, self.step, self.test_u)
@@ -390,7 +410,8 @@ class Trainer:
                    "substeps": cfg.integrator.params.get("substeps", 0), "seed": cfg.training.seed,
                    "lr": cfg.training.lr}
         final = {f"hparam/{k}": v for k, v in metrics["eval"].items() if isinstance(v, float)}
-        final.update({f"hparam/{k}_rel_error": v["rel_error"] for k, v in metrics["params"].items() if "rel_error" in v})
+        final.update({f"hparam/{k}_rel_error": v["rel_error"]
+                      for k, v in metrics["params"].items() if "rel_error" in v})
         self.writer.add_hparams(hparams, final, run_name=".", global_step=self.step)
         self.writer.close()
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+__all__ = ["Backward", "fit_velocity", "largest_step_last_sign"]
+
 #: backward(q, p, frames) → positions (frames, B, *state) at the frames before (q, p)'s, latest first
 Backward = Callable[[Tensor, Tensor, int], Tensor]
 #: Levenberg damping relative to the mean diagonal of JᵀJ: keeps a step sane on a bad estimate

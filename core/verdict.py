@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["MOVING", "moving_parameters", "verdict"]
+
 #: a learned parameter whose value changed by more than this share over the last ``WINDOW`` of the
 #: run is reported as still moving
 MOVING = 0.02
@@ -67,7 +69,8 @@ def verdict(milestones: dict[str, Any], history: list[dict[str, Any]], train: di
         line = (f"{stop} with parameters still moving ({changes} over the last {100 * WINDOW:.0f} % of the "
                 f"steps): {advice}")
     else:
-        parts = (["objects found"] if found else []) + ([f"prediction from step {started}"] if started is not None else [])
+        parts = (["objects found"] if found else []) + (["prediction from step "
+                                                         f"{started}"] if started is not None else [])
         if not history or not history[-1]["params"]:
             settled = "no learned physical parameters"
         elif len(history) < 2:

@@ -17,7 +17,9 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from pivf.core.plugin import PluginParams
+from pivf.api import PluginParams
+
+__all__ = ["LatentImageParams", "check_angles", "circle_features"]
 
 
 class LatentImageParams(PluginParams):

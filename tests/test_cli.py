@@ -50,12 +50,14 @@ def test_console_script_exit_code_and_debug_traceback():
 
 
 def test_config_show_prints_resolved_config():
-    result = runner.invoke(app, ["config", "show", "--task", "3bp_color", "--lr", "0.002", "--set", "integrator.substeps=7"])
+    result = runner.invoke(app, ["config", "show", "--task", "3bp_color", "--lr", "0.002",
+                                 "--set", "integrator.substeps=7"])
     assert result.exit_code == 0, result.output
     assert "image_size: 36" in result.stdout and "lr: 0.002" in result.stdout and "substeps: 7" in result.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["plugins"], ["config", "show"], ["train"], ["evaluate"], ["rollout"], ["data", "generate"], ["compare"]])
+@pytest.mark.parametrize("command", [[], ["plugins"], ["config", "show"], ["train"], ["evaluate"], ["rollout"],
+                                     ["data", "generate"], ["compare"]])
 def test_help(command):
     result = runner.invoke(app, command + ["--help"])
     assert result.exit_code == 0 and "Usage" in result.stdout

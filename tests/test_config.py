@@ -19,13 +19,16 @@ def test_defaults_then_preset_then_recipe():
     assert (paper.encoder.params["coordinates"], paper.encoder.params["velocity"]) == ("mlp", "mlp")
     hgn = resolve_config(task="pendulum")
     assert (hgn.training.optimizer, hgn.encoder.name, hgn.training.recipe) == ("adam", "hgn", "paper")
-    assert (hgn.encoder.params["latent"], hgn.physics.params["latent_channels"], hgn.data.pred_steps) == ("maps", 16, 29)
+    assert (hgn.encoder.params["latent"], hgn.physics.params["latent_channels"],
+            hgn.data.pred_steps) == ("maps", 16, 29)
     fast = resolve_config(task="two_body", flags={"training.recipe": "fast"})
-    assert (fast.decoder.params["latent"], fast.decoder.params["latent_channels"], fast.data.pred_steps) == ("vector", 4, 10)
+    assert (fast.decoder.params["latent"], fast.decoder.params["latent_channels"],
+            fast.data.pred_steps) == ("vector", 4, 10)
     assert fast.decoder.params["angles"] == 0 and hgn.decoder.params["angles"] == 0  # maps have no angles
     swinging = resolve_config(task="pendulum", flags={"training.recipe": "fast"})
     assert [getattr(swinging, section).params["angles"] for section in ("encoder", "physics", "decoder")] == [1, 1, 1]
-    with pytest.raises(ConfigError, match="training.recipe: objective 'hgn' has no recipe 'quick'; available: paper, fast"):
+    with pytest.raises(ConfigError, match="training.recipe: objective 'hgn' has no recipe 'quick'; available: paper, "
+                                          "fast"):
         resolve_config(task="pendulum", flags={"training.recipe": "quick"})
     three_body = resolve_config(task="3bp_color", flags={"training.recipe": "paper"})
     assert (three_body.data.image_size, three_body.data.n_objects, three_body.physics.name) == (36, 3, "gravity")
@@ -59,7 +62,8 @@ def test_plugin_params_are_validated_before_anything_runs():
         resolve_config(overrides=["physics.k=-1"])
     with pytest.raises(PluginParamsError, match=r"integrator 'euler': substeps: Input should be a valid integer"):
         resolve_config(overrides=["integrator.substeps=many"])
-    with pytest.raises(UnknownPluginError, match=r"integrator.name: unknown integrator 'leapfrg' \(did you mean 'leapfrog'\?\)"):
+    with pytest.raises(UnknownPluginError, match=r"integrator.name: unknown integrator 'leapfrg' \(did you mean "
+                                                 r"'leapfrog'\?\)"):
         resolve_config(flags={"integrator.name": "leapfrg"})
 
 
@@ -91,7 +95,8 @@ def test_incompatible_combinations_are_refused(flags, message):
 
 
 def test_systems_without_pixel_coordinates_need_an_encoder_that_handles_them():
-    with pytest.raises(ConfigError, match="physics 'pendulum' has generalized states; use encoder \\(none installed\\)"):
+    with pytest.raises(ConfigError, match="physics 'pendulum' has generalized states; use encoder \\(none "
+                                          "installed\\)"):
         resolve_config(flags={"physics.name": "pendulum"})
 
 

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from pivf.cli.main import app
 from pivf.core.config import ExperimentConfig, resolve_config, resolve_with_sources
 from pivf.core.errors import ConfigError
-from pivf.core.hookspecs import HOOK_OF_KIND
 from pivf.core.registry import registry
 
 ROOT = Path(__file__).parents[1]
@@ -60,7 +59,8 @@ RECIPES_IN_CODE = {
     },
     "hgn": {
         "paper": {section: {"name": name, "latent": "maps", "latent_channels": 16, "angles": 0}
-                  for section, name in (("encoder", "hgn"), ("physics", "hamiltonian_latent"), ("decoder", "hgn_conv"))},
+                  for section, name in (("encoder", "hgn"), ("physics", "hamiltonian_latent"),
+                                        ("decoder", "hgn_conv"))},
         "fast": {
             "data": {"pred_steps": 10, "n_train": 2000},
             "objective": {"variational": False},

@@ -13,8 +13,15 @@ import torch
 
 import pivf
 from pivf.core.config import resolve_config
-from pivf.core.control import (MPC, CrossEntropyPlanner, PlannerSettings, RandomPolicy, run_episode, summarise,
-                               true_state)
+from pivf.core.control import (
+    MPC,
+    CrossEntropyPlanner,
+    PlannerSettings,
+    RandomPolicy,
+    run_episode,
+    summarise,
+    true_state,
+)
 from pivf.core.control_run import control_run
 from pivf.core.data.dataset import load_dataset
 from pivf.core.data.generate import generate_dataset
@@ -30,8 +37,8 @@ PIVF = [sys.executable, "-m", "pivf.cli"]
 
 def test_the_cross_entropy_planner_finds_the_cheapest_input_sequence():
     target = torch.tensor([[0.6], [-0.3], [0.9], [-0.8]])
-    planner = CrossEntropyPlanner(PlannerSettings(horizon=4, population=100, elites=10, iterations=6, spread=1.0, knots=4), 1,
-                                  torch.Generator().manual_seed(0))
+    settings = PlannerSettings(horizon=4, population=100, elites=10, iterations=6, spread=1.0, knots=4)
+    planner = CrossEntropyPlanner(settings, 1, torch.Generator().manual_seed(0))
     first = planner.plan(lambda inputs: ((inputs - target) ** 2).sum((1, 2)))
     assert first.item() == pytest.approx(0.6, abs=0.05)
     assert planner.mean[:3, 0].tolist() == pytest.approx([-0.3, 0.9, -0.8], abs=0.05)  # shifted for the next step
@@ -129,4 +136,5 @@ def test_a_pendulum_learned_from_video_under_random_torques_is_swung_up_from_pix
     assert shown.returncode == 0, shown.stderr
     assert json.loads((tmp_path / "r.json").read_text())["episodes"] == 1 and (tmp_path / "strip.png").is_file()
     edited = subprocess.run(PIVF + ["control", str(run), "--edit", "mass=2"], capture_output=True, text=True)
-    assert edited.returncode == 2 and "cannot set 'mass'; allowed: g_over_l, length, damping, actuation" in edited.stderr
+    assert edited.returncode == 2
+    assert "cannot set 'mass'; allowed: g_over_l, length, damping, actuation" in edited.stderr

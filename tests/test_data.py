@@ -15,16 +15,17 @@ from typer.testing import CliRunner
 import pivf
 from pivf.cli.data import data_app
 from pivf.core.data.dataset import load_dataset
-from pivf.core.registry import registry
 from pivf.core.data.generate import ensure_dataset, generate_dataset, single_threaded
 from pivf.core.data.names import NameTemplate
 from pivf.core.data.npz import read_beside
 from pivf.core.data.task import Trajectory
 from pivf.core.errors import DataError
+from pivf.core.registry import registry
 
 PAIG_TASKS = ["bouncing_balls", "spring_color", "spring_color_half", "3bp_color", "mnist_spring_color"]
 HGN_TASKS = ["mass_spring", "damped_spring", "pendulum", "two_body", "three_body", "double_pendulum"]
-MUJOCO_TASKS = ["mujoco_pendulum", "mujoco_pendulum_motor", "mujoco_spring"]  # listed even where unavailable (tests/test_mujoco.py)
+# listed even where unavailable (tests/test_mujoco.py)
+MUJOCO_TASKS = ["mujoco_pendulum", "mujoco_pendulum_motor", "mujoco_spring"]
 N = 6
 HGN_BACKGROUND = torch.tensor([81.0, 88.0, 93.0])
 
@@ -187,7 +188,7 @@ def test_same_seed_same_bytes(tmp_path):
     first = _generate(tmp_path / "a", seed=3)
     second = _generate(tmp_path / "b", seed=3)
     other = _generate(tmp_path / "c", seed=4)
-    for a, b, c in zip(first, second, other):
+    for a, b, c in zip(first, second, other, strict=True):
         assert a.read_bytes() == b.read_bytes()
         assert a.read_bytes() != c.read_bytes()
 

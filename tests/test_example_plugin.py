@@ -18,8 +18,10 @@ def test_it_is_listed_with_its_distribution():
 
 
 def test_its_params_are_validated_by_the_cli():
-    result = CliRunner().invoke(app, ["config", "show", "--physics", "charged_particles", "--set", "physics.coulomb=-3"])
-    assert result.exit_code == 2 and "physics 'charged_particles': coulomb: Input should be greater than 0" in result.stderr
+    result = CliRunner().invoke(app, ["config", "show", "--physics", "charged_particles",
+                                      "--set", "physics.coulomb=-3"])
+    assert result.exit_code == 2
+    assert "physics 'charged_particles': coulomb: Input should be greater than 0" in result.stderr
 
 
 def test_energy_is_conserved_by_leapfrog():

@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 
 import pivf
-from pivf.core.config import resolve_config
-from pivf.core.errors import ConfigError, PluginParamsError
 from pivf.core.build import build_objective
+from pivf.core.config import resolve_config
+from pivf.core.data.frames import as_float
+from pivf.core.errors import ConfigError, PluginParamsError
 from pivf.core.inference import predict, rollout_frames, sample
-from pivf.plugins.objectives.hgn import HgnObjective, MSE_SCALE, valid_prediction_time
-from pivf.core.data.dataset import as_float
 from pivf.core.pipeline import Pipeline
+from pivf.plugins.objectives.hgn import MSE_SCALE, HgnObjective, valid_prediction_time
 
 DT = 0.125
 INPUT, PRED = 3, 5
@@ -228,7 +228,8 @@ def test_deterministic_model_has_no_kl_and_must_match_the_config(frames):
     assert "kl" not in losses and torch.allclose(losses["loss"] * MSE_SCALE, losses["mse"])
     with pytest.raises(ConfigError, match="objective.variational is true but the encoder is deterministic"):
         objective().losses(pipeline, frames)
-    with pytest.raises(PluginParamsError, match="^objective 'hgn': geco trades the KL term .* needs variational: true$"):
+    with pytest.raises(PluginParamsError, match="^objective 'hgn': geco trades the KL term .* needs variational: "
+                                                "true$"):
         objective("objective.variational=false", "objective.geco=true")
 
 
@@ -277,7 +278,7 @@ def test_geco_multiplier_moves_towards_the_constraint(tolerance, direction, fram
     assert float(hgn.geco_lambda) == pytest.approx(expected, rel=1e-6)
     history = train(pipeline, hgn, frames, steps=3)
     lambdas = [1.0] + [float(h["geco_lambda"]) for h in history] + [float(hgn.geco_lambda)]
-    steps = [b - a for a, b in zip(lambdas[:-1], lambdas[1:])]
+    steps = [b - a for a, b in zip(lambdas[:-1], lambdas[1:], strict=True)]
     assert all(direction * s > 0 for s in steps), lambdas
 
 

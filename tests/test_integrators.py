@@ -112,7 +112,7 @@ def reference(physics: PhysicsSystem, q0: Tensor, p0: Tensor, t: Tensor) -> tupl
 
 
 def max_error(a: tuple[Tensor, Tensor], b: tuple[Tensor, Tensor]) -> float:
-    return max((x - y).abs().max().item() for x, y in zip(a, b))
+    return max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
 
 
 # --- the integrators under test, read from the registry ---------------------------------------
@@ -325,7 +325,7 @@ def test_adjoint_gradients_match_direct_autograd(name, options, system_name):
         loss = (q**2).sum() + (q * p).sum()
         return torch.autograd.grad(loss, (q0, p0, *physics.parameters()))
 
-    for adjoint, direct in zip(gradients(True), gradients(False)):
+    for adjoint, direct in zip(gradients(True), gradients(False), strict=True):
         assert torch.allclose(adjoint, direct, rtol=1e-6, atol=1e-9)
 
 
@@ -382,5 +382,5 @@ def test_cuda_rollouts_and_gradients_match_cpu(name):
 
     # adaptive solvers may accept a step on one device that they reject on the other
     tol = 1e-4 if name in ADAPTIVE else 1e-9
-    for cuda, cpu in zip(run("cuda"), run("cpu")):
+    for cuda, cpu in zip(run("cuda"), run("cpu"), strict=True):
         assert torch.allclose(cuda, cpu, rtol=tol, atol=tol)

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 import pivf
-from pivf.core.config import resolve_config
 from pivf.core.build import build_objective, build_pipeline
-from pivf.core.discovery import contributions, missing_colour
-from pivf.core.pipeline import Pipeline
+from pivf.core.config import resolve_config
 from pivf.core.optim import TFRMSprop
+from pivf.core.pipeline import Pipeline
+from pivf.plugins.discovery import contributions, missing_colour
 from pivf.testing import grid_sampled_warp
 
 
@@ -43,7 +43,7 @@ def test_the_separable_warp_equals_grid_sampling_with_its_gradients():
     weights = torch.rand_like(mine)
     grads = [torch.autograd.grad((out * weights).sum(), [q, decoder.log_sigma, *decoder.parameters()],
                                  allow_unused=True) for out in (decoder.warp(q), grid_sampled_warp(decoder, q))]
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         if a is not None or b is not None:
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
@@ -148,7 +148,7 @@ def test_a_guided_reset_points_an_idle_slot_at_the_colour_the_reconstruction_mis
 def test_the_unet_sees_channels_last_images_whatever_slice_of_the_data(stored, used):
     """oneDNN's convolutions run about twice as fast channels-last; a batch that is a slice of
     longer stored sequences used to reach the U-Net channels-first."""
-    from pivf.core.data.dataset import as_float
+    from pivf.core.data.frames import as_float
 
     encoder = build_pipeline(resolve_config(task="spring_color")).encoder
     layouts = []
@@ -201,7 +201,7 @@ def test_training_and_evaluation_batches_localise_at_the_per_frame_speed_of_whol
     spike on the machine cannot land on one shape only; a slow shape must be slow in three attempts."""
     import time
 
-    from pivf.core.data.dataset import as_float
+    from pivf.core.data.frames import as_float
 
     torch.manual_seed(0)
     encoder = build_pipeline(resolve_config(task="spring_color")).encoder
@@ -225,7 +225,7 @@ def test_training_and_evaluation_batches_localise_at_the_per_frame_speed_of_whol
 def test_a_median_backdrop_takes_a_fixed_cameras_scene_out_of_the_encoders_input():
     """A textured backdrop with a small red disc that moves: the backdrop is the per-pixel median,
     so the encoder's input is the disc alone, and a checkpoint carries the backdrop."""
-    from pivf.core.data.dataset import as_float
+    from pivf.core.data.frames import as_float
 
     generator = torch.Generator().manual_seed(0)
     backdrop = 0.4 + 0.2 * torch.rand(3, 32, 32, generator=generator)

@@ -6,13 +6,13 @@ import json
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from typer.testing import CliRunner
 
 import pivf
 from pivf.cli.main import app
 from pivf.core.config import resolve_config
-from pivf.core.data.dataset import as_float
+from pivf.core.data.frames import as_float
 from pivf.core.evaluate import evaluate_run
 from pivf.core.losses import frame_sse
 from pivf.core.pipeline import Pipeline

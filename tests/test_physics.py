@@ -12,8 +12,13 @@ import pivf
 from pivf.core.control import wrap
 from pivf.core.errors import PluginParamsError
 from pivf.core.registry import reset_registry
-from pivf.testing import (assert_energy_conserved, assert_follows_hamiltons_equations, assert_separable_as_declared,
-                          energy_rate, random_state)
+from pivf.testing import (
+    assert_energy_conserved,
+    assert_follows_hamiltons_equations,
+    assert_separable_as_declared,
+    energy_rate,
+    random_state,
+)
 
 F64 = torch.float64
 
@@ -402,7 +407,8 @@ def swinging_bob(system, angle: torch.Tensor, rate: torch.Tensor) -> tuple[torch
     return pivot + length * direction, length * rate[:, None, None] * tangent
 
 
-def angle_solution(g_over_l: float, damping: float, angle: torch.Tensor, rate: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def angle_solution(g_over_l: float, damping: float, angle: torch.Tensor, rate: torch.Tensor,
+                   t: torch.Tensor) -> torch.Tensor:
     """θ(t) of θ̈ = −ω² sin θ − b θ̇ by an accurate adaptive solve."""
     def field(_, state):
         theta, omega = state
@@ -418,12 +424,14 @@ def test_pivot_pendulum_swings_as_its_angle_equation_with_the_rod_kept_rigid():
     rate = (torch.rand(6, generator=gen, dtype=F64) - 0.5) * 4
     q0, p0 = swinging_bob(system, angle, rate)
     t = torch.arange(31, dtype=F64) * 0.1
-    expected, _ = swinging_bob(system, angle_solution(10.9, 0.3, angle, rate, t).reshape(-1), torch.zeros(6 * 31, dtype=F64))
+    expected, _ = swinging_bob(system, angle_solution(10.9, 0.3, angle, rate, t).reshape(-1),
+                               torch.zeros(6 * 31, dtype=F64))
     # with damping both are first-order, leapfrog with a far smaller constant
     for name, substeps, tolerance in (("leapfrog", 5, 0.12), ("leapfrog", 40, 0.012), ("euler", 100, 0.08)):
         qs, _ = pivf.integrator(name, substeps=substeps).rollout(system, q0, p0, t)
         radius = (qs - system.pivot).norm(dim=-1)
-        torch.testing.assert_close(radius, system.log_length.exp().expand_as(radius), rtol=1e-12, atol=1e-12)  # no stretch
+        # no stretch
+        torch.testing.assert_close(radius, system.log_length.exp().expand_as(radius), rtol=1e-12, atol=1e-12)
         assert (qs - expected.reshape(31, 6, 1, 2)).abs().max() < tolerance, (name, substeps)
 
 
@@ -514,9 +522,11 @@ def test_pivot_pendulum_angle_reads_theta_and_its_rate_from_pixels_and_refuses_w
     free, _ = pivf.integrator("leapfrog").rollout(system, q, p, torch.arange(3, dtype=F64) * 0.1)
     torch.testing.assert_close(zero, free)
     with pytest.raises(ValueError, match="takes 1 control inputs, got 2"):
-        pivf.integrator("leapfrog").rollout(system, q, p, torch.arange(3, dtype=F64) * 0.1, torch.zeros(2, 3, 2, dtype=F64))
+        pivf.integrator("leapfrog").rollout(system, q, p, torch.arange(3, dtype=F64) * 0.1,
+                                            torch.zeros(2, 3, 2, dtype=F64))
     with pytest.raises(ValueError, match="2 frame intervals but controls for 1"):
-        pivf.integrator("leapfrog").rollout(system, q, p, torch.arange(3, dtype=F64) * 0.1, torch.zeros(1, 3, 1, dtype=F64))
+        pivf.integrator("leapfrog").rollout(system, q, p, torch.arange(3, dtype=F64) * 0.1,
+                                            torch.zeros(1, 3, 1, dtype=F64))
     system.set_learned("actuation", 2.5)
     system.set_learned("g_over_l", 4.0)
     assert system.learned_parameters()["g_over_l"] == pytest.approx(4.0)

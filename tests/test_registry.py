@@ -79,7 +79,8 @@ def test_unknown_name_lists_available_with_hint():
 
 
 def test_bad_params_name_the_field():
-    with pytest.raises(PluginParamsError, match=r"integrator 'euler': substeps: Input should be greater than or equal to 1"):
+    with pytest.raises(PluginParamsError, match=r"integrator 'euler': substeps: Input should be greater than or equal "
+                                                r"to 1"):
         pivf.integrator("euler", substeps=0)
     with pytest.raises(PluginParamsError, match=r"subtseps: unknown field \(allowed: substeps\)"):
         pivf.integrator("euler", subtseps=3)
@@ -101,7 +102,8 @@ def test_broken_plugin_is_reported_and_the_rest_works(install_distribution):
 
 def test_two_providers_of_one_name_are_an_error_naming_both(install_distribution):
     install_distribution("pivf-dup", DUPLICATE_EULER, {"dup": "pivf_dup_euler"})
-    with pytest.raises(PluginConflictError, match=r"integrator 'euler' is provided by both pivf 0\.1\.0 and pivf-dup 0\.1"):
+    with pytest.raises(PluginConflictError, match=r"integrator 'euler' is provided by both pivf 0\.1\.0 and pivf-dup "
+                                                  r"0\.1"):
         pivf.integrator("euler")
     assert pivf.integrator("leapfrog") is not None
 
@@ -170,7 +172,8 @@ FLAWED = {
 @pytest.mark.parametrize("case", list(FLAWED))
 def test_a_flawed_plugin_is_one_broken_row_with_its_kind_and_the_rest_works(case, install_distribution):
     body, kind, name, reason = FLAWED[case]
-    install_distribution("pivf-flawed", {"pivf_flawed": textwrap.dedent(MORSE_HEADER) + body}, {"flawed": "pivf_flawed"})
+    install_distribution("pivf-flawed", {"pivf_flawed": textwrap.dedent(MORSE_HEADER) + body},
+                         {"flawed": "pivf_flawed"})
     with pytest.warns(PluginLoadWarning) as caught:
         rows = registry().rows()
     assert len(caught) == 1 and "\n" not in str(caught[0].message)
@@ -262,7 +265,8 @@ def test_a_plugin_that_cannot_run_here_is_listed_unavailable_with_its_reason():
         row = next(r for r in registry().rows("physics") if r.name == "needs_an_engine")
         assert (row.status, row.error) == ("unavailable", "the engine is not installed (pip install engine)")
         assert "needs_an_engine" not in registry().names("physics")
-        with pytest.raises(UnknownPluginError, match="physics 'needs_an_engine' is unavailable here: the engine is not"):
+        with pytest.raises(UnknownPluginError, match="physics 'needs_an_engine' is unavailable here: the engine is "
+                                                     "not"):
             pivf.physics("needs_an_engine")
         listed = runner.invoke(app, ["plugins", "--kind", "physics"])
         assert any("unavailable" in line and "pip install engine" in line for line in listed.stdout.splitlines())

@@ -110,7 +110,8 @@ def planted(path: Path, marker: Path) -> None:
 CHECKPOINTS = {
     "payload in a genuine checkpoint": (planted, "refused, it holds objects other than tensors"),
     "payload alone": (lambda path, marker: torch.save(Payload(marker), path), "refused"),
-    "truncated": (lambda path, _: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]), "truncated or corrupt"),
+    "truncated": (lambda path, _: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]), "truncated or "
+                                                                                                   "corrupt"),
     "empty": (lambda path, _: path.write_bytes(b""), "truncated or corrupt"),
     "not a checkpoint": (lambda path, _: torch.save([1, 2, 3], path), "not a pivf checkpoint"),
 }
@@ -176,7 +177,8 @@ def test_a_run_name_in_use_is_an_error_and_overwrite_clears_the_old_run(data_fil
     stale.parent.mkdir()
     stale.write_bytes(b"old model")
     before = files_under(tmp_path)
-    taken = CliRunner().invoke(app, ["train", *tiny(data_file), "--out", str(tmp_path), "--set", "logging.run_name=same"])
+    taken = CliRunner().invoke(app, ["train", *tiny(data_file), "--out", str(tmp_path),
+                                     "--set", "logging.run_name=same"])
     one_line_exit_2(taken, "already exists; choose another name, or pass --overwrite")
     assert files_under(tmp_path) == before
     assert new_run_dir(config, overwrite=True) == run_dir and not stale.exists()
@@ -287,7 +289,7 @@ def not_utf8(work: Path, _data: Path, _run: Path) -> Path:
 
 def alias_bomb(work: Path, _data: Path, _run: Path) -> Path:
     lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
-    lines += [f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]" for a, b in zip("abcde", "bcdef")]
+    lines += [f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]" for a, b in zip("abcde", "bcdef", strict=True)]
     (work / "bomb.yaml").write_text("\n".join(lines) + "\ntraining: {lr: *f}\n")
     return work / "bomb.yaml"
 
@@ -331,7 +333,8 @@ BAD_INPUTS = {
     "generate into a file": (["data", "generate", "spring_color", "--out", "{data}"], "exists and is not a folder"),
     "rollout --out a folder": (["rollout", "{run}", "--out", "{work}"], "is a folder; name the PNG file"),
     "corrupt metrics.json": (["compare", "--report", corrupt_metrics], "not a pivf metrics file"),
-    "integrator listed twice": (["compare", "TINY", "--integrators", "euler,euler", "--jobs", "2"], "'euler' is listed twice"),
+    "integrator listed twice": (["compare", "TINY", "--integrators", "euler,euler", "--jobs", "2"], "'euler' is "
+                                                                                                    "listed twice"),
     "resume with --lr": (["train", "--resume", "{run}", "--lr", "0.1"], "--resume: --lr cannot be used"),
     "resume with fewer epochs": (["train", "--resume", "{run}", "--epochs", "0"], "has already trained 1 epochs"),
 }

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_trust import files_under, kill_generation_midway, one_line_exit_2, tiny_config
 from typer.testing import CliRunner
 
 from pivf.cli.main import app
@@ -25,7 +26,6 @@ from pivf.core.data.generate import ensure_dataset, generate_dataset
 from pivf.core.data.limits import MAX_BYTES_ENV
 from pivf.core.data.provenance import RECORD
 from pivf.core.train import Trainer
-from test_trust import files_under, kill_generation_midway, one_line_exit_2, tiny_config
 
 SIZES = ["--n-train", "3", "--n-valid", "1", "--n-test", "2"]
 TRAIN_FILE = "color_spring_vx8_vy8_sl12_r2_k4_e6.npz"

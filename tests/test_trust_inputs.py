@@ -80,7 +80,8 @@ CASES = {
                                  "substeps=100000000"],
                                 "error: task 'spring_color': substeps: Input should be less than or equal to 10000 "
                                 "(got 100000000)"),
-    "MuJoCo substeps 1e8": (["data", "generate", "mujoco_spring", "--out", "{work}/data", "--set", "substeps=100000000"],
+    "MuJoCo substeps "
+    "1e8": (["data", "generate", "mujoco_spring", "--out", "{work}/data", "--set", "substeps=100000000"],
                             "error: task 'mujoco_spring': substeps: Input should be less than or equal to 10000 "
                             "(got 100000000)"),
     "tolerance 1e-300": (["config", "show", "--integrator", "dopri5", "--set", "integrator.rtol=1e-300"],
@@ -111,10 +112,14 @@ CASES = {
     "an argument not UTF-8": (["config", "show", "--task", "spring\udcff"],
                               "error: --task: data.task is not valid text (an unpaired surrogate, or bytes that are "
                               "not UTF-8)"),
-    "rollout --speed nan": (["rollout", "{work}/run", "--speed", "nan"], "error: --speed: must be a finite number, got nan"),
-    "rollout --speed inf": (["rollout", "{work}/run", "--speed", "inf"], "error: --speed: must be a finite number, got inf"),
-    "control --goal nan": (["control", "{work}/run", "--goal", "nan"], "error: --goal: must be a finite number, got nan"),
-    "control --goal inf": (["control", "{work}/run", "--goal", "inf"], "error: --goal: must be a finite number, got inf"),
+    "rollout --speed nan": (["rollout", "{work}/run", "--speed", "nan"], "error: --speed: must be a finite number, "
+                                                                         "got nan"),
+    "rollout --speed inf": (["rollout", "{work}/run", "--speed", "inf"], "error: --speed: must be a finite number, "
+                                                                         "got inf"),
+    "control --goal nan": (["control", "{work}/run", "--goal", "nan"], "error: --goal: must be a finite number, got "
+                                                                       "nan"),
+    "control --goal inf": (["control", "{work}/run", "--goal", "inf"], "error: --goal: must be a finite number, got "
+                                                                       "inf"),
     "control --spread inf": (["control", "{work}/run", "--spread", "inf"],
                              "error: --spread: must be a finite number, got inf"),
     "control --edit nan": (["control", "{work}/run", "--edit", "actuation=.nan"],

@@ -11,13 +11,20 @@ import textwrap
 import warnings
 
 import pytest
+from test_registry import MORSE_HEADER
 from typer.testing import CliRunner
 
 from pivf.cli.main import app
 from pivf.core.errors import UnknownPluginError
-from pivf.core.registry import (ALLOW_ENV, DENY_ENV, DISABLE_AUTOLOAD_ENV, PluginLoadWarning, Registry, registry,
-                                reset_registry)
-from test_registry import MORSE_HEADER
+from pivf.core.registry import (
+    ALLOW_ENV,
+    DENY_ENV,
+    DISABLE_AUTOLOAD_ENV,
+    PluginLoadWarning,
+    Registry,
+    registry,
+    reset_registry,
+)
 
 runner = CliRunner()
 
@@ -33,19 +40,23 @@ FLAWED = {
     "a hook signature pivf does not call": (
         "@pivf.hookimpl\ndef pivf_physics(config):\n    return [Morse]\n", "?", "flawed",
         "PluginValidationError: Plugin 'entry point pivf_flawed' for hook 'pivf_physics' hookimpl definition: "
-        "pivf_physics(config) Argument(s) {'config'} are declared in the hookimpl but can not be found in the hookspec"),
+        "pivf_physics(config) Argument(s) {'config'} are declared in the hookimpl but can not be found in the "
+        "hookspec"),
     "a module __dir__ that exits": ("def __dir__():\n    raise SystemExit(5)\n", "?", "flawed", "SystemExit: 5"),
     "a hook raising KeyboardInterrupt": ("@pivf.hookimpl\ndef pivf_physics():\n    raise KeyboardInterrupt\n",
                                          "physics", "flawed", "pivf_physics() raised KeyboardInterrupt"),
     "a hook raising a multi-line error": ("@pivf.hookimpl\ndef pivf_physics():\n    raise RuntimeError('a\\nb')\n",
                                           "physics", "flawed", "pivf_physics() raised RuntimeError: a b"),
-    "a name that escapes a folder": ("class Escaping(Morse):\n    name = 'x/../../escaped'\n\n" + RETURNS.format("Escaping"),
+    "a name that escapes a folder": ("class Escaping(Morse):\n    name = "
+                                     "'x/../../escaped'\n\n" + RETURNS.format("Escaping"),
                                      "physics", "x/../../escaped",
                                      "Escaping name 'x/../../escaped' is not plain (letters, digits and _ only)"),
     "a name spanning lines": ("class Spanning(Morse):\n    name = 'two\\nlines'\n\n" + RETURNS.format("Spanning"),
-                              "physics", "two lines", "Spanning name 'two\\nlines' is not plain (letters, digits and _ only)"),
+                              "physics", "two lines", "Spanning name 'two\\nlines' is not plain (letters, digits and "
+                                                      "_ only)"),
     "unavailable() raises": (
-        "class Probing(Morse):\n    @classmethod\n    def unavailable(cls):\n        raise OSError('no GPU\\nprobe')\n\n"
+        "class Probing(Morse):\n    @classmethod\n    def unavailable(cls):\n        raise OSError('no "
+        "GPU\\nprobe')\n\n"
         + RETURNS.format("Probing"), "physics", "morse", "Probing.unavailable() raised OSError: no GPU probe"),
     "unavailable() exits": (
         "class Exiting(Morse):\n    @classmethod\n    def unavailable(cls):\n        raise SystemExit(4)\n\n"
@@ -60,7 +71,8 @@ FLAWED = {
         "Factored raised RuntimeError: no depth today while it was checked"),
     "a params validator that exits": (
         "from pydantic import model_validator\n\n"
-        "class Exits(MorseParams):\n    @model_validator(mode='after')\n    def leave(self):\n        raise SystemExit(6)\n\n"
+        "class Exits(MorseParams):\n    @model_validator(mode='after')\n    def leave(self):\n        raise "
+        "SystemExit(6)\n\n"
         "class Leaving(Morse):\n    Params = Exits\n\n" + RETURNS.format("Leaving"), "physics", "morse",
         "Leaving raised SystemExit: 6 while it was checked"),
 }

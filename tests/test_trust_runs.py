@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_trust import MARKER as PAYLOAD_MARKER
+from test_trust import Payload, one_line_exit_2, pivf_process, tiny, tiny_config
 from typer.testing import CliRunner
 
 from pivf.cli.main import app
 from pivf.core.data.generate import generate_dataset
 from pivf.core.runs import LOCK, MARKER, lock_run, new_run_dir, unlock_run
 from pivf.core.train import train
-from test_trust import MARKER as PAYLOAD_MARKER, Payload, one_line_exit_2, pivf_process, tiny, tiny_config
 
 #: a run that, once started, writes nothing more for far longer than a test looks at it
 QUIET_RUN = ["--epochs", "100000", "--set", "training.eval_every=100000", "--set", "logging.checkpoint_every=100000"]

@@ -15,9 +15,12 @@ from torch import Tensor
 from pivf.core.data.render import draw_discs
 from pivf.core.data.task import Task, TaskParams, Trajectory
 
+__all__ = ["BallTask", "BallTaskParams"]
+
 
 class BallTaskParams(TaskParams):
-    radius: float = Field(2.0, gt=0, description="ball radius in pixels; sequences where a ball touches a wall are redrawn")
+    radius: float = Field(2.0, gt=0, description="ball radius in pixels; sequences where a ball touches a wall are "
+                                                 "redrawn")
     one_colour: bool = Field(False, description="draw every ball white, so colour cannot tell the objects apart "
                                                 "(a model must keep each object by its motion)")
 

@@ -24,6 +24,8 @@ from pivf.core.errors import DataError, PivfUserError
 from pivf.core.plugin import format_validation_error
 from pivf.core.registry import registry
 
+__all__ = ["Dataset", "FORMAT_VERSION", "SIDECAR_FORMAT", "Sidecar", "load_dataset", "read_sidecar", "sidecar_path"]
+
 SIDECAR_FORMAT = "pivf-dataset"
 FORMAT_VERSION = 1
 
@@ -99,11 +101,6 @@ class Dataset:
     @property
     def n_controls(self) -> int:
         return 0 if self.train_controls is None else self.train_controls.shape[-1]
-
-
-def as_float(frames: Tensor) -> Tensor:
-    """uint8 (..., T, H, W, C) → float (..., T, C, H, W) in [0, 1]: a permute, never a reshape."""
-    return frames.movedim(-1, -3).float().div_(255)
 
 
 # --- finding the files and their metadata ------------------------------------------------------
@@ -234,7 +231,8 @@ def load_dataset(path: Path | str, task: str | None = None) -> Dataset:
     for file, arrays in ((train_path, train_arrays), (test_path, test_arrays)):
         if file is not None:
             _check_frames(file, arrays, record.image_size)
-    train, valid, test = (torch.from_numpy(a) for a in (train_arrays["train_x"], train_arrays["valid_x"], test_arrays["test_x"]))
+    train, valid, test = (torch.from_numpy(a)
+                          for a in (train_arrays["train_x"], train_arrays["valid_x"], test_arrays["test_x"]))
     info = DatasetInfo(**record.model_dump(), channels=train.shape[-1], train_length=train.shape[1],
                        test_length=test.shape[1], seed=meta.seed if meta is not None else None, source=source,
                        files=tuple(p for p in (train_path, test_path) if p is not None),
@@ -253,8 +251,9 @@ def _read_controls(splits: tuple[tuple[Path, str, dict[str, np.ndarray]], ...]) 
         if controls is not None:
             check_controls(path, beside_key(key, "controls"), controls, arrays[key])
         found.append(None if controls is None else torch.from_numpy(controls))
-    present = [key for (_, key, _), controls in zip(splits, found) if controls is not None]
-    missing = [key for (_, key, arrays), controls in zip(splits, found) if controls is None and len(arrays[key])]
+    present = [key for (_, key, _), controls in zip(splits, found, strict=True) if controls is not None]
+    missing = [key for (_, key, arrays), controls in zip(splits, found, strict=True)
+               if controls is None and len(arrays[key])]
     if present and missing:
         raise DataError(f"{splits[0][0]}: '{present[0]}' was recorded under controls but '{missing[0]}' has none")
     if len({controls.shape[-1] for controls in found if controls is not None}) > 1:

@@ -33,15 +33,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from pivf.core.data.dataset import SIDECAR_FORMAT, FORMAT_VERSION, Sidecar, read_sidecar, sidecar_path
+from pivf.core.atomic import atomic_write_text
+from pivf.core.data.dataset import FORMAT_VERSION, SIDECAR_FORMAT, Sidecar, read_sidecar, sidecar_path
 from pivf.core.data.limits import check_dataset_bytes
 from pivf.core.data.npz import SPLITS, NpzWriter, beside_key, sha256_file
 from pivf.core.data.staging import remove_stale, staging_dir
 from pivf.core.data.task import Role, Task
 from pivf.core.errors import DataError
-from pivf.core.registry import registry
-from pivf.core.atomic import atomic_write_text
 from pivf.core.paths import make_dir
+from pivf.core.registry import registry
+
+__all__ = ["check_request", "chunk_generator", "ensure_dataset", "existing_dataset", "file_counts", "frames",
+           "generate_dataset", "make_task", "single_threaded"]
 
 #: sequences rendered at once: bounds the float frames held while rendering a chunk
 RENDER_BATCH = 128
@@ -100,7 +103,8 @@ def frames(task: Task, n: int, length: int, seed: int, stream: int, device: str 
     "positions" list, and the inputs of a task recorded under controls (chunk, length, m) to "controls"."""
     for chunk, start in enumerate(range(0, n, task.chunk_size)):
         with single_threaded(device):
-            trajectory = task.simulate(min(task.chunk_size, n - start), length, chunk_generator(seed, stream, chunk), device)
+            trajectory = task.simulate(min(task.chunk_size, n - start), length, chunk_generator(seed, stream, chunk),
+                                       device)
         if beside is not None:
             beside.setdefault("positions", []).append(trajectory.positions.to("cpu", torch.float32).numpy())
             if trajectory.controls is not None:

@@ -8,6 +8,8 @@ import os
 
 from pivf.core.errors import DataError
 
+__all__ = ["MAX_BYTES_ENV", "check_dataset_bytes", "format_bytes"]
+
 #: the environment variable that sets the limit, in bytes
 MAX_BYTES_ENV = "PIVF_MAX_DATASET_BYTES"
 #: the limit when the variable is not set

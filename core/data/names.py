@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import string
 
+__all__ = ["NameTemplate"]
+
 _NUMBER = r"(?:0[0-9]+|[0-9]+(?:\.[0-9]+)?)"
 
 

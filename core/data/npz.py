@@ -31,6 +31,8 @@ from pivf.core.atomic import temporary_beside
 from pivf.core.data.limits import check_dataset_bytes, format_bytes
 from pivf.core.errors import DataError
 
+__all__ = ["NpzWriter", "SPLITS", "beside_key", "check_controls", "read_beside", "read_npz", "sha256_file"]
+
 SPLITS = ("train_x", "valid_x", "test_x")
 #: what reading a damaged archive raises
 UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
@@ -77,7 +79,8 @@ class NpzWriter:
         if written != shape[0]:
             raise ValueError(f"{key}: wrote {written} rows, header says {shape[0]}")
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         assert self._zip is not None
         self._zip.close()
         try:
@@ -103,7 +106,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             missing = [key for key in SPLITS if key not in archive.files]
             if missing:
                 found = ", ".join(archive.files) or "nothing"
-                raise DataError(f"{path}: missing key '{missing[0]}' (found: {found}); a dataset needs {', '.join(SPLITS)}")
+                raise DataError(f"{path}: missing key '{missing[0]}' (found: {found}); a dataset needs "
+                                f"{', '.join(SPLITS)}")
             arrays = {key: archive[key] for key in SPLITS}
     except DataError:
         raise

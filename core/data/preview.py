@@ -5,8 +5,10 @@ from pathlib import Path
 
 from torch import Tensor
 
-from pivf.core.data.dataset import as_float
+from pivf.core.data.frames import as_float
 from pivf.core.images import frame_grid, save_png
+
+__all__ = ["write_preview"]
 
 
 def write_preview(frames: Tensor, path: Path, sequences: int = 4, max_frames: int = 20) -> Path:

@@ -14,6 +14,8 @@ from pivf.core.data.dataset import Dataset
 from pivf.core.errors import DataError
 from pivf.core.plugin import format_validation_error
 
+__all__ = ["RECORD", "check_dataset", "record_dataset"]
+
 RECORD = "dataset.json"
 #: the option that uses a run's dataset although it changed since the run trained
 ACCEPT_OPTION = "--accept-changed-data"
@@ -25,7 +27,8 @@ class DatasetRecord(BaseModel):
 
     @classmethod
     def of(cls, dataset: Dataset) -> DatasetRecord:
-        return cls(files=[(path.name, digest) for path, digest in zip(dataset.info.files, dataset.info.sha256)],
+        return cls(files=[(path.name, digest)
+                          for path, digest in zip(dataset.info.files, dataset.info.sha256, strict=True)],
                    sequences=(len(dataset.train), len(dataset.valid), len(dataset.test)))
 
 
@@ -48,9 +51,10 @@ def _change(run_dir: Path, then: DatasetRecord, now: DatasetRecord, files: tuple
     counts = f"; train/valid/test sequences {sizes[0]} then, {sizes[1]} now" if sizes[0] != sizes[1] else ""
     if [name for name, _ in then.files] != [name for name, _ in now.files]:
         return (f"{files[0]}: the dataset is not the one run {run_dir} trained on (files "
-                f"{', '.join(name for name, _ in then.files)} then, {', '.join(name for name, _ in now.files)} now{counts})")
-    path, old, new = next((path, old, new) for path, (_, old), (_, new) in zip(files, then.files, now.files)
-                          if old != new)
+                f"{', '.join(name for name, _ in then.files)} then, {', '.join(name for name, _ in now.files)} "
+                f"now{counts})")
+    path, old, new = next((path, old, new)
+                          for path, (_, old), (_, new) in zip(files, then.files, now.files, strict=True) if old != new)
     return f"{path}: changed since run {run_dir} trained on it (sha256 {old[:12]} then, {new[:12]} now{counts})"
 
 

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+__all__ = ["draw_discs", "splat_", "sprite_patches", "to_uint8"]
+
 
 def disc_patches(centres: Tensor, radius: float, supersample: int = 16) -> tuple[Tensor, Tensor]:
     """Coverage of discs of ``radius`` px centred at ``centres`` (M, 2) → patches (M, P, P), corners.
@@ -78,7 +80,8 @@ def splat_(canvas: Tensor, patches: Tensor, corners: Tensor, planes: Tensor) -> 
     return canvas
 
 
-def draw_discs(positions: Tensor, radius: float, colours: Tensor, background: Tensor, height: int, width: int) -> Tensor:
+def draw_discs(positions: Tensor, radius: float, colours: Tensor, background: Tensor, height: int,
+               width: int) -> Tensor:
     """uint8 frames (N, T, H, W, C) showing K discs at ``positions`` (N, T, K, 2).
 
     ``colours`` (K, C) is each disc's colour, ``background`` (C,) the colour behind them, both in

@@ -10,6 +10,8 @@ import math
 import torch
 from torch import Tensor
 
+__all__ = ["normal", "signs", "uniform", "unit_vectors"]
+
 
 def uniform(generator: torch.Generator, size: tuple[int, ...], low: float | Tensor, high: float | Tensor) -> Tensor:
     """U(low, high) of shape ``size``."""

@@ -19,6 +19,8 @@ from torch import Tensor
 
 from pivf.core.physics import PhysicsSystem
 
+__all__ = ["reference_rollout"]
+
 
 def reference_rollout(physics: PhysicsSystem, q0: Tensor, p0: Tensor, dt: float, n_frames: int,
                       substeps: int) -> tuple[Tensor, Tensor]:

@@ -10,6 +10,8 @@ import socket
 import tempfile
 from pathlib import Path
 
+__all__ = ["remove_stale", "staging_dir"]
+
 
 def _owner() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-"

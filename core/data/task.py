@@ -49,12 +49,14 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
+from pivf.core.data.names import NameTemplate
+from pivf.core.data.simulate import reference_rollout
 from pivf.core.errors import DataError
 from pivf.core.physics import PhysicsSystem
 from pivf.core.plugin import Plugin, PluginParams
 from pivf.core.registry import registry
-from pivf.core.data.names import NameTemplate
-from pivf.core.data.simulate import reference_rollout
+
+__all__ = ["MAX_SIMULATION_SUBSTEPS", "Role", "Task", "TaskParams", "Trajectory", "with_default"]
 
 Role = Literal["train", "test"]
 
@@ -86,7 +88,8 @@ class TaskParams(PluginParams):
     @model_validator(mode="after")
     def _test_sequences_are_longer(self) -> TaskParams:
         if self.test_length <= self.train_length:
-            raise ValueError("test_length must exceed train_length: the test file holds the long extrapolation sequences")
+            raise ValueError("test_length must exceed train_length: the test file holds the long extrapolation "
+                             "sequences")
         return self
 
 
@@ -194,7 +197,8 @@ class Task(Plugin[TP]):
     def length(self, role: Role) -> int:
         return self.params.train_length if role == "train" else self.params.test_length
 
-    def simulate(self, n: int, length: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Trajectory:
+    def simulate(self, n: int, length: int, generator: torch.Generator,
+                 device: torch.device | str = "cpu") -> Trajectory:
         """n accepted sequences of ``length`` frames (rejection sampling over ``sample_initial``)."""
         physics = self.physics_system(device)
         kept_q, kept_p = [], []
@@ -208,7 +212,8 @@ class Task(Plugin[TP]):
             points = (length - 1) * self.params.substeps + 1
             rows = max(1, MAX_SOLVER_VALUES // (2 * points * q0[0].numel()))
             for start in range(0, m, rows):  # bounds the memory the finely sampled states take
-                q, p = self._accepted_frames(physics, q0[start:start + rows].to(device), p0[start:start + rows].to(device), length)
+                q, p = self._accepted_frames(physics, q0[start:start + rows].to(device),
+                                             p0[start:start + rows].to(device), length)
                 kept_q.append(q)
                 kept_p.append(p)
                 accepted += len(q)

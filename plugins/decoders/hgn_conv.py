@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from pivf.api import Decoder, hookimpl
 from pivf.plugins.latent_image import LatentImageParams, circle_features
-from pivf.core.hookspecs import hookimpl
-from pivf.core.model import Decoder
+
+__all__ = ["HgnConvDecoder", "pivf_decoders"]
 
 
 class HgnDecoderParams(LatentImageParams):
@@ -60,7 +61,7 @@ class HgnConvDecoder(Decoder[HgnDecoderParams]):
         self.expand = nn.Sequential(nn.Linear(p.latent_channels + p.angles, p.filters * p.latent_size**2),
                                     nn.Unflatten(1, (p.filters, p.latent_size, p.latent_size))) if vector else None
         widths = [p.filters if vector else p.latent_channels] + [p.filters] * p.doublings
-        self.blocks = nn.Sequential(*(UpsamplingBlock(a, b) for a, b in zip(widths[:-1], widths[1:])))
+        self.blocks = nn.Sequential(*(UpsamplingBlock(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
         self.out = nn.Conv2d(p.filters, p.channels, 3, padding=1)
 
     def forward(self, q: Tensor) -> Tensor:

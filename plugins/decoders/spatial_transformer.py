@@ -25,10 +25,9 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.model import Decoder
-from pivf.core.nn import full_precision, glorot_init, mlp
-from pivf.core.plugin import PluginParams
+from pivf.api import Decoder, PluginParams, full_precision, glorot_init, hookimpl, mlp
+
+__all__ = ["MASK_OFFSET", "SpatialTransformerDecoder", "pivf_decoders"]
 
 MASK_OFFSET = 5.0
 BACKGROUND_LOGIT = 1.0

@@ -24,9 +24,10 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from pivf.api import Encoder, EncoderOutput, hookimpl
 from pivf.plugins.latent_image import LatentImageParams
-from pivf.core.hookspecs import hookimpl
-from pivf.core.model import Encoder, EncoderOutput
+
+__all__ = ["HgnEncoder", "pivf_encoders"]
 
 
 class HgnEncoderParams(LatentImageParams):

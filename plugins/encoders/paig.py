@@ -30,12 +30,21 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from pivf.core.discovery import departure_colours
-from pivf.core.hookspecs import hookimpl
-from pivf.core.model import Encoder, EncoderOutput
-from pivf.core.nn import full_precision, glorot_init, mlp
-from pivf.core.plugin import PluginParams
-from pivf.core.velocity_fit import Backward, fit_velocity, largest_step_last_sign
+from pivf.api import (
+    Backward,
+    Encoder,
+    EncoderOutput,
+    PluginParams,
+    fit_velocity,
+    full_precision,
+    glorot_init,
+    hookimpl,
+    largest_step_last_sign,
+    mlp,
+)
+from pivf.plugins.discovery import departure_colours
+
+__all__ = ["PaigUNetEncoder", "pivf_encoders"]
 
 #: constant logit of the background channel in the mask softmax (1, not 0, as in the original)
 BACKGROUND_LOGIT = 1.0
@@ -84,7 +93,7 @@ class UNet(nn.Module):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
             skips.append(x)
         skips.pop()
-        for proj, merge in zip(self.up_proj, self.up_merge):
+        for proj, merge in zip(self.up_proj, self.up_merge, strict=True):
             skip = skips.pop()
             x = proj(F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False))
             x = merge(torch.cat([x, skip], dim=1))
@@ -173,7 +182,8 @@ class PaigEncoderParams(PluginParams):
     coordinates: Literal["soft_argmax", "mlp"] = Field(
         "soft_argmax", description="coordinate head: spatial soft-argmax of each object's map, or PAIG's MLP")
     velocity: Literal["differences", "mlp"] = Field(
-        "differences", description="velocity estimator: on displacements (starts as a finite difference), or PAIG's MLP")
+        "differences", description="velocity estimator: on displacements (starts as a finite difference), or PAIG's "
+                                   "MLP")
     colour_path: float = Field(
         20.0, ge=0, description="gain of a 1×1 convolution from the image straight to each object's map, "
                                "so a slot can key on an object's colour from the start (0: off, as the original)")
@@ -192,7 +202,8 @@ class PaigEncoderParams(PluginParams):
 
 class PaigUNetEncoder(Encoder[PaigEncoderParams]):
     name = "paig_unet"
-    description = "PAIG: U-Net object maps + coordinate head (soft-argmax or MLP) + velocity estimator (object coordinates)"
+    description = ("PAIG: U-Net object maps + coordinate head (soft-argmax or MLP) + velocity estimator "
+                   "(object coordinates)")
     states = ("objects",)
     #: the fixed camera's backdrop, a buffer only with ``background="median"``
     backdrop: Tensor

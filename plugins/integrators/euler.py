@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.integrator import Integrator
-from pivf.core.physics import PhysicsSystem
+from pivf.api import Integrator, PhysicsSystem, hookimpl
+
+__all__ = ["SemiImplicitEuler", "pivf_integrators"]
 
 
 class SemiImplicitEuler(Integrator):

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.integrator import Integrator, frame_intervals
-from pivf.core.physics import PhysicsSystem
+from pivf.api import Integrator, PhysicsSystem, frame_intervals, hookimpl
+
+__all__ = ["Leapfrog", "kick_drift_kick", "pivf_integrators"]
 
 
 def kick_drift_kick(physics: PhysicsSystem, q: Tensor, p: Tensor, h: float) -> tuple[Tensor, Tensor]:

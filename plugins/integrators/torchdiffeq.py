@@ -26,9 +26,9 @@ from pydantic import Field
 from torch import Tensor
 from torchdiffeq import odeint, odeint_adjoint
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.integrator import Integrator, IntegratorParams, frame_intervals
-from pivf.core.physics import PhysicsSystem
+from pivf.api import Integrator, IntegratorParams, PhysicsSystem, frame_intervals, hookimpl
+
+__all__ = ["pivf_integrators"]
 
 Solve = Literal["per_interval", "once"]
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.integrator import Integrator
-from pivf.core.physics import PhysicsSystem
+from pivf.api import Integrator, PhysicsSystem, hookimpl
 from pivf.plugins.integrators.leapfrog import kick_drift_kick
+
+__all__ = ["Yoshida", "pivf_integrators"]
 
 W1 = 1.0 / (2.0 - 2.0 ** (1.0 / 3.0))
 W0 = -(2.0 ** (1.0 / 3.0)) * W1

@@ -1,4 +1,6 @@
 """Built-in objectives; their recipes are the YAML files in ``recipes/`` (core/recipes.py)."""
 from pathlib import Path
 
+__all__ = ["RECIPES"]
+
 RECIPES = Path(__file__).parent / "recipes"

@@ -30,11 +30,12 @@ sequence size. Then either ``loss = MSE + β·KL`` (β = ``objective.kl_weight``
 ``load_state_dict`` carry them through checkpoints. A deterministic encoder has no KL: loss = MSE.
 
 Recipes (``--recipe``), config layers over the task preset (``recipes/hgn-*.yaml``): ``paper`` (the
-default) is HGN's model, 16 channels of 4×4 latent maps and the widths of the paper; ``fast`` is an HGN++-style model that
-learns on a CPU in minutes: q and p are vectors of the system's degrees of freedom (the task preset
-says how many, and which of them are angles), K(p) = ½|p|², V(q) a small MLP, narrower convolutions, 5 + 10 frame windows,
-deterministic (no prior to sample from), Adam at 1e-3, 6,250 steps (the 50 epochs of its generated
-2,000 sequences, whatever the dataset's size) (docs/RESULTS.md).
+default) is HGN's model, 16 channels of 4×4 latent maps and the widths of the paper; ``fast`` is an
+HGN++-style model that learns on a CPU in minutes: q and p are vectors of the system's degrees of
+freedom (the task preset says how many, and which of them are angles), K(p) = ½|p|², V(q) a small
+MLP, narrower convolutions, 5 + 10 frame windows, deterministic (no prior to sample from), Adam at
+1e-3, 6,250 steps (the 50 epochs of its generated 2,000 sequences, whatever the dataset's size)
+(docs/RESULTS.md).
 
 Metrics (``evaluate``) use the papers' units: ``mse`` is the pixel MSE ×1e4 over the training
 window (``extrap_mse`` past it, on longer sequences); ``vpt`` is the median over sequences of the
@@ -56,15 +57,21 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from pivf import hookimpl
-from pivf.core.data.dataset import as_float
-from pivf.core.errors import ConfigError
-from pivf.core.inference import inference
-from pivf.core.model import EncoderOutput
-from pivf.core.objective import Objective, ObjectiveParams
-from pivf.core.pipeline import Pipeline, PipelineOutput
-from pivf.core.recipes import read_recipes
+from pivf.api import (
+    ConfigError,
+    EncoderOutput,
+    Objective,
+    ObjectiveParams,
+    Pipeline,
+    PipelineOutput,
+    as_float,
+    hookimpl,
+    inference,
+    read_recipes,
+)
 from pivf.plugins.objectives import RECIPES
+
+__all__ = ["HgnObjective", "MSE_SCALE", "pivf_objectives", "valid_prediction_time"]
 
 #: normalised per-frame error above which a prediction is no longer valid (VPT)
 VPT_THRESHOLD = 0.025

@@ -13,7 +13,7 @@ nearly linear motions; ``latent_weight`` adds the squared distance between the r
 and the encoder's (detached) positions of the same frames, a gradient on the physics that does not
 depend on rendered and true objects overlapping.
 
-With ``discovery_share`` > 0 the warm-up also watches object discovery (core/discovery.py) every
+With ``discovery_share`` > 0 the warm-up also watches object discovery (plugins/discovery.py) every
 ``CHECK_EVERY`` steps: of the slots that explain less than that share of what the best slot
 explains, the one explaining least is re-initialised (then left alone for ``GRACE_STEPS``), and
 the prediction starts at the first check after ``warmup_steps`` at which every slot explains an
@@ -40,13 +40,20 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from pivf import hookimpl
-from pivf.core.discovery import contributions, missing_colour
-from pivf.core.losses import frame_sse, state_sse
-from pivf.core.objective import Objective, ObjectiveParams
-from pivf.core.pipeline import Pipeline, PipelineOutput
-from pivf.core.recipes import read_recipes
+from pivf.api import (
+    Objective,
+    ObjectiveParams,
+    Pipeline,
+    PipelineOutput,
+    frame_sse,
+    hookimpl,
+    read_recipes,
+    state_sse,
+)
+from pivf.plugins.discovery import contributions, missing_colour
 from pivf.plugins.objectives import RECIPES
+
+__all__ = ["PaigObjective", "pivf_objectives"]
 
 
 class PaigParams(ObjectiveParams):

@@ -12,8 +12,9 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import ObjectParams, PhysicsSystem
+from pivf.api import ObjectParams, PhysicsSystem, hookimpl
+
+__all__ = ["Bouncing", "pivf_physics"]
 
 
 class BouncingParams(ObjectParams):

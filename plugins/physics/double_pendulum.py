@@ -4,9 +4,9 @@ from __future__ import annotations
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import PhysicsSystem, log_parameter
-from pivf.core.plugin import PluginParams
+from pivf.api import PhysicsSystem, PluginParams, hookimpl, log_parameter
+
+__all__ = ["DoublePendulum", "pivf_physics"]
 
 
 class DoublePendulumParams(PluginParams):

@@ -15,8 +15,9 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import ObjectParams, PhysicsSystem, log_parameter
+from pivf.api import ObjectParams, PhysicsSystem, hookimpl, log_parameter
+
+__all__ = ["Gravity", "pivf_physics"]
 
 #: PAIG's clips: on the squared distance inside the sqrt, then on the distance that gets cubed
 _PAIG_SQUARED_RANGE = (0.1, 1e5)

@@ -20,10 +20,10 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import ObjectParams, PhysicsSystem, StateKind, energy_gradient, floored_length
-from pivf.core.plugin import PluginParams
+from pivf.api import ObjectParams, PhysicsSystem, PluginParams, StateKind, energy_gradient, floored_length, hookimpl
 from pivf.plugins.latent_image import check_angles, circle_features
+
+__all__ = ["Hamiltonian", "LatentHamiltonian", "pivf_physics"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"softplus": nn.Softplus, "tanh": nn.Tanh, "swish": nn.SiLU}
 
@@ -172,7 +172,8 @@ class Hamiltonian(LearnedHamiltonian[HamiltonianParams]):
 
 class LatentHamiltonianParams(LearnedHamiltonianParams):
     latent_channels: int = Field(16, ge=1, description="channels of q (and of p); their length when latent is vector")
-    latent_size: int = Field(4, ge=2, description="spatial side of the latent maps (for samplers; the net takes any ≥ 2)")
+    latent_size: int = Field(4, ge=2, description="spatial side of the latent maps (for samplers; the net takes any ≥ "
+                                                  "2)")
     latent: Literal["maps", "vector"] = Field("maps", description="maps: a conv net over (C, H, W) maps (HGN); "
                                                                   "vector: an MLP over (C,) vectors (HGN++)")
     conv_channels: list[int] = Field([32, 64, 64, 64], min_length=2,
@@ -199,7 +200,7 @@ class _ConvEnergy(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1), activation(),
                                    nn.Conv2d(widths[0], widths[1], 2, stride=2), activation()]
-        for before, width in zip(widths[1:-1], widths[2:]):
+        for before, width in zip(widths[1:-1], widths[2:], strict=True):
             layers += [nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(before, width, 2), activation()]
         layers += [nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(widths[-1], 1, 2, bias=False)]
         self.net = nn.Sequential(*layers)

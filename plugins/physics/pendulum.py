@@ -13,9 +13,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import PhysicsSystem, log_parameter
-from pivf.core.plugin import PluginParams
+from pivf.api import PhysicsSystem, PluginParams, hookimpl, log_parameter
+
+__all__ = ["Pendulum", "pivf_physics"]
 
 
 class PendulumParams(PluginParams):

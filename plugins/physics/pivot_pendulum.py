@@ -39,9 +39,9 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from pivf.core.errors import ConfigError
-from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import ObjectParams, PhysicsSystem, floored_length, log_parameter
+from pivf.api import ConfigError, ObjectParams, PhysicsSystem, floored_length, hookimpl, log_parameter
+
+__all__ = ["PivotPendulum", "pivf_physics"]
 
 
 class PivotPendulumParams(ObjectParams):

@@ -12,8 +12,9 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.physics import ObjectParams, PhysicsSystem, floored_length, log_parameter
+from pivf.api import ObjectParams, PhysicsSystem, floored_length, hookimpl, log_parameter
+
+__all__ = ["Spring", "pivf_physics"]
 
 
 class SpringParams(ObjectParams):

@@ -22,10 +22,21 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.data.render import draw_discs
-from pivf.core.data.sampling import normal, signs, uniform, unit_vectors
-from pivf.core.data.task import Task, TaskParams, Trajectory, with_default
-from pivf.core.hookspecs import hookimpl
+from pivf.api import (
+    Task,
+    TaskParams,
+    Trajectory,
+    draw_discs,
+    hookimpl,
+    normal,
+    signs,
+    uniform,
+    unit_vectors,
+    with_default,
+)
+
+__all__ = ["DampedSpringTask", "DoublePendulumTask", "MassSpringTask", "PendulumTask", "ThreeBodyTask", "TwoBodyTask",
+           "pivf_tasks"]
 
 _BACKGROUND = (81 / 255, 88 / 255, 93 / 255)
 _COLOURS = ((173 / 255, 146 / 255, 0.0), (173 / 255, 0.0, 0.0), (0.0, 146 / 255, 0.0))
@@ -39,7 +50,8 @@ class HgnParams(TaskParams):
     radius: float = Field(4.0, gt=0, description="ball radius in pixels")
     canvas: float = Field(2.0, gt=0, description="half the side of the world area shown, in world units")
     noise_std: float = Field(0.1, ge=0, description="std of the observation noise on q, in world units")
-    energy_range: tuple[float, float] = Field((0.1, 1.0), description="range of the phase-space radius of initial states")
+    energy_range: tuple[float, float] = Field((0.1, 1.0), description="range of the phase-space radius of initial "
+                                                                      "states")
 
 
 HTP = TypeVar("HTP", bound=HgnParams)

@@ -26,12 +26,21 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.config import deep_merge
-from pivf.core.data.sampling import uniform, unit_vectors
-from pivf.core.data.task import MAX_SIMULATION_SUBSTEPS, Task, TaskParams, Trajectory, with_default
-from pivf.core.errors import DataError
-from pivf.core.hookspecs import hookimpl
+from pivf.api import (
+    MAX_SIMULATION_SUBSTEPS,
+    DataError,
+    Task,
+    TaskParams,
+    Trajectory,
+    deep_merge,
+    hookimpl,
+    uniform,
+    unit_vectors,
+    with_default,
+)
 from pivf.plugins.tasks.paig import paig_preset
+
+__all__ = ["MujocoMotorPendulum", "MujocoPendulum", "MujocoSpring", "mujoco_problem", "pivf_tasks"]
 
 BACKEND_ENV = "MUJOCO_GL"
 _PROBE_XML = '<mujoco><worldbody><geom type="sphere" size="1"/></worldbody></mujoco>'
@@ -101,7 +110,8 @@ class MujocoTaskParams(TaskParams):
     substeps: int = Field(100, ge=1, le=MAX_SIMULATION_SUBSTEPS,
                           description="MuJoCo steps per frame interval (its timestep is dt / substeps)")
     supersample: int = Field(2, ge=1, le=8, description="render at this multiple of image_size, then average down")
-    margin: float = Field(1.0, ge=0, description="sequences where a body's centre comes this close (px) to an edge are redrawn")
+    margin: float = Field(1.0, ge=0, description="sequences where a body's centre comes this close (px) to an edge "
+                                                 "are redrawn")
     fovy: float = Field(45.0, gt=0, lt=180, description="the camera's vertical field of view in degrees")
     shadows: bool = Field(False, description="let the key light cast shadows")
 
@@ -189,7 +199,8 @@ class MujocoTask(Task[MTP]):
         """Inputs (n, length, m) to record sequences under; None for a task without actuators."""
         return None
 
-    def simulate(self, n: int, length: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Trajectory:
+    def simulate(self, n: int, length: int, generator: torch.Generator,
+                 device: torch.device | str = "cpu") -> Trajectory:
         kept: list[tuple[np.ndarray, ...]] = []
         proposed = 0
         for _ in range(_MAX_ROUNDS):
@@ -208,7 +219,7 @@ class MujocoTask(Task[MTP]):
         if len(kept) < n:
             raise DataError(f"task '{self.name}': only {len(kept)} of {proposed} simulated sequences stayed in view; "
                             "the camera or the initial states leave too little room")
-        states = [torch.from_numpy(np.stack(parts)).to(device) for parts in zip(*kept)]
+        states = [torch.from_numpy(np.stack(parts)).to(device) for parts in zip(*kept, strict=True)]
         return Trajectory(*states)
 
     def _in_view(self, seen: np.ndarray) -> bool:
@@ -470,7 +481,8 @@ class MujocoSpring(MujocoTask[MujocoSpringParams]):
     <body name="body{j}" pos="0 0 {p.ball_radius}">
       <joint name="x{j}" type="slide" axis="1 0 0"/>
       <joint name="y{j}" type="slide" axis="0 1 0"/>
-      <geom name="ball{j}" type="sphere" size="{p.ball_radius}" material="ball{j}" mass="1" contype="0" conaffinity="0"/>
+      <geom name="ball{j}" type="sphere" size="{p.ball_radius}" material="ball{j}" mass="1"
+            contype="0" conaffinity="0"/>
       <site name="anchor{j}" size="{p.ball_radius / 4}"/>
     </body>""" for j in range(2))
         return f"""
@@ -478,7 +490,8 @@ class MujocoSpring(MujocoTask[MujocoSpringParams]):
   <option gravity="0 0 -9.81" integrator="RK4"/>
   {self.visual_xml()}
   <asset>
-    <texture name="table" type="2d" builtin="gradient" width="64" height="64" rgb1="0.55 0.42 0.3" rgb2="0.45 0.33 0.22"/>
+    <texture name="table" type="2d" builtin="gradient" width="64" height="64"
+             rgb1="0.55 0.42 0.3" rgb2="0.45 0.33 0.22"/>
     <material name="table" texture="table" texrepeat="3 3"/>
     <material name="ball0" rgba="0.15 0.3 0.9 1" specular="0.6" shininess="0.6"/>
     <material name="ball1" rgba="0.15 0.8 0.25 1" specular="0.6" shininess="0.6"/>

@@ -16,13 +16,24 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.data.balls import BallTask, BallTaskParams
-from pivf.core.data.render import splat_, sprite_patches, to_uint8
-from pivf.core.data.sampling import signs, uniform, unit_vectors
-from pivf.core.data.sprites import DIGIT_BOX, SPRITE_SCALE, digit_sprite, natural_background
-from pivf.core.data.task import Trajectory, with_default
-from pivf.core.errors import DataError
-from pivf.core.hookspecs import hookimpl
+from pivf.api import (
+    BallTask,
+    BallTaskParams,
+    DataError,
+    Trajectory,
+    hookimpl,
+    signs,
+    splat_,
+    sprite_patches,
+    to_uint8,
+    uniform,
+    unit_vectors,
+    with_default,
+)
+from pivf.plugins.sprites import DIGIT_BOX, SPRITE_SCALE, digit_sprite, natural_background
+
+__all__ = ["BouncingBalls", "MnistSpringColor", "SpringColor", "SpringColorHalf", "ThreeBodyColor", "paig_preset",
+           "pivf_tasks"]
 
 
 class PaigParams(BallTaskParams):

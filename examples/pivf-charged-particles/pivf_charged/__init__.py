@@ -12,10 +12,16 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-import pivf
-from pivf.core.data.balls import BallTask, BallTaskParams
-from pivf.core.data.sampling import uniform, unit_vectors
-from pivf.core.physics import ObjectParams, PhysicsSystem, log_parameter
+from pivf.api import (
+    BallTask,
+    BallTaskParams,
+    ObjectParams,
+    PhysicsSystem,
+    hookimpl,
+    log_parameter,
+    uniform,
+    unit_vectors,
+)
 
 
 class ChargedParams(ObjectParams):
@@ -25,7 +31,7 @@ class ChargedParams(ObjectParams):
     learnable: bool = Field(True, description="learn the Coulomb constant; false keeps it fixed")
 
     @model_validator(mode="after")
-    def _one_charge_per_particle(self) -> "ChargedParams":
+    def _one_charge_per_particle(self) -> ChargedParams:
         if len(self.charges) != self.n_objects:
             raise ValueError(f"charges: need one per object ({self.n_objects}), got {len(self.charges)}")
         return self
@@ -74,7 +80,8 @@ class ChargedParticles(PhysicsSystem[ChargedParams]):
 
 
 class ChargedColorParams(BallTaskParams):
-    speed: float = Field(1.5, ge=0, description="initial speed of each particle, px per unit time (near a circular orbit)")
+    speed: float = Field(1.5, ge=0, description="initial speed of each particle, px per unit time (near a circular "
+                                                "orbit)")
 
 
 class ChargedColor(BallTask[ChargedColorParams]):
@@ -99,11 +106,11 @@ class ChargedColor(BallTask[ChargedColorParams]):
         return q, torch.cat([sideways, -sideways], dim=1)
 
 
-@pivf.hookimpl
+@hookimpl
 def pivf_physics() -> list[type]:
     return [ChargedParticles]
 
 
-@pivf.hookimpl
+@hookimpl
 def pivf_tasks() -> list[type]:
     return [ChargedColor]

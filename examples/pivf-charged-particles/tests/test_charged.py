@@ -6,10 +6,15 @@ import pytest
 import torch
 
 import pivf
-from pivf.core.data.task import Trajectory
-from pivf.core.errors import UnknownPluginError
-from pivf.testing import (assert_energy_conserved, assert_follows_hamiltons_equations, assert_separable_as_declared,
-                          measured_order, random_state, registered)
+from pivf.api import Trajectory, UnknownPluginError
+from pivf.testing import (
+    assert_energy_conserved,
+    assert_follows_hamiltons_equations,
+    assert_separable_as_declared,
+    measured_order,
+    random_state,
+    registered,
+)
 from pivf_charged import ChargedColor, ChargedParticles
 
 

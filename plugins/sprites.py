@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+__all__ = ["DIGIT_BOX", "SPRITE_SCALE", "digit_sprite", "natural_background"]
+
 #: size of a digit's box in image pixels (MNIST's 28-px box cropped by 3 px on each side)
 DIGIT_BOX = 22
 #: sprite pixels per image pixel (odd, see ``render.sprite_patches``)

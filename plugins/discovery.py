@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pivf.core.losses import frame_sse
-from pivf.core.pipeline import Pipeline
+from pivf.api import Pipeline, frame_sse
+
+__all__ = ["contributions", "departure_colours", "missing_colour"]
 
 #: where a slot is moved to take it out of the picture, in image sizes from the origin
 OFF_IMAGE = -4.0
