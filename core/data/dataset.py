@@ -9,7 +9,7 @@ does not match) is a ``DataError`` of one line, which the CLI prints and exits 2
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,6 +101,15 @@ class Dataset:
     @property
     def n_controls(self) -> int:
         return 0 if self.train_controls is None else self.train_controls.shape[-1]
+
+    def to(self, device: torch.device) -> Dataset:
+        """The splits on ``device``, where training indexes its batches."""
+        def move(tensor: Tensor | None) -> Tensor | None:
+            return None if tensor is None else tensor.to(device)
+
+        return replace(self, train=self.train.to(device), valid=self.valid.to(device), test=self.test.to(device),
+                       train_controls=move(self.train_controls), valid_controls=move(self.valid_controls),
+                       test_controls=move(self.test_controls))
 
 
 # --- finding the files and their metadata ------------------------------------------------------
