@@ -81,6 +81,7 @@ def trap_frames(n: int, length: int) -> torch.Tensor:
     return as_float(task.render(task.simulate(n, length, torch.Generator().manual_seed(0))))
 
 
+@torch.no_grad()
 def test_the_encoder_and_decoder_keep_the_shapes(guide_package):
     frames = trap_frames(3, 6)
     encoded = pivf.encoder("soft_argmax", input_steps=4, dt=0.5)(frames)
