@@ -105,7 +105,10 @@ class PhysicsSystem(Plugin[P], nn.Module):
         raise ConfigError(f"physics '{self.name}' has no parameters that can be set")
 
     def state_shape(self) -> tuple[int, ...]:
-        """Shape of one sample's q (and p), for samplers and shape checks; () when free."""
+        """Shape of one sample's q (and p), for samplers and shape checks: (n_objects, dim) for a
+        system of objects (``ObjectParams``), so its author need not say it; () when free."""
+        if isinstance(self.params, ObjectParams):
+            return (self.params.n_objects, self.params.dim)
         return ()
 
     # --- helpers for subclasses ----------------------------------------------------------------

@@ -9,6 +9,7 @@ import torch
 from torchdiffeq import odeint
 
 import pivf
+from pivf.api import ObjectParams, PhysicsSystem, PluginParams
 from pivf.core.control import wrap
 from pivf.core.errors import PluginParamsError
 from pivf.core.registry import reset_registry
@@ -65,6 +66,32 @@ def test_canonical_systems_follow_hamiltons_equations(name, params, scale):
     """dq/dt = ∂H/∂p and dp/dt = −∂H/∂q: for force laws this says the force is −∇V."""
     system = double(name, **params)
     assert_follows_hamiltons_equations(system, *random_state(system, scale=scale))
+
+
+class _Trap(PhysicsSystem[ObjectParams]):
+    """Objects held by springs to the origin, which do not say their state's shape."""
+
+    name = "trap"
+    description = "objects in a harmonic trap"
+
+    def hamiltonian(self, q, p):
+        return 0.5 * (p.pow(2) + q.pow(2)).flatten(1).sum(1)
+
+
+class _Oscillator(_Trap):
+    """The same flow over coordinates that are not objects: nothing to say their shape."""
+
+    name = "oscillator"
+    Params = PluginParams
+
+
+def test_an_object_system_has_the_shape_of_its_objects_without_saying_it():
+    system = _Trap({"n_objects": 3, "dim": 1})
+    assert system.state_shape() == (3, 1)
+    q, p = random_state(system, batch=4)
+    assert q.shape == p.shape == (4, 3, 1)
+    assert_follows_hamiltons_equations(system, q, p)
+    assert _Oscillator().state_shape() == ()
 
 
 LEARNED = [

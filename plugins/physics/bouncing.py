@@ -51,9 +51,6 @@ class Bouncing(PhysicsSystem[BouncingParams]):
     def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
         return 0.5 * (p**2).sum((-2, -1))
 
-    def state_shape(self) -> tuple[int, ...]:
-        return (self.params.n_objects, self.params.dim)
-
 
 @hookimpl
 def pivf_physics() -> list[type]:

@@ -110,9 +110,6 @@ class Gravity(PhysicsSystem[GravityParams]):
             learned.update({f"m{i}": m for i, m in enumerate(self.log_m.exp().tolist())})
         return learned
 
-    def state_shape(self) -> tuple[int, ...]:
-        return (self.params.n_objects, self.params.dim)
-
 
 @hookimpl
 def pivf_physics() -> list[type]:

@@ -164,9 +164,6 @@ class Hamiltonian(LearnedHamiltonian[HamiltonianParams]):
             return _PairPotential(p.n_objects, p.hidden, activation)
         return _MLPEnergy(p.n_objects * p.dim * len(reads), p.hidden, activation, state_dims=2)
 
-    def state_shape(self) -> tuple[int, ...]:
-        return (self.params.n_objects, self.params.dim)
-
 
 # --- over latent maps --------------------------------------------------------------------------
 

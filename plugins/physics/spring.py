@@ -59,9 +59,6 @@ class Spring(PhysicsSystem[SpringParams]):
             return {}
         return {"k": self.log_k.exp().item(), "l": self.log_l.exp().item()}
 
-    def state_shape(self) -> tuple[int, ...]:
-        return (self.params.n_objects, self.params.dim)
-
 
 @hookimpl
 def pivf_physics() -> list[type]:

@@ -75,9 +75,6 @@ class ChargedParticles(PhysicsSystem[ChargedParams]):
     def learned_parameters(self) -> dict[str, float]:
         return {"coulomb": self.log_coulomb.exp().item()}
 
-    def state_shape(self) -> tuple[int, ...]:
-        return (self.params.n_objects, self.params.dim)
-
 
 class ChargedColorParams(BallTaskParams):
     speed: float = Field(1.5, ge=0, description="initial speed of each particle, px per unit time (near a circular "
