@@ -1,7 +1,12 @@
-"""Shared fixtures: a fresh plugin registry per test and real on-disk distributions for plugin tests."""
+"""Shared fixtures: a fresh plugin registry per test and real on-disk distributions for plugin tests.
+
+The suite runs in parallel (``-n auto`` in pyproject.toml, pytest-xdist): each worker gets an equal
+share of the CPU cores for torch and for the processes its tests start, and the slow tests start
+first, longest first, so the longest one does not begin near the end of the run."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -12,12 +17,34 @@ import torch
 from pivf.core.registry import reset_registry
 
 
+def worker_threads() -> int:
+    """This worker's share of the machine's cores (all of them without pytest-xdist)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Processes a test starts (the CLI) use this worker's share of the cores, not all of them."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(worker_threads())
+        torch.set_num_threads(worker_threads())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first, by their declared cost (``@pytest.mark.slow(seconds=...)``), longest first:
+    a parallel run then ends with short tests on every worker."""
+    def cost(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return -1.0 if marker is None else float(marker.kwargs.get("seconds", 0))
+    items.sort(key=cost, reverse=True)
+
+
 @pytest.fixture
 def calibrated_threads():
-    """Two CPU threads, as CI's two cores, which the learning tests' time budgets were measured
-    with (other tests may leave fewer set)."""
+    """This worker's share of the cores (two on CI without parallel workers), whatever earlier tests
+    left set."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(worker_threads())
     yield
     torch.set_num_threads(threads)
 

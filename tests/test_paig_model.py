@@ -120,13 +120,14 @@ def test_tf_rmsprop_starts_with_an_accumulator_of_one():
     assert abs(w.detach()[0] - 1.0) < 0.1 / math.sqrt(0.1) / 3
 
 
-def test_warmup_frames_shorten_only_the_warmup_window():
-    config = resolve_config(overrides=["objective.warmup_frames=4", "objective.discovery_share=0",
+@pytest.mark.parametrize("frames_set, warm_length", [("5", 5), ("inputs", 4)])
+def test_warmup_frames_shorten_only_the_warmup_window(frames_set, warm_length):
+    config = resolve_config(overrides=[f"objective.warmup_frames={frames_set}", "objective.discovery_share=0",
                                        "objective.warmup_steps=10", "encoder.unet_base=4"])
     pipeline, objective = build_pipeline(config), build_objective(config)
     frames = torch.rand(2, 12, 3, 32, 32)
     warm = objective.training_losses(pipeline, frames, step=0)
-    assert set(warm) == {"recons", "loss"} and objective.last_batch[1].shape[1] == 4
+    assert set(warm) == {"recons", "loss"} and objective.last_batch[1].shape[1] == warm_length
     later = objective.training_losses(pipeline, frames, step=10)
     assert "pred" in later and objective.last_batch[1].shape[1] == objective.train_length == 10
 

@@ -34,7 +34,7 @@ Recipes (``--recipe``), config layers over the task preset (``recipes/paig-*.yam
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -68,17 +68,23 @@ class PaigParams(ObjectiveParams):
                                                         "encoded states of the predicted frames")
     guided_reset: bool = Field(False, description="re-initialise an idle slot towards the colour the "
                                "reconstruction misses most, instead of at random")
-    warmup_frames: int | None = Field(None, ge=1, description="frames per sequence encoded and reconstructed "
-                                      "during warm-up (the first ones); fewer frames make warm-up steps cheaper "
-                                      "(empty: the whole training window)")
+    warmup_frames: int | Literal["inputs"] | None = Field(
+        None, description="frames per sequence encoded and reconstructed during warm-up (the first ones): a number, "
+                          "inputs (the input frames), or empty (the whole training window); fewer frames make "
+                          "warm-up steps cheaper")
 
     @model_validator(mode="after")
     def _warmup_frames_hold_the_inputs(self) -> PaigParams:
         window = self.input_steps + self.pred_steps
-        if self.warmup_frames is not None and not self.input_steps <= self.warmup_frames <= window:
+        if isinstance(self.warmup_frames, int) and not self.input_steps <= self.warmup_frames <= window:
             raise ValueError(f"warmup_frames must be between input_steps ({self.input_steps}) and "
-                             f"input_steps + pred_steps ({window}), got {self.warmup_frames}")
+                             f"input_steps + pred_steps ({window}), or inputs, got {self.warmup_frames}")
         return self
+
+    @property
+    def warmup_length(self) -> int | None:
+        """Frames per sequence during warm-up (None: the whole training window)."""
+        return self.input_steps if self.warmup_frames == "inputs" else self.warmup_frames
 
 
 def frame_losses(out: PipelineOutput, frames: Tensor, input_steps: int, pred_steps: int) -> dict[str, Tensor]:
@@ -138,7 +144,7 @@ class PaigObjective(Objective[PaigParams]):
 
     def training_losses(self, pipeline: Pipeline, frames: Tensor, step: int) -> dict[str, Tensor]:
         horizon = self.horizon(step)
-        warmup_frames = self.params.warmup_frames
+        warmup_frames = self.params.warmup_length
         window = frames[:, : self.train_length if horizon or warmup_frames is None else warmup_frames]
         out = pipeline(window, steps=horizon)
         self.last_batch = (out.encoded.positions.detach(), window)
