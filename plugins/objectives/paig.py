@@ -115,8 +115,8 @@ class PaigObjective(Objective[PaigParams]):
         self.checked_from = 0  # no discovery check before this step (a re-initialised slot gets time)
         self.last_batch: tuple[Tensor, Tensor] | None = None  # (positions, frames) of the last training step
 
-    def losses(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
-        out = pipeline(frames[:, : self.train_length], steps=frames.shape[1] - self.input_steps)
+    def losses(self, pipeline: Pipeline, frames: Tensor, controls: Tensor | None = None) -> dict[str, Tensor]:
+        out = pipeline(frames[:, : self.train_length], steps=frames.shape[1] - self.input_steps, controls=controls)
         losses = frame_losses(out, frames, self.input_steps, self.pred_steps)
         losses["loss"] = self._weighted(losses)
         return losses
@@ -136,11 +136,12 @@ class PaigObjective(Objective[PaigParams]):
             return self.pred_steps
         return min(self.pred_steps, 1 + (step - start) * self.pred_steps // p.horizon_steps)
 
-    def training_losses(self, pipeline: Pipeline, frames: Tensor, step: int) -> dict[str, Tensor]:
+    def training_losses(self, pipeline: Pipeline, frames: Tensor, step: int,
+                        controls: Tensor | None = None) -> dict[str, Tensor]:
         horizon = self.horizon(step)
         warmup_frames = self.params.warmup_frames
         window = frames[:, : self.train_length if horizon or warmup_frames is None else warmup_frames]
-        out = pipeline(window, steps=horizon)
+        out = pipeline(window, steps=horizon, controls=controls)
         self.last_batch = (out.encoded.positions.detach(), window)
         losses = frame_losses(out, window, self.input_steps, horizon)
         if horizon > 0 and self.params.latent_weight > 0:
