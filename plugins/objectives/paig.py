@@ -50,7 +50,7 @@ from pivf.api import (
     read_recipes,
     state_sse,
 )
-from pivf.plugins.discovery import contributions, missing_colour
+from pivf.plugins.discovery import contributions, missing_colour, reset_slot
 from pivf.plugins.objectives import RECIPES
 
 __all__ = ["PaigObjective", "pivf_objectives"]
@@ -163,11 +163,11 @@ class PaigObjective(Objective[PaigParams]):
             messages.append(f"step {steps_done}: prediction starts (objects "
                             f"{'found' if result.found else 'not all found, warm-up at its limit'})")
             return False, messages
-        hint = {"colour": missing_colour(pipeline, *self.last_batch)} if p.guided_reset and result.idle else {}
+        colour = missing_colour(pipeline, *self.last_batch) if p.guided_reset and result.idle else None
         # one slot per check, the one that explains least: two slots sharing an object both look
         # idle, and re-initialising both would lose the object they share
         for index in sorted(result.idle, key=lambda j: result.rises[j])[:1]:
-            reset = [part for part in ("encoder", "decoder") if getattr(pipeline, part).reset_object(index, **hint)]
+            reset = reset_slot(pipeline, index, colour)
             reinitialised |= bool(reset)
             messages.append(f"step {steps_done}: object {index} explains little of the images; re-initialised its "
                             f"{' and '.join(reset) or 'nothing (the plugins cannot)'} parts")
