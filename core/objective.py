@@ -28,9 +28,9 @@ left out, so an objective for unactuated video need not take it.
 What it may override: ``training_losses`` (a schedule over steps), ``after_step`` (re-initialise
 parts of the model), ``milestones`` (its stages, for the run's verdict), ``evaluate`` and ``report``
 (metrics that are not means, their names in metrics.json), ``implied_params`` (params it decides for
-the encoder, decoder or physics), ``state_dict``/``load_state_dict`` (state that must survive a
-resume) and ``recipes`` (named config layers, ``--recipe NAME``, that train it well: YAML files
-beside the plugin, core/recipes.py).
+the encoder, decoder or physics), ``legacy_params`` (its settings in configs older than objectives),
+``state_dict``/``load_state_dict`` (state that must survive a resume) and ``recipes`` (named config
+layers, ``--recipe NAME``, that train it well: YAML files beside the plugin, core/recipes.py).
 """
 from __future__ import annotations
 
@@ -84,6 +84,13 @@ class Objective(Plugin[OP]):
         """Params this objective decides for the other plugins (a plugin whose params model has the
         field gets the value), e.g. whether the encoder is variational."""
         return {}
+
+    @classmethod
+    def legacy_params(cls, config: dict[str, Any], chosen: bool) -> dict[str, Any] | None:
+        """This objective's params from a config written before objectives were plugins, taking its
+        old settings out of ``config`` (a copy, ``training`` a mapping) whether or not the run used
+        it (``chosen``); None when the config has none of them."""
+        return None
 
     @property
     def train_length(self) -> int:

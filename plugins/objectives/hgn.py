@@ -123,6 +123,14 @@ class HgnObjective(Objective[HgnParams]):
         """The encoder is variational exactly when the objective has a KL term."""
         return {"variational": params.variational}
 
+    @classmethod
+    def legacy_params(cls, config: dict[str, Any], chosen: bool) -> dict[str, Any] | None:
+        """The old ``hgn:`` section; an HGN run's ``training.recipe`` goes too (recipes were PAIG's
+        alone then, and HGN runs ignored them)."""
+        if chosen:
+            config["training"].pop("recipe", None)
+        return (config.pop("hgn") or {}) if "hgn" in config else None
+
     @property
     def first_frame(self) -> int:
         """The frame the first decoded state is compared with."""

@@ -55,6 +55,9 @@ from pivf.plugins.objectives import RECIPES
 
 __all__ = ["PaigObjective", "pivf_objectives"]
 
+#: PAIG settings that sat in ``training:`` before the objective became a plugin section
+LEGACY_FIELDS = ("recons_weight", "warmup_steps", "horizon_steps", "discovery_share", "latent_weight")
+
 
 class PaigParams(ObjectiveParams):
     recons_weight: float = Field(3.0, ge=0, description="α in loss = pred + α·recons")
@@ -114,6 +117,13 @@ class PaigObjective(Objective[PaigParams]):
         self.prediction_from: int | None = None  # the step prediction started at, when discovery gates it
         self.checked_from = 0  # no discovery check before this step (a re-initialised slot gets time)
         self.last_batch: tuple[Tensor, Tensor] | None = None  # (positions, frames) of the last training step
+
+    @classmethod
+    def legacy_params(cls, config: dict[str, Any], chosen: bool) -> dict[str, Any] | None:
+        """PAIG's weights and schedule, from ``training:``."""
+        training = config["training"]
+        found = {key: training.pop(key) for key in LEGACY_FIELDS if key in training}
+        return found or None
 
     def losses(self, pipeline: Pipeline, frames: Tensor, controls: Tensor | None = None) -> dict[str, Tensor]:
         out = pipeline(frames[:, : self.train_length], steps=frames.shape[1] - self.input_steps, controls=controls)
