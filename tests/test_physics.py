@@ -9,9 +9,9 @@ import torch
 from torchdiffeq import odeint
 
 import pivf
-from pivf.core.control import wrap
 from pivf.core.errors import PluginParamsError
 from pivf.core.registry import reset_registry
+from pivf.plugins.tasks.mujoco import wrap
 from pivf.testing import (
     assert_energy_conserved,
     assert_follows_hamiltons_equations,
