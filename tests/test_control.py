@@ -115,7 +115,7 @@ def test_video_recorded_under_a_motor_keeps_its_inputs_beside_the_frames(tmp_pat
 def test_an_unactuated_physics_is_refused_for_video_recorded_under_controls(tmp_path):
     generate_dataset("mujoco_pendulum_motor", tmp_path / "data", n_train=3, n_valid=1, n_test=2, seed=0)
     refused = subprocess.run(PIVF + ["train", "--task", "mujoco_pendulum_motor", "--data", str(tmp_path / "data"),
-                                         "--physics", "bouncing", "--set", "physics.n_objects=1", "--out",
+                                         "--physics", "bouncing", "--out",
                                          str(tmp_path / "runs")], capture_output=True, text=True)
     assert refused.returncode == 2, refused.stderr
     assert "physics 'bouncing' takes 0 control inputs but the dataset" in refused.stderr
