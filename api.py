@@ -7,7 +7,8 @@ pivf's inside and may change. The names come in groups:
 
 - marking hooks: ``hookimpl`` (``@hookimpl def pivf_physics(): return [MySystem]``).
 - the contracts, one base class per kind with its params model: ``PhysicsSystem`` (``ObjectParams``
-  for systems of objects, ``StateKind``), ``Integrator`` (``IntegratorParams``), ``Encoder`` /
+  for systems of objects, ``StateKind``), ``Integrator`` (``IntegratorParams``; ``Flow`` is what
+  its ``step`` moves: the physics, or the physics under one interval's input), ``Encoder`` /
   ``Decoder`` (``EncoderOutput``, ``Backward`` for ``refine_velocity``), ``Objective``
   (``ObjectiveParams``; ``Pipeline`` / ``PipelineOutput`` are what it trains and scores), ``Task``
   (``TaskParams``, ``Trajectory``; ``BallTask`` draws PAIG's balls), all on ``PluginParams``.
@@ -44,7 +45,15 @@ from pivf.core.losses import frame_sse, state_sse
 from pivf.core.model import Decoder, Encoder, EncoderOutput
 from pivf.core.nn import full_precision, glorot_init, mlp
 from pivf.core.objective import Objective, ObjectiveParams
-from pivf.core.physics import ObjectParams, PhysicsSystem, StateKind, energy_gradient, floored_length, log_parameter
+from pivf.core.physics import (
+    Flow,
+    ObjectParams,
+    PhysicsSystem,
+    StateKind,
+    energy_gradient,
+    floored_length,
+    log_parameter,
+)
 from pivf.core.pipeline import Pipeline, PipelineOutput
 from pivf.core.plugin import PluginParams
 from pivf.core.recipes import Recipe, read_recipes
@@ -54,9 +63,9 @@ __all__ = [
     # marking hooks
     "hookimpl",
     # the contracts
-    "BallTask", "BallTaskParams", "Backward", "Decoder", "Encoder", "EncoderOutput", "Integrator", "IntegratorParams",
-    "ObjectParams", "Objective", "ObjectiveParams", "PhysicsSystem", "Pipeline", "PipelineOutput", "PluginParams",
-    "Recipe", "StateKind", "Task", "TaskParams", "Trajectory",
+    "BallTask", "BallTaskParams", "Backward", "Decoder", "Encoder", "EncoderOutput", "Flow", "Integrator",
+    "IntegratorParams", "ObjectParams", "Objective", "ObjectiveParams", "PhysicsSystem", "Pipeline", "PipelineOutput",
+    "PluginParams", "Recipe", "StateKind", "Task", "TaskParams", "Trajectory",
     # errors
     "ConfigError", "DataError", "PivfUserError", "UnknownPluginError",
     # physics and integrator helpers

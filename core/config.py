@@ -255,30 +255,27 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return upgrade_legacy(data, str(path))
 
 
-#: PAIG settings that sat in ``training:`` before the objective became a plugin section
-_LEGACY_PAIG_FIELDS = ("recons_weight", "warmup_steps", "horizon_steps", "discovery_share", "latent_weight")
-
-
 def upgrade_legacy(data: dict[str, Any], where: str) -> dict[str, Any]:
-    """A config written before objectives were plugins (``training.objective``, PAIG's weights in
-    ``training:``, an ``hgn:`` section), as an ``objective:`` section, so old runs still evaluate
-    and resume. Each old run recorded every field, so the fields of the objective it did not use go."""
+    """A config written before objectives were plugins (``training.objective``, an objective's
+    settings in ``training:`` or a section of their own), as an ``objective:`` section, so old runs
+    still evaluate and resume. Each objective takes its old settings out (``Objective.legacy_params``);
+    each old run recorded every field, so those of the objectives it did not use go."""
+    from pivf.core.registry import registry
+
+    reg = registry()
     training = data.get("training")
-    training = training if isinstance(training, dict) else {}
-    if "objective" not in training and "hgn" not in data and not any(k in training for k in _LEGACY_PAIG_FIELDS):
+    upgraded = copy.deepcopy({**data, "training": training if isinstance(training, dict) else {}})
+    named = upgraded["training"].pop("objective", None)
+    name = named or ExperimentConfig().objective.name
+    found = {other: reg.get("objective", other).legacy_params(upgraded, chosen=other == name)
+             for other in reg.names("objective")}
+    if named is None and all(params is None for params in found.values()):
         return data
     if isinstance(data.get("objective"), dict):
-        raise ConfigError(f"{where}: 'objective:' and the old 'training.objective' / 'hgn:' settings are both "
-                          f"given; keep the objective section only")
-    data, training = copy.deepcopy(data), copy.deepcopy(training)
-    name = training.pop("objective", None) or "paig"
-    paig = {key: training.pop(key) for key in _LEGACY_PAIG_FIELDS if key in training}
-    hgn = data.pop("hgn", None) or {}
-    if name == "hgn":
-        training.pop("recipe", None)  # recipes were PAIG's alone and ignored by HGN runs
-    data["objective"] = {"name": name, **(hgn if name == "hgn" else paig if name == "paig" else {})}
-    data["training"] = training
-    return data
+        raise ConfigError(f"{where}: 'objective:' and settings written before objectives were plugins "
+                          f"(training.objective, ...) are both given; keep the objective section only")
+    upgraded["objective"] = {"name": name, **(found.get(name) or {})}
+    return upgraded
 
 
 #: values a config may hold, counted with YAML aliases expanded (a 300-byte alias bomb expands to millions)
@@ -597,12 +594,7 @@ def check_compatibility(config: ExperimentConfig) -> None:
             f"integrator '{integrator.name}' cannot apply the hard constraints (wall bounces) of physics "
             f"'{physics.name}'; use one of: "
             f"{', '.join(n for n in reg.names('integrator') if reg.get('integrator', n).supports_constraints)}")
-    for field in ("latent_channels", "latent_size", "latent", "angles"):
-        values = {section: getattr(config, section).params[field] for section in ("encoder", "physics", "decoder")
-                  if field in getattr(config, section).params}
-        if len(set(values.values())) > 1:
-            raise ConfigError("the latent state must have one shape: " + ", ".join(
-                f"{section}.{field} = {value}" for section, value in values.items()) + " differ")
+    check_shared_fields(config)
     for section in ("encoder", "decoder", "objective"):
         plugin = reg.get(section, getattr(config, section).name)
         if physics.state not in states_handled(plugin):
@@ -611,6 +603,22 @@ def check_compatibility(config: ExperimentConfig) -> None:
                 f"{section} '{plugin.name}' works on {'/'.join(states_handled(plugin))} states but physics "
                 f"'{physics.name}' has {physics.state} states; use {section} "
                 f"{' or '.join(fitting) or '(none installed)'}")
+
+
+def check_shared_fields(config: ExperimentConfig) -> None:
+    """Every field a plugin's params declare shared (``PluginParams.shared_fields``) holds one value
+    across the sections that have it."""
+    from pivf.core.registry import registry
+
+    reg = registry()
+    chosen = {section: getattr(config, section) for section in PLUGIN_SECTIONS}
+    shared = dict.fromkeys(field for section, choice in chosen.items()
+                           for field in reg.get(PLUGIN_SECTIONS[section], choice.name).Params.shared_fields)
+    for field in shared:
+        values = {section: choice.params[field] for section, choice in chosen.items() if field in choice.params}
+        if len(set(values.values())) > 1:
+            raise ConfigError(f"{field} must be the same in every section that has it: " + ", ".join(
+                f"{section}.{field} = {value}" for section, value in values.items()) + " differ")
 
 
 def states_handled(cls: type[Plugin[Any]]) -> tuple[StateKind, ...]:

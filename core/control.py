@@ -1,4 +1,4 @@
-"""Model-predictive control from pixels: swing a pendulum up and hold it with a model learned from video.
+"""Model-predictive control from pixels: act on a live system with a model learned from its video.
 
 At every control step a controller estimates the state, plans a sequence of inputs through a
 physics model and its integrator, applies the first input and plans again at the next frame
@@ -10,18 +10,20 @@ physics model and its integrator, applies the first input and plans again at the
 - from the simulator (``true_state``): the true state and the true equations, the reference a
   learned controller is measured against.
 
+What the system is, and what a good frame of it is, the task says: a task that can be controlled
+implements ``ControlledTask`` (the live ``environment``, the ``cost`` of a model's state, the cost of
+the true state, ``success``, the ``true_model`` and ``true_state``); ``mujoco_pendulum_motor`` does,
+for a swing-up. Control runs for any actuated task that implements it.
+
 The planner is the cross-entropy method: sample input sequences from a Gaussian clipped to the
 inputs' range [−1, 1], keep the ``elites`` cheapest, refit the Gaussian to them, repeat; each
-step starts from the previous plan shifted by one frame. The cost of a frame is the pendulum's
-(``frame_cost``): the squared angle to the goal, wrapped to (−π, π], plus 0.1 θ̇² and 0.01 u², read
-from the model's state through ``Angular``; an episode's return is minus the same cost summed
-over its frames, from the simulator's true angle.
+step starts from the previous plan shifted by one frame. An episode's return is minus the task's
+cost of the true state summed over its frames.
 """
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -36,21 +38,11 @@ from pivf.core.integrator import Integrator
 from pivf.core.model import Encoder
 from pivf.core.physics import PhysicsSystem
 
-__all__ = ["CrossEntropyPlanner", "Episode", "MPC", "PlannerSettings", "Policy", "RandomPolicy", "encoded_state",
-           "run_episode", "summarise", "true_state", "wrap"]
+__all__ = ["ControlledTask", "CrossEntropyPlanner", "Environment", "Episode", "MPC", "PlannerSettings", "Policy",
+           "RandomPolicy", "encoded_state", "run_episode", "summarise", "true_state"]
 
-RATE_WEIGHT = 0.1
-INPUT_WEIGHT = 0.01
-#: an episode succeeds when the angle stays this close to the goal (rad) over its last quarter
-SUCCESS_TOLERANCE = 0.3
-
-
-@runtime_checkable
-class Angular(Protocol):
-    """A physics whose state has an angle from the downward vertical and its rate (a pendulum)."""
-
-    def angle(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
-        """(θ, θ̇), each of q's shape without the object and coordinate axes."""
+#: the true state of a live system, in the task's own coordinates (a pendulum's angle and rate)
+State = tuple[float, ...]
 
 
 class Environment(Protocol):
@@ -58,13 +50,44 @@ class Environment(Protocol):
 
     dt: float
 
-    def reset(self, angle: float, rate: float = 0.0) -> np.ndarray: ...
+    def reset(self, start: float) -> np.ndarray:
+        """Start at rest from ``start`` (what it means, the task says: a pendulum's angle); the first frame."""
 
-    def step(self, u: float) -> np.ndarray: ...
+    def step(self, u: float) -> np.ndarray:
+        """Apply ``u`` for one frame interval; the next frame."""
 
-    def state(self) -> tuple[float, float]: ...
+    def state(self) -> State:
+        """The true state, which scores an episode and is never shown to a learned controller."""
 
-    def bob(self) -> np.ndarray: ...
+
+@runtime_checkable
+class ControlledTask(Protocol):
+    """A task whose system ``pivf control`` acts on: where its episodes start, the live system, what
+    a frame costs, when an episode succeeds, and the reference model (``mujoco_pendulum_motor``)."""
+
+    def environment(self) -> Environment:
+        """A live system to act on, rendered by the task's camera."""
+
+    def starts(self, n: int, generator: torch.Generator) -> list[float]:
+        """Where ``n`` episodes start (``Environment.reset``), drawn from ``generator``."""
+
+    def cost(self, physics: PhysicsSystem, q: Tensor, p: Tensor, u: Tensor, goal: float) -> Tensor:
+        """The cost of each planned frame: states (T, P, *state) of ``physics``, inputs (T, P, m) → (T, P)."""
+
+    def state_cost(self, state: State, u: float, goal: float) -> float:
+        """The cost of one frame of the live system: its true state after input ``u``."""
+
+    def success(self, states: Sequence[State], goal: float) -> bool:
+        """Whether an episode of these true states (its first one the start) reached ``goal``."""
+
+    def true_model(self, physics: PhysicsSystem) -> PhysicsSystem:
+        """``physics``'s kind with the simulator's true parameters: the reference controller's model."""
+
+    def true_state(self, environment: Environment) -> tuple[Tensor, Tensor]:
+        """The live system's state as the model's (q, p), each (1, *state)."""
+
+    def true_parameters(self) -> dict[str, float]:
+        """The simulator's parameters, reported beside the learned ones (every ``Task`` has them)."""
 
 
 @dataclass
@@ -74,16 +97,6 @@ class Observation:
 
     frames: list[np.ndarray]
     environment: Environment
-
-
-def wrap(angle: Tensor) -> Tensor:
-    """Angles wrapped into (−π, π]."""
-    return angle - 2 * math.pi * torch.ceil((angle - math.pi) / (2 * math.pi))
-
-
-def frame_cost(angle: Tensor, rate: Tensor, u: Tensor, goal: float) -> Tensor:
-    """The cost of one frame (see the module docs); ``u`` has a trailing input axis."""
-    return wrap(angle - goal) ** 2 + RATE_WEIGHT * rate**2 + INPUT_WEIGHT * (u**2).sum(-1)
 
 
 class PlannerSettings(BaseModel):
@@ -146,14 +159,15 @@ StateEstimate = Callable[[Observation], tuple[Tensor, Tensor]]
 
 
 class MPC:
-    """Receding-horizon control through ``physics`` rolled out by ``integrator`` (module docs)."""
+    """Receding-horizon control through ``physics`` rolled out by ``integrator``, towards the task's
+    ``goal`` at the task's ``cost`` (module docs)."""
 
-    def __init__(self, physics: PhysicsSystem, integrator: Integrator, dt: float, estimate: StateEstimate,
-                 goal: float, settings: PlannerSettings, generator: torch.Generator) -> None:
-        if not isinstance(physics, Angular) or physics.n_controls < 1:
-            raise ConfigError(f"physics '{physics.name}' is not an actuated system with an angle to control; "
-                              "control needs one such as pivot_pendulum trained under recorded inputs")
-        self.physics, self.integrator, self.estimate, self.goal = physics, integrator, estimate, goal
+    def __init__(self, task: ControlledTask, physics: PhysicsSystem, integrator: Integrator, dt: float,
+                 estimate: StateEstimate, goal: float, settings: PlannerSettings, generator: torch.Generator) -> None:
+        if physics.n_controls < 1:
+            raise ConfigError(f"physics '{physics.name}' takes no control inputs; control needs an actuated "
+                              "physics trained under recorded inputs")
+        self.task, self.physics, self.integrator, self.estimate, self.goal = task, physics, integrator, estimate, goal
         self.times = torch.arange(settings.horizon + 1, dtype=torch.float64) * dt
         self.planner = CrossEntropyPlanner(settings, physics.n_controls, generator)
 
@@ -168,8 +182,7 @@ class MPC:
             n = inputs.shape[0]
             q, p = self.integrator.rollout(self.physics, q0.expand(n, *q0.shape[1:]), p0.expand(n, *p0.shape[1:]),
                                            self.times, inputs.transpose(0, 1))
-            angle, rate = self.physics.angle(q[1:], p[1:])
-            return frame_cost(angle, rate, inputs.transpose(0, 1), self.goal).sum(0)
+            return self.task.cost(self.physics, q[1:], p[1:], inputs.transpose(0, 1), self.goal).sum(0)
 
         return float(self.planner.plan(cost)[0])
 
@@ -183,14 +196,10 @@ def encoded_state(encoder: Encoder, input_steps: int) -> StateEstimate:
     return estimate
 
 
-def true_state(length: float) -> StateEstimate:
-    """The simulator's state in the pendulum's pixel coordinates: the bob where the camera shows it
-    and the velocity θ̇·ℓ along t̂ = (r̂_y, −r̂_x), ℓ the rod's length in pixels."""
+def true_state(task: ControlledTask) -> StateEstimate:
+    """The simulator's state as the model's coordinates (``ControlledTask.true_state``): no vision."""
     def estimate(observation: Observation) -> tuple[Tensor, Tensor]:
-        angle, rate = observation.environment.state()
-        q = torch.tensor(observation.environment.bob(), dtype=torch.float32)[None]
-        p = rate * length * torch.tensor([[[math.cos(angle), -math.sin(angle)]]])
-        return q, p
+        return task.true_state(observation.environment)
     return estimate
 
 
@@ -215,33 +224,28 @@ class Policy(Protocol):
 
 @dataclass
 class Episode:
-    """One episode: true angles and rates (steps + 1), inputs and rewards (steps), frames seen."""
+    """One episode: the true states (steps + 1), inputs and rewards (steps), frames seen, and whether
+    the task counts it a success."""
 
-    angles: list[float]
-    rates: list[float]
+    states: list[State]
     inputs: list[float] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
     frames: list[np.ndarray] = field(default_factory=list)
     seconds: float = 0.0  # spent choosing inputs
+    success: bool = False
 
     @property
     def total(self) -> float:
         return float(sum(self.rewards))
 
-    def succeeded(self, goal: float) -> bool:
-        """Within ``SUCCESS_TOLERANCE`` of the goal at every frame of the last quarter."""
-        last = self.angles[-max(1, len(self.rewards) // 4):]
-        return bool((wrap(torch.tensor(last, dtype=torch.float64) - goal).abs() <= SUCCESS_TOLERANCE).all())
 
-
-def run_episode(environment: Environment, policy: Policy, steps: int, goal: float, start_angle: float,
-                history: int) -> Episode:
-    """``steps`` frames of control from rest at ``start_angle``; the policy first sees ``history``
-    copies of the first frame (a system at rest looks the same in every frame)."""
-    frame = environment.reset(start_angle)
+def run_episode(task: ControlledTask, environment: Environment, policy: Policy, steps: int, goal: float,
+                start: float, history: int) -> Episode:
+    """``steps`` frames of control from rest at ``start``; the policy first sees ``history`` copies of
+    the first frame (a system at rest looks the same in every frame)."""
+    frame = environment.reset(start)
     observation = Observation([frame] * history, environment)
-    angle, rate = environment.state()
-    episode = Episode([angle], [rate], frames=[frame])
+    episode = Episode([environment.state()], frames=[frame])
     policy.reset()
     for _ in range(steps):
         started = time.perf_counter()
@@ -249,20 +253,19 @@ def run_episode(environment: Environment, policy: Policy, steps: int, goal: floa
         episode.seconds += time.perf_counter() - started
         frame = environment.step(u)
         observation.frames = observation.frames[1:] + [frame]
-        angle, rate = environment.state()
-        cost = frame_cost(torch.tensor(angle), torch.tensor(rate), torch.tensor([u]), goal)
-        episode.angles.append(angle)
-        episode.rates.append(rate)
+        state = environment.state()
+        episode.states.append(state)
         episode.inputs.append(u)
-        episode.rewards.append(-float(cost))
+        episode.rewards.append(-task.state_cost(state, u, goal))
         episode.frames.append(frame)
+    episode.success = task.success(episode.states, goal)
     return episode
 
 
-def summarise(episodes: list[Episode], goal: float) -> dict[str, float]:
+def summarise(episodes: list[Episode]) -> dict[str, float]:
     """Success rate, mean and spread of the return, and seconds per control step."""
     returns = np.array([episode.total for episode in episodes])
     steps = sum(len(episode.inputs) for episode in episodes)
-    return {"episodes": len(episodes), "success_rate": float(np.mean([e.succeeded(goal) for e in episodes])),
+    return {"episodes": len(episodes), "success_rate": float(np.mean([e.success for e in episodes])),
             "mean_return": float(returns.mean()), "std_return": float(returns.std()),
             "seconds_per_step": sum(episode.seconds for episode in episodes) / max(steps, 1)}

@@ -1,6 +1,6 @@
-"""Control a trained run's system (``pivf control``): the live environment its task provides, a
-policy (the learned model from pixels, the true model from the simulator's state, or random
-inputs), episodes from rest, and their measures.
+"""Control a trained run's system (``pivf control``): the live environment its task provides (a
+``ControlledTask``), a policy (the learned model from pixels, the true model from the simulator's
+state, or random inputs), episodes from rest, and their measures.
 
 Changing the system without retraining: ``task_changes`` alter the live system (``mass=1.5``: a
 heavier bob) and ``edits`` set learned parameters of the model (``actuation=4.36``), so a zero-shot
@@ -17,6 +17,7 @@ import torch
 
 from pivf.core.control import (
     MPC,
+    ControlledTask,
     Episode,
     PlannerSettings,
     Policy,
@@ -27,7 +28,6 @@ from pivf.core.control import (
     true_state,
 )
 from pivf.core.data.frames import as_float
-from pivf.core.data.task import Task
 from pivf.core.errors import ConfigError, PivfUserError
 from pivf.core.evaluate import restore
 from pivf.core.images import frame_grid, save_png
@@ -39,31 +39,28 @@ from pivf.core.train import Log
 __all__ = ["control_run"]
 
 POLICIES = ("model", "true", "random")
-#: episodes start at rest this close (rad) to hanging straight down, drawn per episode
-START_SPREAD = 0.2
 
 
-def live_task(task: str, params: dict[str, Any], changes: dict[str, Any]) -> Task:
-    """The run's task with ``changes`` to its params; it must offer a live ``environment``."""
+def live_task(task: str, params: dict[str, Any], changes: dict[str, Any]) -> ControlledTask:
+    """The run's task with ``changes`` to its params; it must be a ``ControlledTask``."""
     instance = registry().create("task", task, **{**params, **changes})
-    if not callable(getattr(instance, "environment", None)):
-        raise PivfUserError(f"task '{task}' has no live environment to control; actuated tasks such as "
-                            "mujoco_pendulum_motor have one")
+    if not isinstance(instance, ControlledTask):
+        reg = registry()
+        able = [name for name in reg.names("task") if issubclass(reg.get("task", name), ControlledTask)]
+        raise PivfUserError(f"task '{task}' has no live system to control (a ControlledTask); tasks that have one: "
+                            f"{', '.join(able) or '(none installed)'}")
     return instance
 
 
-def make_policy(name: str, pipeline: Pipeline, task: Task, input_steps: int, goal: float,
+def make_policy(name: str, pipeline: Pipeline, task: ControlledTask, input_steps: int, goal: float,
                 settings: PlannerSettings, generator: torch.Generator) -> Policy:
     if name == "random":
         return RandomPolicy(generator)
     if name == "model":
-        return MPC(pipeline.physics, pipeline.integrator, pipeline.dt, encoded_state(pipeline.encoder, input_steps),
-                   goal, settings, generator)
-    truth = task.true_parameters()
-    physics = registry().create("physics", pipeline.physics.name, **{
-        **pipeline.physics.params.model_dump(), "g_over_l": truth["g_over_l"], "length": truth["length"],
-        "pivot": (truth["pivot_x"], truth["pivot_y"]), "damping": truth["damping"], "actuation": truth["actuation"]})
-    return MPC(physics, pipeline.integrator, pipeline.dt, true_state(truth["length"]), goal, settings, generator)
+        return MPC(task, pipeline.physics, pipeline.integrator, pipeline.dt,
+                   encoded_state(pipeline.encoder, input_steps), goal, settings, generator)
+    return MPC(task, task.true_model(pipeline.physics), pipeline.integrator, pipeline.dt, true_state(task), goal,
+               settings, generator)
 
 
 def control_run(run_dir: Path, policy: str = "model", episodes: int = 10, steps: int = 100,
@@ -81,23 +78,22 @@ def control_run(run_dir: Path, policy: str = "model", episodes: int = 10, steps:
     generator = torch.Generator().manual_seed(seed)
     chosen = make_policy(policy, pipeline, task, config.data.input_steps, goal, settings or PlannerSettings(),
                          generator)
-    environment = task.environment()  # type: ignore[attr-defined]
-    starts = (torch.rand(episodes, generator=generator, dtype=torch.float64) * 2 - 1) * START_SPREAD
+    environment = task.environment()
     played: list[Episode] = []
     with inference(pipeline):
-        for k, start in enumerate(starts.tolist()):
-            played.append(run_episode(environment, chosen, steps, goal, start, config.data.input_steps))
+        for k, start in enumerate(task.starts(episodes, generator)):
+            played.append(run_episode(task, environment, chosen, steps, goal, start, config.data.input_steps))
             log(f"episode {k + 1}/{episodes}: return {played[-1].total:.1f}, "
-                f"{'success' if played[-1].succeeded(goal) else 'failure'}")
+                f"{'success' if played[-1].success else 'failure'}")
     if filmstrip is not None:
         save_filmstrip(played[0], Path(filmstrip))
-    return {"run": str(run_dir), "policy": policy, "goal": goal, "steps": steps, "task": task.name,
+    return {"run": str(run_dir), "policy": policy, "goal": goal, "steps": steps, "task": info.task,
             "task_changes": task_changes or {}, "edits": edits or {},
             "learned": pipeline.physics.learned_parameters(), "true": task.true_parameters(),
             "training_frames": int((dataset.train.shape[0] + dataset.valid.shape[0]) * dataset.train.shape[1]),
-            **summarise(played, goal),
+            **summarise(played),
             "returns": [round(episode.total, 2) for episode in played],
-            "successes": [episode.succeeded(goal) for episode in played]}
+            "successes": [episode.success for episode in played]}
 
 
 def save_filmstrip(episode: Episode, path: Path, frames: int = 16) -> None:

@@ -5,8 +5,9 @@ with ``T = len(t)`` and the first entry the initial state. States are collected 
 once: writing into a preallocated tensor makes backward quadratic in the number of frames.
 
 ``controls`` (T − 1, B, m), when given, are an actuated system's inputs, one per frame interval:
-the physics holds ``controls[i]`` while the state crosses interval i (``PhysicsSystem.hold``), as a
-controller that acts once per frame does.
+interval i is crossed by ``physics.under(controls[i])``, the equations with that input bound, so it
+is held over the interval's substeps as a controller that acts once per frame holds it. ``step`` and
+``advance`` therefore receive a ``Flow`` (the physics, or the physics under an input).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.physics import PhysicsSystem
+from pivf.core.physics import Flow, PhysicsSystem
 from pivf.core.plugin import Plugin, PluginParams
 
 __all__ = ["Integrator", "IntegratorParams", "frame_intervals"]
@@ -51,11 +52,11 @@ class Integrator(Plugin[IP]):
     def substeps(self) -> int:
         return self.params.substeps
 
-    def step(self, physics: PhysicsSystem, q: Tensor, p: Tensor, h: float) -> tuple[Tensor, Tensor]:
+    def step(self, physics: Flow, q: Tensor, p: Tensor, h: float) -> tuple[Tensor, Tensor]:
         """One step of size ``h`` (negative runs time backwards)."""
         raise NotImplementedError
 
-    def advance(self, physics: PhysicsSystem, q: Tensor, p: Tensor, dt: float) -> tuple[Tensor, Tensor]:
+    def advance(self, physics: Flow, q: Tensor, p: Tensor, dt: float) -> tuple[Tensor, Tensor]:
         """Move the state across one frame interval of length ``dt``."""
         h = dt / self.substeps
         for _ in range(self.substeps):
@@ -71,14 +72,10 @@ class Integrator(Plugin[IP]):
         check_controls(controls, len(intervals))
         qs, ps = [q0], [p0]
         q, p = q0, p0
-        try:
-            for i, dt in enumerate(intervals):
-                physics.hold(None if controls is None else controls[i])
-                q, p = self.advance(physics, q, p, dt)
-                qs.append(q)
-                ps.append(p)
-        finally:
-            physics.hold(None)
+        for i, dt in enumerate(intervals):
+            q, p = self.advance(physics.under(None if controls is None else controls[i]), q, p, dt)
+            qs.append(q)
+            ps.append(p)
         return torch.stack(qs), torch.stack(ps)
 
     def describe(self) -> dict[str, object]:

@@ -48,12 +48,6 @@ class Encoder(Plugin[P], nn.Module):
         training frames (float (N, T, C, H, W) in [0, 1]): a fixed camera's backdrop, say. Whatever
         it sets must live in parameters or buffers, so checkpoints carry it. Nothing by default."""
 
-    def reset_object(self, index: int, colour: Tensor | None = None) -> bool:
-        """Re-initialise what only object ``index`` uses, so its slot can find another object (see
-        plugins/discovery.py); False when this encoder has no such part. ``colour`` (C,), when given,
-        is the colour of what the reconstruction misses most: a hint where to look."""
-        return False
-
     def refine_velocity(self, encoded: EncoderOutput, backward: Backward) -> EncoderOutput:
         """``encoded`` with its velocity corrected through the physics: ``backward(q, p, frames)``
         rolls a state back over the frames before it (core/velocity_fit.py). Unchanged by default."""
@@ -72,8 +66,3 @@ class Decoder(Plugin[P], nn.Module):
 
     def forward(self, q: Tensor) -> Tensor:
         raise NotImplementedError
-
-    def reset_object(self, index: int, colour: Tensor | None = None) -> bool:
-        """Re-initialise what only object ``index`` uses (its templates, say); False when nothing is.
-        ``colour`` as for ``Encoder.reset_object``."""
-        return False

@@ -20,16 +20,20 @@ trainer owns the loop (optimiser, checkpoints, time budget, logging); the object
             ...
             return {"pred": pred, "loss": pred}
 
+Video recorded under inputs (an actuated system) comes with its controls: the trainer and
+``evaluate`` then call ``losses(pipeline, frames, controls)``, and the objective passes them to the
+rollout (``pipeline(frames, steps, controls=controls)``); without controls the third argument is
+left out, so an objective for unactuated video need not take it.
+
 What it may override: ``training_losses`` (a schedule over steps), ``after_step`` (re-initialise
 parts of the model), ``milestones`` (its stages, for the run's verdict), ``evaluate`` and ``report``
 (metrics that are not means, their names in metrics.json), ``implied_params`` (params it decides for
-the encoder, decoder or physics), ``state_dict``/``load_state_dict`` (state that must survive a
-resume) and ``recipes`` (named config layers, ``--recipe NAME``, that train it well: YAML files
-beside the plugin, core/recipes.py).
+the encoder, decoder or physics), ``legacy_params`` (its settings in configs older than objectives),
+``state_dict``/``load_state_dict`` (state that must survive a resume) and ``recipes`` (named config
+layers, ``--recipe NAME``, that train it well: YAML files beside the plugin, core/recipes.py).
 """
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field
@@ -81,23 +85,34 @@ class Objective(Plugin[OP]):
         field gets the value), e.g. whether the encoder is variational."""
         return {}
 
+    @classmethod
+    def legacy_params(cls, config: dict[str, Any], chosen: bool) -> dict[str, Any] | None:
+        """This objective's params from a config written before objectives were plugins, taking its
+        old settings out of ``config`` (a copy, ``training`` a mapping) whether or not the run used
+        it (``chosen``); None when the config has none of them."""
+        return None
+
     @property
     def train_length(self) -> int:
         """Frames of a training sequence the objective uses."""
         return self.input_steps + self.pred_steps
 
-    def driving(self, pipeline: Pipeline, controls: Tensor | None,
-                rows: slice | Tensor = slice(None)) -> AbstractContextManager[None]:
-        """``pipeline.driven`` by the ``rows`` of a split's controls (N, T, m), aligned with its frames:
-        the rollout starts at the last input frame, so its inputs start there too."""
-        return pipeline.driven(None if controls is None else controls[rows, self.input_steps - 1:])
+    def batch_controls(self, controls: Tensor | None, rows: slice | Tensor = slice(None)) -> dict[str, Tensor]:
+        """The keyword arguments that hand the ``rows`` of a split's controls (N, T, m), aligned with
+        its frames, to ``losses``: the rollout starts at the last input frame, so its inputs start
+        there too. Empty without controls, so an objective for unactuated video need not take them."""
+        return {} if controls is None else {"controls": controls[rows, self.input_steps - 1:]}
 
-    def losses(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
+    def losses(self, pipeline: Pipeline, frames: Tensor, controls: Tensor | None = None) -> dict[str, Tensor]:
+        """Named losses of a batch; ``controls`` (B, ≥ steps, m), for video recorded under inputs, are
+        what the pipeline's rollout runs under (``pipeline(frames, steps, controls=controls)``)."""
         raise NotImplementedError(f"objective '{self.name}' does not define its losses")
 
-    def training_losses(self, pipeline: Pipeline, frames: Tensor, step: int) -> dict[str, Tensor]:
-        """The losses of optimiser step ``step``; an objective with a schedule overrides this."""
-        return self.losses(pipeline, frames)
+    def training_losses(self, pipeline: Pipeline, frames: Tensor, step: int,
+                        controls: Tensor | None = None) -> dict[str, Tensor]:
+        """The losses of optimiser step ``step`` (``controls`` as for ``losses``); an objective with a
+        schedule overrides this."""
+        return self.losses(pipeline, frames) if controls is None else self.losses(pipeline, frames, controls)
 
     def after_step(self, pipeline: Pipeline, steps_done: int) -> tuple[bool, list[str]]:
         """Called after each optimiser step: whether parts of the model were re-initialised (the
@@ -123,8 +138,7 @@ class Objective(Plugin[OP]):
         with inference(pipeline):
             for start in range(0, data.shape[0], batch_size):
                 chunk = as_float(data[start:start + batch_size])
-                with self.driving(pipeline, controls, slice(start, start + batch_size)):
-                    losses = self.losses(pipeline, chunk)
+                losses = self.losses(pipeline, chunk, **self.batch_controls(controls, slice(start, start + batch_size)))
                 for key, value in losses.items():
                     totals[key] = totals.get(key, 0.0) + value.detach() * chunk.shape[0]
         return {key: float(value) / data.shape[0] for key, value in totals.items()}

@@ -9,17 +9,19 @@ by autograd (with ``create_graph`` while training so the loss reaches H's weight
 ``dq_dt`` and ``dp_dt`` separately so symplectic schemes use the partitioned form
 dq/dt = ∂H/∂p, dp/dt = −∂H/∂q, never "velocity = p".
 
-An actuated system (a motor's torque, a thruster) declares ``n_controls`` > 0 and reads
-``self.control`` in its derivatives: (B, n_controls), the input applied over the current frame
-interval (integrators hold it constant across the interval's substeps), or None when unactuated,
-which means zero input. Controls enter the motion only, never ``hamiltonian``: an actuated flow does
-not conserve energy.
+An actuated system (a motor's torque, a thruster) declares ``n_controls`` > 0 and takes the input
+as an argument of its forces, ``dp_dt(q, p, u=None)``: u (B, n_controls) is the input applied over
+the current frame interval, None zero input. Integrators step ``physics.under(u)``, the equations
+with one interval's input bound (``Driven``), so the input stays constant across the interval's
+substeps and nothing is set on the system between calls. Controls enter the forces only, never
+``dq_dt`` or ``hamiltonian``: an actuated flow does not conserve energy.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import ClassVar, Literal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Protocol, cast
 
 import torch
 from pydantic import Field
@@ -28,11 +30,41 @@ from torch import Tensor, nn
 from pivf.core.errors import ConfigError
 from pivf.core.plugin import P, Plugin, PluginParams
 
-__all__ = ["ObjectParams", "PhysicsSystem", "StateKind", "energy_gradient", "floored_length", "log_parameter"]
+__all__ = ["Actuated", "Driven", "Flow", "ObjectParams", "PhysicsSystem", "StateKind", "energy_gradient",
+           "floored_length", "log_parameter"]
 
 #: "objects": (B, N, D) pixel coordinates an object decoder can draw; "generalized": coordinates
 #: such as angles, which need a task's renderer; "latent": abstract maps inferred by an encoder
 StateKind = Literal["objects", "generalized", "latent"]
+
+
+class Flow(Protocol):
+    """What an integrator steps across a frame interval: a ``PhysicsSystem``, or one under an input
+    (``Driven``)."""
+
+    def dq_dt(self, q: Tensor, p: Tensor) -> Tensor: ...
+
+    def dp_dt(self, q: Tensor, p: Tensor) -> Tensor: ...
+
+    def derivatives(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def constrain(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        """The learnable parameters the equations read (adjoint solvers return their gradients)."""
+
+
+class Actuated(Protocol):
+    """What a system with ``n_controls`` > 0 promises: forces that take an input u (B, n_controls),
+    None meaning zero input."""
+
+    def dq_dt(self, q: Tensor, p: Tensor) -> Tensor: ...
+
+    def dp_dt(self, q: Tensor, p: Tensor, u: Tensor | None = None) -> Tensor: ...
+
+    def constrain(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
 
 
 class PhysicsSystem(Plugin[P], nn.Module):
@@ -48,10 +80,8 @@ class PhysicsSystem(Plugin[P], nn.Module):
     has_constraints: ClassVar[bool] = False
     #: True when the flow conserves ``energy`` (no damping, no actuation)
     conservative: ClassVar[bool] = True
-    #: control inputs per sample the derivatives read from ``control`` (0: not actuated)
+    #: control inputs per sample ``dp_dt`` takes as its argument ``u`` (0: not actuated)
     n_controls: ClassVar[int] = 0
-    #: the held input (B, n_controls) while an integrator crosses a frame interval; None: zero input
-    control: Tensor | None = None
 
     # --- the equations of motion -------------------------------------------------------------
     def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
@@ -67,11 +97,14 @@ class PhysicsSystem(Plugin[P], nn.Module):
     def derivatives(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         return self.dq_dt(q, p), self.dp_dt(q, p)
 
-    def hold(self, control: Tensor | None) -> None:
-        """Hold ``control`` (B, n_controls) as the input until the next call; None releases it."""
-        if control is not None and control.shape[-1] != self.n_controls:
-            raise ValueError(f"physics '{self.name}' takes {self.n_controls} control inputs, got {control.shape[-1]}")
-        self.control = control
+    def under(self, u: Tensor | None) -> Flow:
+        """The equations with the input ``u`` (B, n_controls) held, for one frame interval; None: the
+        system itself (zero input)."""
+        if u is None:
+            return self
+        if u.shape[-1] != self.n_controls:
+            raise ValueError(f"physics '{self.name}' takes {self.n_controls} control inputs, got {u.shape[-1]}")
+        return Driven(cast(Actuated, self), u)  # n_controls > 0 promises forces that take u
 
     def constrain(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
         """Applied after every integrator substep; identity unless the system has hard constraints."""
@@ -116,6 +149,30 @@ class PhysicsSystem(Plugin[P], nn.Module):
         if wrt == "p":
             return energy_gradient(lambda p_: self.hamiltonian(q, p_), p)
         return energy_gradient(lambda q_: self.hamiltonian(q_, p), q)
+
+
+@dataclass(frozen=True)
+class Driven:
+    """An actuated system's equations with one frame interval's input bound: made per interval by
+    ``PhysicsSystem.under``, so the input is an argument of the forces, never state of the system."""
+
+    physics: Actuated
+    u: Tensor  # (B, n_controls)
+
+    def dq_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.physics.dq_dt(q, p)
+
+    def dp_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        return self.physics.dp_dt(q, p, self.u)
+
+    def derivatives(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        return self.dq_dt(q, p), self.dp_dt(q, p)
+
+    def constrain(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        return self.physics.constrain(q, p)
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.physics.parameters()
 
 
 def energy_gradient(energy: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:

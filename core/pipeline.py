@@ -4,15 +4,15 @@ the last input frame, positions and velocities (PAIG's velocity estimator is par
 One code path serves PAIG (object coordinates, per-frame positions for a reconstruction loss) and
 HGN (latent maps inferred directly). Frames are (B, T, C, H, W) floats in [0, 1].
 
-Data recorded under controls drive actuated physics: inside ``with pipeline.driven(controls)`` every
-rollout that ``forward`` starts takes its inputs from ``controls`` (B, S, m), the actions applied after
-the frame the rollout starts at, one per frame interval. Objectives need not know: the trainer and
-``Objective.evaluate`` set the controls of each batch (``Objective.driving``).
+Data recorded under controls drive actuated physics: ``pipeline(frames, steps, controls=controls)``
+rolls out under ``controls`` (B, ≥ steps, m), the actions applied after the frame the rollout starts
+at, one per frame interval; they are passed on as arguments (``Integrator.rollout`` →
+``PhysicsSystem.under``), never set on the model. The trainer and ``Objective.evaluate`` hand each
+batch's controls to the objective (``Objective.batch_controls``).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 
 import torch
@@ -45,17 +45,7 @@ class Pipeline(nn.Module):
         self.decoder = decoder
         self.integrator = integrator
         self.dt = dt
-        self.controls: Tensor | None = None  # (B, S, m) while ``driven``
         self.bf16 = False  # vision under bfloat16 autocast; positions stay float32 (``training.bf16``)
-
-    @contextmanager
-    def driven(self, controls: Tensor | None) -> Iterator[None]:
-        """Roll out under ``controls`` (B, S, m) inside the block (see the module docs); None: no input."""
-        previous, self.controls = self.controls, controls
-        try:
-            yield
-        finally:
-            self.controls = previous
 
     def compile_vision(self) -> None:
         """``torch.compile`` the encoder and decoder in place (their weights and checkpoints are
@@ -75,17 +65,17 @@ class Pipeline(nn.Module):
         """bfloat16 autocast for the encoder and decoder when ``bf16`` is on; the physics never runs under it."""
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
-    def encode(self, frames: Tensor) -> EncoderOutput:
+    def encode(self, frames: Tensor, refine: bool = True) -> EncoderOutput:
         """The encoder's output, in float32 whatever precision it ran in, its velocity refined through
-        the physics where the encoder does that (not under controls: those before the last input
-        frame are not known here)."""
+        the physics where the encoder does that and ``refine`` asks for it (not for frames recorded
+        under controls: those before the last input frame are not known here)."""
         with self.vision_precision(frames.device):
             encoded = self.encoder(frames)
         if self.bf16:
             encoded = replace(encoded, q0=encoded.q0.float(), p0=encoded.p0.float(),
                               positions=None if encoded.positions is None else encoded.positions.float(),
                               kl=None if encoded.kl is None else encoded.kl.float())
-        return encoded if self.controls is not None else self.encoder.refine_velocity(encoded, self.backward)
+        return self.encoder.refine_velocity(encoded, self.backward) if refine else encoded
 
     def backward(self, q: Tensor, p: Tensor, frames: int) -> Tensor:
         """States q at the ``frames`` frames before (q, p), latest first: (frames, B, *state)."""
@@ -103,11 +93,12 @@ class Pipeline(nn.Module):
         held = None if controls is None else controls[:, :steps].transpose(0, 1)
         return self.integrator.rollout(self.physics, q0, p0, self.frame_times(steps, dt), held)
 
-    def forward(self, frames: Tensor, steps: int, dt: float | None = None) -> PipelineOutput:
-        """Encode ``frames``, roll the inferred state ``steps`` frames forward (under the ``driven``
-        controls) and decode every state."""
-        encoded = self.encode(frames)
-        q, p = self.rollout(encoded.q0, encoded.p0, steps, dt, self.controls)
+    def forward(self, frames: Tensor, steps: int, dt: float | None = None,
+                controls: Tensor | None = None) -> PipelineOutput:
+        """Encode ``frames``, roll the inferred state ``steps`` frames forward (under ``controls``
+        (B, ≥ steps, m), see the module docs) and decode every state."""
+        encoded = self.encode(frames, refine=controls is None)
+        q, p = self.rollout(encoded.q0, encoded.p0, steps, dt, controls)
         recons = None
         if encoded.positions is not None:
             recons = self.decode(encoded.positions.transpose(0, 1))

@@ -20,6 +20,9 @@ class PluginParams(BaseModel):
     """Base for plugin params: unknown fields are an error, so typos never pass silently."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: fields that must hold one value in every config section whose params have them (the shape of
+    #: a latent state the encoder, physics and decoder all read); checked when a config is resolved
+    shared_fields: ClassVar[tuple[str, ...]] = ()
 
 
 P = TypeVar("P", bound=PluginParams)

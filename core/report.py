@@ -34,8 +34,9 @@ def predict_examples(pipeline: Pipeline, objective: Objective, data: Tensor, exa
     """Frames and the model's output for the first test sequences (under their recorded ``controls``),
     in inference mode (means, not samples)."""
     frames = as_float(data[:examples])
-    with inference(pipeline), objective.driving(pipeline, controls, slice(examples)):
-        return frames, pipeline(frames[:, : objective.train_length], steps=frames.shape[1] - objective.input_steps)
+    with inference(pipeline):
+        return frames, pipeline(frames[:, : objective.train_length], steps=frames.shape[1] - objective.input_steps,
+                                **objective.batch_controls(controls, slice(examples)))
 
 
 def rollout_rows(frames: Tensor, out: PipelineOutput, input_steps: int, examples: int = 3) -> list[Tensor]:

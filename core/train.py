@@ -174,8 +174,8 @@ class Trainer:
         """One optimiser step on the training sequences ``rows``; a non-finite one leaves the weights as they were."""
         objective, pipeline, grad_clip = self.objective, self.pipeline, self.config.training.grad_clip
         batch = as_float(self.data.train[rows, : objective.train_length])
-        with objective.driving(pipeline, self.data.train_controls, rows):
-            losses = objective.training_losses(pipeline, batch, self.state.step)
+        losses = objective.training_losses(pipeline, batch, self.state.step,
+                                           **objective.batch_controls(self.data.train_controls, rows))
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         average_gradients(self.params, self.world)

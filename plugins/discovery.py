@@ -6,20 +6,42 @@ shows directly in what each slot contributes. Moving slot j out of the image and
 raises the reconstruction error by what j explains; a slot that duplicates another, or explains
 nothing, raises it by almost nothing. The test works for any decoder that draws objects where their
 coordinates put them, on any images, with no threshold in pixel units.
+
+A slot found idle can be re-initialised where the encoder or decoder has re-initialisable object
+slots (``SlotModel``: ``paig_unet`` and ``spatial_transformer`` have them); the watch asks for no
+other part of the contract.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from pivf.api import Pipeline, frame_sse
 
-__all__ = ["contributions", "departure_colours", "missing_colour"]
+__all__ = ["SlotModel", "contributions", "departure_colours", "missing_colour", "reset_slot"]
 
 #: where a slot is moved to take it out of the picture, in image sizes from the origin
 OFF_IMAGE = -4.0
+
+
+@runtime_checkable
+class SlotModel(Protocol):
+    """An encoder or decoder with re-initialisable object slots."""
+
+    def reset_object(self, index: int, colour: Tensor | None = None) -> bool:
+        """Re-initialise what only object ``index`` uses (an output channel, its templates), so its
+        slot can find another object; False when nothing is. ``colour`` (C,), when given, is the
+        colour of what the reconstruction misses most: a hint where to look."""
+
+
+def reset_slot(pipeline: Pipeline, index: int, colour: Tensor | None = None) -> list[str]:
+    """Re-initialise object slot ``index`` in the parts of ``pipeline`` that are ``SlotModel``s;
+    the names of the parts that did."""
+    return [name for name, part in (("encoder", pipeline.encoder), ("decoder", pipeline.decoder))
+            if isinstance(part, SlotModel) and part.reset_object(index, colour)]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ the decoder saw in training, and the rollout fails there.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -24,6 +24,9 @@ __all__ = ["LatentImageParams", "check_angles", "circle_features"]
 
 class LatentImageParams(PluginParams):
     """The geometry HGN's encoder and decoder share: images of side latent_size·2^k."""
+
+    #: one latent state for the encoder, the Hamiltonian and the decoder (core/config.py checks it)
+    shared_fields: ClassVar[tuple[str, ...]] = ("latent_channels", "latent_size", "latent", "angles")
 
     image_size: int = Field(32, ge=2, description="frame height and width in pixels (data.image_size)")
     channels: int = Field(3, ge=1, description="colour channels of the frames (data.channels)")

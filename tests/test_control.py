@@ -15,6 +15,7 @@ import pivf
 from pivf.core.config import resolve_config
 from pivf.core.control import (
     MPC,
+    ControlledTask,
     CrossEntropyPlanner,
     PlannerSettings,
     RandomPolicy,
@@ -22,11 +23,11 @@ from pivf.core.control import (
     summarise,
     true_state,
 )
-from pivf.core.control_run import control_run
+from pivf.core.control_run import control_run, live_task
 from pivf.core.data.dataset import load_dataset
 from pivf.core.data.generate import generate_dataset
 from pivf.core.data.npz import SPLITS
-from pivf.core.errors import DataError
+from pivf.core.errors import ConfigError, DataError, PivfUserError
 from pivf.core.train import Trainer
 from pivf.plugins.tasks.mujoco import mujoco_problem
 
@@ -47,10 +48,14 @@ def test_the_cross_entropy_planner_finds_the_cheapest_input_sequence():
     assert 0.99 < clipped.item() <= 1.0  # inputs stay in [−1, 1]
 
 
-def true_model(task):
-    truth = task.true_parameters()
-    return pivf.physics("pivot_pendulum", g_over_l=truth["g_over_l"], length=truth["length"], damping=truth["damping"],
-                        pivot=(truth["pivot_x"], truth["pivot_y"]), actuation=truth["actuation"])
+def test_control_needs_a_task_with_a_live_system_and_a_physics_the_task_can_plan_on():
+    with pytest.raises(PivfUserError, match=r"^task 'spring_color' has no live system to control \(a ControlledTask\); "
+                                            r"tasks that have one: mujoco_pendulum_motor$"):
+        live_task("spring_color", {}, {})
+    task = live_task("mujoco_pendulum_motor", {}, {"mass": 1.5})
+    assert task.true_parameters()["actuation"] == pytest.approx(5.3 / (1.5 * 0.9**2))
+    with pytest.raises(ConfigError, match="physics 'spring' has no pendulum angle to control"):
+        task.true_model(pivf.physics("spring"))
 
 
 @needs_mujoco
@@ -58,21 +63,26 @@ def test_planning_through_the_true_model_swings_the_motor_pendulum_up_holds_it_a
     task = pivf.task("mujoco_pendulum_motor")
     environment = task.environment()
     # 2 substeps and 3 refits (the defaults are 5 and 4) plan as well here at a third of the cost
-    mpc = MPC(true_model(task), pivf.integrator("leapfrog", substeps=2), task.params.dt,
-              true_state(task.true_parameters()["length"]), UPRIGHT, PlannerSettings(iterations=3),
+    assert isinstance(task, ControlledTask)
+    truth = task.true_parameters()
+    model = task.true_model(pivf.physics("pivot_pendulum"))
+    assert model.learned_parameters() == pytest.approx({key: truth[key] for key in model.learned_parameters()})
+    mpc = MPC(task, model, pivf.integrator("leapfrog", substeps=2), task.params.dt, true_state(task), UPRIGHT,
+              PlannerSettings(iterations=3),
               torch.Generator().manual_seed(0))
-    swung = run_episode(environment, mpc, 60, UPRIGHT, 0.05, history=4)
-    assert swung.succeeded(UPRIGHT), [round(a, 2) for a in swung.angles[::5]]
+    swung = run_episode(task, environment, mpc, 60, UPRIGHT, 0.05, history=4)
+    angles = [angle for angle, _ in swung.states]
+    assert swung.success, [round(a, 2) for a in angles[::5]]
     # the motor alone cannot lift the bob: it has to pump, so the first swing falls back
-    assert max(abs(a) for a in swung.angles[:8]) < 2.5
+    assert max(abs(a) for a in angles[:8]) < 2.5
     # another goal, off the vertical: holding it takes a steady input of 0.65, which the planner must find
     tilted = math.pi - 0.4
     mpc.goal = tilted
-    held = run_episode(environment, mpc, 60, tilted, 0.05, history=4)
-    assert held.succeeded(tilted), [round(a, 2) for a in held.angles[::5]]
-    flailing = [run_episode(environment, RandomPolicy(torch.Generator().manual_seed(k)), 60, UPRIGHT, 0.05, 4)
+    held = run_episode(task, environment, mpc, 60, tilted, 0.05, history=4)
+    assert held.success, [round(angle, 2) for angle, _ in held.states[::5]]
+    flailing = [run_episode(task, environment, RandomPolicy(torch.Generator().manual_seed(k)), 60, UPRIGHT, 0.05, 4)
                 for k in range(3)]
-    assert summarise(flailing, UPRIGHT)["success_rate"] == 0
+    assert summarise(flailing)["success_rate"] == 0
     assert swung.total > 2 * max(episode.total for episode in flailing)  # returns are negative costs
 
 
@@ -105,7 +115,7 @@ def test_video_recorded_under_a_motor_keeps_its_inputs_beside_the_frames(tmp_pat
 def test_an_unactuated_physics_is_refused_for_video_recorded_under_controls(tmp_path):
     generate_dataset("mujoco_pendulum_motor", tmp_path / "data", n_train=3, n_valid=1, n_test=2, seed=0)
     refused = subprocess.run(PIVF + ["train", "--task", "mujoco_pendulum_motor", "--data", str(tmp_path / "data"),
-                                         "--physics", "bouncing", "--set", "physics.n_objects=1", "--out",
+                                         "--physics", "bouncing", "--out",
                                          str(tmp_path / "runs")], capture_output=True, text=True)
     assert refused.returncode == 2, refused.stderr
     assert "physics 'bouncing' takes 0 control inputs but the dataset" in refused.stderr

@@ -105,7 +105,8 @@ def test_a_vector_latent_goes_through_the_latent_maps_by_linear_layers():
     assert encoded.q0.shape == encoded.p0.shape == (5, 2)
     assert encoded.q0.std() > 0 and (encoded.q0 < 0).any()  # a linear head: both signs
     assert decoder(encoded.q0).shape == (5, 3, 16, 16)
-    with pytest.raises(ConfigError, match="the latent state must have one shape"):
+    with pytest.raises(ConfigError, match="latent must be the same in every section that has it: "
+                                          "physics.latent = maps, encoder.latent = vector"):
         resolve_config(task="pendulum", overrides=["encoder.latent=vector"])
 
 
@@ -136,7 +137,7 @@ def test_angles_must_lie_in_one_vector_latent():
         pivf.decoder("hgn_conv", angles=1)
     with pytest.raises(PluginParamsError, match="cannot exceed latent_channels"):
         pivf.physics("hamiltonian_latent", latent="vector", latent_channels=1, angles=2)
-    with pytest.raises(ConfigError, match="encoder.angles = 1, physics.angles = 0, decoder.angles = 1 differ"):
+    with pytest.raises(ConfigError, match="physics.angles = 0, encoder.angles = 1, decoder.angles = 1 differ"):
         resolve_config(task="pendulum", overrides=["training.recipe=fast", "physics.angles=0"])
 
 

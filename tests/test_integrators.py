@@ -91,6 +91,33 @@ class QuarticKinetic(PhysicsSystem):
         return (self.log_a.exp() * p**4 / 4 + q**2 / 2).sum(-1)
 
 
+class Thruster(PhysicsSystem):
+    """A free particle pushed by its input: dp/dt = gain·u. Under inputs held per frame the motion
+    is piecewise quadratic, which every method of order ≥ 2 integrates exactly."""
+
+    name = "test_thruster"
+    n_controls = 1
+    conservative = False
+
+    def __init__(self, gain: float = 1.5) -> None:
+        super().__init__()
+        self.log_gain = log_parameter(gain)
+
+    def dq_dt(self, q: Tensor, p: Tensor) -> Tensor:
+        return p
+
+    def dp_dt(self, q: Tensor, p: Tensor, u: Tensor | None = None) -> Tensor:
+        return torch.zeros_like(p) if u is None else self.log_gain.exp() * u
+
+    def exact(self, q0: Tensor, p0: Tensor, inputs: Tensor, dt: float) -> tuple[Tensor, Tensor]:
+        qs, ps = [q0], [p0]
+        for u in inputs:
+            push = self.log_gain.exp() * u
+            qs.append(qs[-1] + ps[-1] * dt + push * dt**2 / 2)
+            ps.append(ps[-1] + push * dt)
+        return torch.stack(qs), torch.stack(ps)
+
+
 SYSTEMS = {"oscillator": Oscillator, "pendulum": Pendulum, "quartic": QuarticKinetic}
 
 
@@ -349,6 +376,24 @@ def test_rollout_shapes_start_and_batch_independence(name, shape):
     # adaptive step sizes are chosen for the whole batch, so a lone sample differs within tolerance
     atol = 1e-4 if name in ADAPTIVE else 1e-6
     assert torch.allclose(alone_q[:, 0], q[:, 0], atol=atol)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_integrator_holds_each_input_over_its_frame_interval(name):
+    """The input is an argument of the forces, one per interval (``PhysicsSystem.under``): every
+    method of order ≥ 2 lands on the piecewise-quadratic exact motion; nothing stays on the system."""
+    thruster = Thruster().double()
+    q0, p0 = initial_state()
+    inputs = torch.tensor([1.0, -0.5, 0.0, 0.8], dtype=F64)[:, None, None].expand(4, 3, 1)
+    t = torch.arange(5, dtype=F64) * 0.25
+    integrator = pivf.integrator(name)
+    driven = integrator.rollout(thruster, q0, p0, t, inputs)
+    tolerance = 1e-12 if CLASSES[name].order >= 2 else 0.05
+    assert max_error(driven, thruster.exact(q0, p0, inputs, 0.25)) < tolerance
+    free = integrator.rollout(thruster, q0, p0, t)
+    assert max_error(free, thruster.exact(q0, p0, torch.zeros_like(inputs), 0.25)) < 1e-12
+    with pytest.raises(ValueError, match="physics 'test_thruster' takes 1 control inputs, got 2"):
+        integrator.rollout(thruster, q0, p0, t, inputs.expand(4, 3, 2))
 
 
 @pytest.mark.parametrize("backwards", [False, True], ids=["forward", "backward"])

@@ -12,7 +12,7 @@ from pivf.core.build import build_objective, build_pipeline
 from pivf.core.config import resolve_config
 from pivf.core.optim import TFRMSprop
 from pivf.core.pipeline import Pipeline
-from pivf.plugins.discovery import contributions, missing_colour
+from pivf.plugins.discovery import contributions, missing_colour, reset_slot
 from pivf.testing import grid_sampled_warp
 
 
@@ -139,10 +139,12 @@ def test_a_guided_reset_points_an_idle_slot_at_the_colour_the_reconstruction_mis
     nowhere = torch.full((1, 2, 2, 2), -200.0)
     colour = missing_colour(pipeline, nowhere, frames)
     assert colour[0] > 0 and torch.allclose(colour[1:], torch.zeros(2))
-    assert pipeline.encoder.reset_object(1, colour=colour) and pipeline.decoder.reset_object(1, colour=colour)
+    assert reset_slot(pipeline, 1, colour) == ["encoder", "decoder"]  # both have re-initialisable slots
     torch.testing.assert_close(pipeline.encoder.colour.weight[1].flatten(), torch.tensor([1.0, 0.0, 0.0]))
     content = pipeline.decoder.templates()[1][1]  # object 1's content template (C, t, t)
     torch.testing.assert_close(content.mean((-2, -1)), torch.tensor([0.95, 0.05, 0.05]))
+    slotless = Pipeline(pipeline.encoder, pipeline.physics, pipeline.integrator, pivf.decoder("hgn_conv"), pipeline.dt)
+    assert reset_slot(slotless, 1) == ["encoder"]  # a decoder without slots is left alone
 
 
 @pytest.mark.parametrize("stored, used", [(10, 10), (12, 10), (30, 30), (30, 7)])

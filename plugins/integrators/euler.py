@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from pivf.api import Integrator, PhysicsSystem, hookimpl
+from pivf.api import Flow, Integrator, hookimpl
 
 __all__ = ["SemiImplicitEuler", "pivf_integrators"]
 
@@ -15,7 +15,7 @@ class SemiImplicitEuler(Integrator):
     symplectic = True
     time_reversible = False
 
-    def step(self, physics: PhysicsSystem, q: Tensor, p: Tensor, h: float) -> tuple[Tensor, Tensor]:
+    def step(self, physics: Flow, q: Tensor, p: Tensor, h: float) -> tuple[Tensor, Tensor]:
         p = p + h * physics.dp_dt(q, p)
         q = q + h * physics.dq_dt(q, p)
         return q, p

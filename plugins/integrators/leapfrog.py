@@ -4,7 +4,7 @@ The drift uses ``physics.dq_dt`` (∂H/∂p), never "velocity = p": with a learn
 kinetic term the shortcut integrates a different flow than the Hamiltonian's own. For separable
 H(q, p) = T(p) + V(q) the scheme is symplectic, time-reversible and of order 2.
 
-For a system that says it is ``separable`` (and has no constraints or held controls), the closing
+For a system that says it is ``separable`` (and has no constraints or controls), the closing
 kick's force is the next step's opening force, so a rollout evaluates ∂V/∂q once per step, not twice
 ("first same as last"). For a learned Hamiltonian that is a third of its network evaluations.
 """
@@ -13,12 +13,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pivf.api import Integrator, PhysicsSystem, frame_intervals, hookimpl
+from pivf.api import Flow, Integrator, PhysicsSystem, frame_intervals, hookimpl
 
 __all__ = ["Leapfrog", "kick_drift_kick", "pivf_integrators"]
 
 
-def kick_drift_kick(physics: PhysicsSystem, q: Tensor, p: Tensor, h: float) -> tuple[Tensor, Tensor]:
+def kick_drift_kick(physics: Flow, q: Tensor, p: Tensor, h: float) -> tuple[Tensor, Tensor]:
     """One leapfrog step of size ``h``; also the building block of higher-order compositions."""
     p = p + 0.5 * h * physics.dp_dt(q, p)
     q = q + h * physics.dq_dt(q, p)
@@ -33,7 +33,7 @@ class Leapfrog(Integrator):
     symplectic = True
     time_reversible = True
 
-    def step(self, physics: PhysicsSystem, q: Tensor, p: Tensor, h: float) -> tuple[Tensor, Tensor]:
+    def step(self, physics: Flow, q: Tensor, p: Tensor, h: float) -> tuple[Tensor, Tensor]:
         return kick_drift_kick(physics, q, p, h)
 
     def rollout(self, physics: PhysicsSystem, q0: Tensor, p0: Tensor, t: Tensor,
@@ -41,7 +41,6 @@ class Leapfrog(Integrator):
         if controls is not None or physics.has_constraints or not physics.separable:
             return super().rollout(physics, q0, p0, t, controls)
         intervals = frame_intervals(t)
-        physics.hold(None)
         qs, ps = [q0], [p0]
         if not intervals:
             return torch.stack(qs), torch.stack(ps)

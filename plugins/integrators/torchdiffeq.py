@@ -26,7 +26,7 @@ from pydantic import Field
 from torch import Tensor
 from torchdiffeq import odeint, odeint_adjoint
 
-from pivf.api import Integrator, IntegratorParams, PhysicsSystem, frame_intervals, hookimpl
+from pivf.api import Flow, Integrator, IntegratorParams, PhysicsSystem, frame_intervals, hookimpl
 
 __all__ = ["pivf_integrators"]
 
@@ -63,21 +63,22 @@ class TorchdiffeqIntegrator(Integrator[TDP]):
         """``rtol``/``atol``/``options`` for an ``odeint`` call over ``times``."""
         raise NotImplementedError
 
-    def advance(self, physics: PhysicsSystem, q: Tensor, p: Tensor, dt: float) -> tuple[Tensor, Tensor]:
+    def advance(self, physics: Flow, q: Tensor, p: Tensor, dt: float) -> tuple[Tensor, Tensor]:
         times = torch.tensor([0.0, dt], dtype=torch.float64, device=q.device)
         qs, ps = self.solve(physics, q, p, times)
         return qs[-1], ps[-1]
 
     def rollout(self, physics: PhysicsSystem, q0: Tensor, p0: Tensor, t: Tensor,
                 controls: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Held controls change the field at every frame, so with them each interval is its own solve."""
+        """Held controls change the field at every frame, so with them each interval is its own solve,
+        whose field is the physics under that interval's input."""
         intervals = frame_intervals(t)
         if self.params.solve == "per_interval" or not intervals or controls is not None:
             return super().rollout(physics, q0, p0, t, controls)
         times = t.detach().to(device=q0.device, dtype=torch.float64)
         return self.solve(physics, q0, p0, times)
 
-    def solve(self, physics: PhysicsSystem, q: Tensor, p: Tensor, times: Tensor) -> tuple[Tensor, Tensor]:
+    def solve(self, physics: Flow, q: Tensor, p: Tensor, times: Tensor) -> tuple[Tensor, Tensor]:
         """States at every time in ``times`` by one ``odeint`` call (time-major, like ``rollout``)."""
         def field(_t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
             return physics.derivatives(*state)

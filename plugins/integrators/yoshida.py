@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from pivf.api import Integrator, PhysicsSystem, hookimpl
+from pivf.api import Flow, Integrator, hookimpl
 from pivf.plugins.integrators.leapfrog import kick_drift_kick
 
 __all__ = ["Yoshida", "pivf_integrators"]
@@ -24,7 +24,7 @@ class Yoshida(Integrator):
     symplectic = True
     time_reversible = True
 
-    def step(self, physics: PhysicsSystem, q: Tensor, p: Tensor, h: float) -> tuple[Tensor, Tensor]:
+    def step(self, physics: Flow, q: Tensor, p: Tensor, h: float) -> tuple[Tensor, Tensor]:
         for w in WEIGHTS:
             q, p = kick_drift_kick(physics, q, p, w * h)
         return q, p

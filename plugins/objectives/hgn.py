@@ -123,24 +123,34 @@ class HgnObjective(Objective[HgnParams]):
         """The encoder is variational exactly when the objective has a KL term."""
         return {"variational": params.variational}
 
+    @classmethod
+    def legacy_params(cls, config: dict[str, Any], chosen: bool) -> dict[str, Any] | None:
+        """The old ``hgn:`` section; an HGN run's ``training.recipe`` goes too (recipes were PAIG's
+        alone then, and HGN runs ignored them)."""
+        if chosen:
+            config["training"].pop("recipe", None)
+        return (config.pop("hgn") or {}) if "hgn" in config else None
+
     @property
     def first_frame(self) -> int:
         """The frame the first decoded state is compared with."""
         return 0 if self.settings.mode == "reconstruct" else self.input_steps - 1
 
-    def decode_window(self, pipeline: Pipeline, frames: Tensor, steps: int) -> tuple[Tensor, PipelineOutput]:
-        """Decoded frames aligned with ``frames[:, first_frame:]``, and the forward pipeline output."""
-        out = pipeline(frames, steps=steps)
+    def decode_window(self, pipeline: Pipeline, frames: Tensor, steps: int,
+                      controls: Tensor | None = None) -> tuple[Tensor, PipelineOutput]:
+        """Decoded frames aligned with ``frames[:, first_frame:]``, and the forward pipeline output
+        (its rollout under ``controls``, when the video was recorded under them)."""
+        out = pipeline(frames, steps=steps, controls=controls)
         backward = self.input_steps - 1 - self.first_frame
         if backward == 0:
             return out.frames, out
         q, _ = pipeline.rollout(out.encoded.q0, out.encoded.p0, backward, dt=-pipeline.dt)
         return torch.cat([pipeline.decode(q[1:].flip(0)), out.frames], dim=1), out
 
-    def losses(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
+    def losses(self, pipeline: Pipeline, frames: Tensor, controls: Tensor | None = None) -> dict[str, Tensor]:
         window = frames[:, : self.train_length]
-        backward = self._backward_rows(pipeline, window.shape[0])
-        decoded, out = self.decode_window(pipeline, window[backward:], self.pred_steps)
+        backward = self._backward_rows(pipeline, window.shape[0], controls)
+        decoded, out = self.decode_window(pipeline, window[backward:], self.pred_steps, controls)
         target = window[backward:, self.first_frame:]
         kl = self._kl(out.encoded)
         if backward:  # these rows run back in time from the window's last frame (see the module docs)
@@ -163,10 +173,10 @@ class HgnObjective(Objective[HgnParams]):
         losses.update(loss=kl_term + weighted, geco_lambda=lam, geco_constraint=ma)
         return losses
 
-    def _backward_rows(self, pipeline: Pipeline, batch: int) -> int:
+    def _backward_rows(self, pipeline: Pipeline, batch: int, controls: Tensor | None) -> int:
         """How many rows of a training batch run backwards: ``backward_share`` of it, none when
         evaluating or when controls drive the rollout (their inputs only run forwards)."""
-        if not pipeline.training or pipeline.controls is not None:
+        if not pipeline.training or controls is not None:
             return 0
         return round(self.settings.backward_share * batch)
 
@@ -211,8 +221,9 @@ class HgnObjective(Objective[HgnParams]):
         parts = []
         with inference(pipeline):
             for start in range(0, data.shape[0], batch_size):
-                with self.driving(pipeline, controls, slice(start, start + batch_size)):
-                    parts.append(self.sequence_metrics(pipeline, as_float(data[start:start + batch_size])))
+                rows = slice(start, start + batch_size)
+                given = self.batch_controls(controls, rows)
+                parts.append(self.sequence_metrics(pipeline, as_float(data[rows]), **given))
         per_sequence = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
         predicted = data.shape[1] - self.input_steps
         medians = {key: per_sequence.pop(key).double().quantile(0.5) for key in ("vpt", "vpt_backward")
@@ -221,9 +232,9 @@ class HgnObjective(Objective[HgnParams]):
         metrics.update(loss=metrics["mse"], vpt_rel=medians["vpt"] / predicted, **medians)
         return {key: float(value) for key, value in metrics.items()}
 
-    def sequence_metrics(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
-        """Per-sequence metrics of one batch, each of shape (B,)."""
-        decoded, out = self.decode_window(pipeline, frames, frames.shape[1] - self.input_steps)
+    def sequence_metrics(self, pipeline: Pipeline, frames: Tensor, controls: Tensor | None = None) -> dict[str, Tensor]:
+        """Per-sequence metrics of one batch (recorded under ``controls``, when given), each of shape (B,)."""
+        decoded, out = self.decode_window(pipeline, frames, frames.shape[1] - self.input_steps, controls)
         error = (decoded - frames[:, self.first_frame:]).pow(2).flatten(2).mean(-1)  # (B, frames)
         window = self.train_length - self.first_frame
         metrics = {"mse": error[:, :window].mean(1) * MSE_SCALE}
@@ -231,7 +242,7 @@ class HgnObjective(Objective[HgnParams]):
             metrics["extrap_mse"] = error[:, window:].mean(1) * MSE_SCALE
         ahead = self.input_steps - self.first_frame  # first decoded frame past the last input frame
         metrics["vpt"] = valid_prediction_time(decoded[:, ahead:], frames[:, self.input_steps:])
-        if pipeline.controls is None:
+        if controls is None:
             metrics["vpt_backward"] = self._backward_vpt(pipeline, frames)
         energy = pipeline.physics.energy(out.q, out.p)  # (1 + steps, B)
         metrics["h_std"] = energy.std(0, correction=0)

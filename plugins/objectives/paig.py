@@ -50,10 +50,13 @@ from pivf.api import (
     read_recipes,
     state_sse,
 )
-from pivf.plugins.discovery import contributions, missing_colour
+from pivf.plugins.discovery import contributions, missing_colour, reset_slot
 from pivf.plugins.objectives import RECIPES
 
 __all__ = ["PaigObjective", "pivf_objectives"]
+
+#: PAIG settings that sat in ``training:`` before the objective became a plugin section
+LEGACY_FIELDS = ("recons_weight", "warmup_steps", "horizon_steps", "discovery_share", "latent_weight")
 
 
 class PaigParams(ObjectiveParams):
@@ -121,8 +124,15 @@ class PaigObjective(Objective[PaigParams]):
         self.checked_from = 0  # no discovery check before this step (a re-initialised slot gets time)
         self.last_batch: tuple[Tensor, Tensor] | None = None  # (positions, frames) of the last training step
 
-    def losses(self, pipeline: Pipeline, frames: Tensor) -> dict[str, Tensor]:
-        out = pipeline(frames[:, : self.train_length], steps=frames.shape[1] - self.input_steps)
+    @classmethod
+    def legacy_params(cls, config: dict[str, Any], chosen: bool) -> dict[str, Any] | None:
+        """PAIG's weights and schedule, from ``training:``."""
+        training = config["training"]
+        found = {key: training.pop(key) for key in LEGACY_FIELDS if key in training}
+        return found or None
+
+    def losses(self, pipeline: Pipeline, frames: Tensor, controls: Tensor | None = None) -> dict[str, Tensor]:
+        out = pipeline(frames[:, : self.train_length], steps=frames.shape[1] - self.input_steps, controls=controls)
         losses = frame_losses(out, frames, self.input_steps, self.pred_steps)
         losses["loss"] = self._weighted(losses)
         return losses
@@ -142,11 +152,12 @@ class PaigObjective(Objective[PaigParams]):
             return self.pred_steps
         return min(self.pred_steps, 1 + (step - start) * self.pred_steps // p.horizon_steps)
 
-    def training_losses(self, pipeline: Pipeline, frames: Tensor, step: int) -> dict[str, Tensor]:
+    def training_losses(self, pipeline: Pipeline, frames: Tensor, step: int,
+                        controls: Tensor | None = None) -> dict[str, Tensor]:
         horizon = self.horizon(step)
         warmup_frames = self.params.warmup_length
         window = frames[:, : self.train_length if horizon or warmup_frames is None else warmup_frames]
-        out = pipeline(window, steps=horizon)
+        out = pipeline(window, steps=horizon, controls=controls)
         self.last_batch = (out.encoded.positions.detach(), window)
         losses = frame_losses(out, window, self.input_steps, horizon)
         if horizon > 0 and self.params.latent_weight > 0:
@@ -168,11 +179,11 @@ class PaigObjective(Objective[PaigParams]):
             messages.append(f"step {steps_done}: prediction starts (objects "
                             f"{'found' if result.found else 'not all found, warm-up at its limit'})")
             return False, messages
-        hint = {"colour": missing_colour(pipeline, *self.last_batch)} if p.guided_reset and result.idle else {}
+        colour = missing_colour(pipeline, *self.last_batch) if p.guided_reset and result.idle else None
         # one slot per check, the one that explains least: two slots sharing an object both look
         # idle, and re-initialising both would lose the object they share
         for index in sorted(result.idle, key=lambda j: result.rises[j])[:1]:
-            reset = [part for part in ("encoder", "decoder") if getattr(pipeline, part).reset_object(index, **hint)]
+            reset = reset_slot(pipeline, index, colour)
             reinitialised |= bool(reset)
             messages.append(f"step {steps_done}: object {index} explains little of the images; re-initialised its "
                             f"{' and '.join(reset) or 'nothing (the plugins cannot)'} parts")

@@ -14,8 +14,8 @@ on the circle, θ̈ = −ω² sin θ − b θ̇ for the angle θ from the downwa
 Actuated (one control input u, a motor's torque at the pivot): θ̈ gains a·u, with a learnable
 actuation coefficient a (torque per unit input over the moment of inertia, 1/time²). θ grows from
 the downward vertical towards +x (the image's right), so dp/dt gains a·u·ℓ·t̂ with t̂ = (r̂_y, −r̂_x);
-the sign of a is learned with its size, so a motor that turns the other way has a < 0. Without
-controls (``control`` None) the term is zero.
+the sign of a is learned with its size, so a motor that turns the other way has a < 0. The input
+is ``dp_dt``'s argument u (B, 1); without controls (u None) the term is zero.
 
 After every integrator substep the rod is made rigid again (``constrain``): q goes back onto the circle
 |q − c| = ℓ and p loses its radial part, as a rod's impulse would take it. So a velocity estimate's
@@ -90,7 +90,7 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
     def dq_dt(self, q: Tensor, p: Tensor) -> Tensor:
         return p
 
-    def dp_dt(self, q: Tensor, p: Tensor) -> Tensor:
+    def dp_dt(self, q: Tensor, p: Tensor, u: Tensor | None = None) -> Tensor:
         radius, direction = self._radial(q)
         v = self._tangential(p, direction)
         down = torch.zeros_like(direction)
@@ -98,9 +98,9 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
         gravity = (self.log_g_over_l + self.log_length).exp() * self._tangential(down, direction)
         centripetal = (v**2).sum(-1, keepdim=True) / radius * direction
         accel = gravity - centripetal - self.damping * v
-        if self.control is None:
+        if u is None:
             return accel
-        torque = self.actuation * self.log_length.exp() * self.control.to(q.dtype)[:, None, :]
+        torque = self.actuation * self.log_length.exp() * u.to(q.dtype)[:, None, :]
         return accel + torque * self._turning(direction)
 
     def constrain(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:

@@ -18,8 +18,9 @@ import atexit
 import functools
 import math
 import os
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
@@ -28,7 +29,9 @@ from torch import Tensor
 
 from pivf.api import (
     MAX_SIMULATION_SUBSTEPS,
+    ConfigError,
     DataError,
+    PhysicsSystem,
     Task,
     TaskParams,
     Trajectory,
@@ -40,7 +43,8 @@ from pivf.api import (
 )
 from pivf.plugins.tasks.paig import paig_preset
 
-__all__ = ["MujocoMotorPendulum", "MujocoPendulum", "MujocoSpring", "mujoco_problem", "pivf_tasks"]
+__all__ = ["Angular", "MujocoMotorPendulum", "MujocoPendulum", "MujocoPendulumEnvironment", "MujocoSpring",
+           "frame_cost", "mujoco_problem", "pivf_tasks", "wrap"]
 
 BACKEND_ENV = "MUJOCO_GL"
 _PROBE_XML = '<mujoco><worldbody><geom type="sphere" size="1"/></worldbody></mujoco>'
@@ -354,6 +358,15 @@ class MujocoPendulum(MujocoTask[MujocoPendulumParams]):
 
 # --- the pendulum under a motor: data for control ------------------------------------------------
 
+#: the cost of a frame weighs the angle's rate and the input against the angle to the goal
+RATE_WEIGHT = 0.1
+INPUT_WEIGHT = 0.01
+#: an episode succeeds when the angle stays this close to the goal (rad) over its last quarter
+SUCCESS_TOLERANCE = 0.3
+#: episodes start at rest this close (rad) to hanging straight down, drawn per episode
+START_SPREAD = 0.2
+
+
 class MujocoMotorPendulumParams(MujocoPendulumParams):
     max_torque: float = Field(5.3, gt=0, description="the motor's torque at input ±1, in N·m (0.6 of the "
                                                       "gravity torque m·g·L at horizontal by default: too weak "
@@ -402,9 +415,71 @@ class MujocoMotorPendulum(MujocoPendulum):
     def sample_controls(self, n: int, length: int, generator: torch.Generator) -> Tensor:
         return uniform(generator, (n, length, 1), -1.0, 1.0)
 
+    # --- control (``pivf control``: this task is a ``ControlledTask``) ------------------------------
     def environment(self) -> MujocoPendulumEnvironment:
-        """A live pendulum to control from its frames (``pivf control``)."""
+        """A live pendulum to control from its frames."""
         return MujocoPendulumEnvironment(self)
+
+    def starts(self, n: int, generator: torch.Generator) -> list[float]:
+        """Episodes start at rest within ``START_SPREAD`` of hanging straight down."""
+        return ((torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * START_SPREAD).tolist()
+
+    def cost(self, physics: PhysicsSystem, q: Tensor, p: Tensor, u: Tensor, goal: float) -> Tensor:
+        """``frame_cost`` of the model's angle, read from its state through ``angle(q, p)``."""
+        angle, rate = angular(physics).angle(q, p)
+        return frame_cost(angle, rate, u, goal)
+
+    def state_cost(self, state: tuple[float, ...], u: float, goal: float) -> float:
+        angle, rate = state
+        return float(frame_cost(torch.tensor(angle), torch.tensor(rate), torch.tensor([u]), goal))
+
+    def success(self, states: Sequence[tuple[float, ...]], goal: float) -> bool:
+        """Within ``SUCCESS_TOLERANCE`` of the goal at every frame of the episode's last quarter."""
+        last = [angle for angle, _ in states[-max(1, (len(states) - 1) // 4):]]
+        return bool((wrap(torch.tensor(last, dtype=torch.float64) - goal).abs() <= SUCCESS_TOLERANCE).all())
+
+    def true_model(self, physics: PhysicsSystem) -> PhysicsSystem:
+        """The trained physics (``pivot_pendulum``) with the simulator's ω², rod, pivot, damping and motor."""
+        angular(physics)
+        truth = self.true_parameters()
+        return type(physics)({**physics.params.model_dump(), "g_over_l": truth["g_over_l"],
+                              "length": truth["length"], "pivot": (truth["pivot_x"], truth["pivot_y"]),
+                              "damping": truth["damping"], "actuation": truth["actuation"]})
+
+    def true_state(self, environment: MujocoPendulumEnvironment) -> tuple[Tensor, Tensor]:
+        """The bob where the camera shows it and the velocity θ̇·ℓ along t̂ = (r̂_y, −r̂_x), ℓ the rod's
+        length in pixels."""
+        angle, rate = environment.state()
+        q = torch.tensor(environment.bob(), dtype=torch.float32)[None]
+        p = rate * self.true_parameters()["length"] * torch.tensor([[[math.cos(angle), -math.sin(angle)]]])
+        return q, p
+
+
+@runtime_checkable
+class Angular(Protocol):
+    """A physics whose state has an angle from the downward vertical and its rate (``pivot_pendulum``)."""
+
+    def angle(self, q: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+        """(θ, θ̇), each of q's shape without the object and coordinate axes."""
+
+
+def angular(physics: PhysicsSystem) -> Angular:
+    """``physics``, which must read a pendulum's angle from its state (``Angular``) to be planned on."""
+    if not isinstance(physics, Angular):
+        raise ConfigError(f"physics '{physics.name}' has no pendulum angle to control; the motor pendulum is "
+                          "controlled through one that has, such as pivot_pendulum")
+    return physics
+
+
+def wrap(angle: Tensor) -> Tensor:
+    """Angles wrapped into (−π, π]."""
+    return angle - 2 * math.pi * torch.ceil((angle - math.pi) / (2 * math.pi))
+
+
+def frame_cost(angle: Tensor, rate: Tensor, u: Tensor, goal: float) -> Tensor:
+    """The cost of one frame: the squared angle to the goal, wrapped to (−π, π], plus ``RATE_WEIGHT``·θ̇²
+    and ``INPUT_WEIGHT``·u² (``u`` has a trailing input axis)."""
+    return wrap(angle - goal) ** 2 + RATE_WEIGHT * rate**2 + INPUT_WEIGHT * (u**2).sum(-1)
 
 
 class MujocoPendulumEnvironment:
@@ -418,10 +493,10 @@ class MujocoPendulumEnvironment:
         self.data = self.mujoco.MjData(self.model)
         self.dt = task.params.dt
 
-    def reset(self, angle: float, rate: float = 0.0) -> np.ndarray:
-        """Start at ``angle`` (rad from hanging down) and ``rate``; returns the first frame."""
+    def reset(self, start: float, rate: float = 0.0) -> np.ndarray:
+        """Start at the angle ``start`` (rad from hanging down) and ``rate``; returns the first frame."""
         self.mujoco.mj_resetData(self.model, self.data)
-        self.data.qpos[0], self.data.qvel[0] = angle, rate
+        self.data.qpos[0], self.data.qvel[0] = start, rate
         self.mujoco.mj_forward(self.model, self.data)
         return self.task.photograph(self.data)
 
