@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pivf.core.hookspecs import hookimpl
-from pivf.core.registry import registry
+from pivf.core.kernel.hookspecs import hookimpl
+from pivf.core.kernel.registry import registry
 
 if TYPE_CHECKING:
     from pivf.core.data.task import Task
-    from pivf.core.integrator import Integrator
-    from pivf.core.model import Decoder, Encoder
-    from pivf.core.objective import Objective
-    from pivf.core.physics import PhysicsSystem
+    from pivf.core.kernel.integrator import Integrator
+    from pivf.core.kernel.model import Decoder, Encoder
+    from pivf.core.kernel.objective import Objective
+    from pivf.core.kernel.physics import PhysicsSystem
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "decoder", "encoder", "hookimpl", "integrator", "list_plugins", "objective", "physics",

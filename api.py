@@ -31,21 +31,21 @@ top-level functions make plugins by name.
 """
 from __future__ import annotations
 
-from pivf.core.config import deep_merge
 from pivf.core.data.balls import BallTask, BallTaskParams
 from pivf.core.data.frames import as_float
 from pivf.core.data.render import draw_discs, splat_, sprite_patches, to_uint8
 from pivf.core.data.sampling import normal, signs, uniform, unit_vectors
 from pivf.core.data.task import MAX_SIMULATION_SUBSTEPS, Task, TaskParams, Trajectory, with_default
-from pivf.core.errors import ConfigError, DataError, PivfUserError, UnknownPluginError
-from pivf.core.hookspecs import hookimpl
-from pivf.core.inference import inference, predict, rollout_frames, sample
-from pivf.core.integrator import Integrator, IntegratorParams, frame_intervals
-from pivf.core.losses import frame_sse, state_sse
-from pivf.core.model import Decoder, Encoder, EncoderOutput
-from pivf.core.nn import full_precision, glorot_init, mlp
-from pivf.core.objective import Objective, ObjectiveParams
-from pivf.core.physics import (
+from pivf.core.kernel.config import deep_merge
+from pivf.core.kernel.errors import ConfigError, DataError, PivfUserError, UnknownPluginError
+from pivf.core.kernel.hookspecs import hookimpl
+from pivf.core.kernel.inference import inference, predict, rollout_frames, sample
+from pivf.core.kernel.integrator import Integrator, IntegratorParams, frame_intervals
+from pivf.core.kernel.losses import frame_sse, state_sse
+from pivf.core.kernel.model import Decoder, Encoder, EncoderOutput
+from pivf.core.kernel.nn import full_precision, glorot_init, mlp
+from pivf.core.kernel.objective import Objective, ObjectiveParams
+from pivf.core.kernel.physics import (
     Flow,
     ObjectParams,
     PhysicsSystem,
@@ -54,10 +54,10 @@ from pivf.core.physics import (
     floored_length,
     log_parameter,
 )
-from pivf.core.pipeline import Pipeline, PipelineOutput
-from pivf.core.plugin import PluginParams
-from pivf.core.recipes import Recipe, read_recipes
-from pivf.core.velocity_fit import Backward, fit_velocity, largest_step_last_sign
+from pivf.core.kernel.pipeline import Pipeline, PipelineOutput
+from pivf.core.kernel.plugin import PluginParams
+from pivf.core.kernel.recipes import Recipe, read_recipes
+from pivf.core.kernel.velocity_fit import Backward, fit_velocity, largest_step_last_sign
 
 __all__ = [
     # marking hooks

@@ -28,10 +28,10 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 import pivf
-from pivf.core.hookspecs import HOOK_OF_KIND, hookimpl
-from pivf.core.physics import PhysicsSystem
-from pivf.core.plugin import Plugin
-from pivf.core.registry import registry, reset_registry
+from pivf.core.kernel.hookspecs import HOOK_OF_KIND, hookimpl
+from pivf.core.kernel.physics import PhysicsSystem
+from pivf.core.kernel.plugin import Plugin
+from pivf.core.kernel.registry import registry, reset_registry
 from pivf.plugins.decoders.spatial_transformer import MASK_OFFSET, SpatialTransformerDecoder
 
 F64 = torch.float64

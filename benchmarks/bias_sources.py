@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 import pivf
-from pivf.core.config import resolve_config
-from pivf.core.velocity_fit import Backward, fit_velocity, largest_step_last_sign
+from pivf.core.kernel.config import resolve_config
+from pivf.core.kernel.velocity_fit import Backward, fit_velocity, largest_step_last_sign
 
 #: (input positions (N, T_in, K, 2), true velocity at the last, dt, backward rollout) → velocity
 Velocity = Callable[[Tensor, Tensor, float, Backward], Tensor]
@@ -41,7 +41,7 @@ def second_order_difference(inputs: Tensor, _p_last: Tensor, dt: float, _backwar
 
 
 def through_the_physics(inputs: Tensor, p_last: Tensor, dt: float, backward: Backward) -> Tensor:
-    """Two Gauss–Newton steps from the backward difference and from the largest step (core/velocity_fit.py)."""
+    """Two Gauss–Newton steps from the backward difference and from the largest step (core/kernel/velocity_fit.py)."""
     starts = [backward_difference(inputs, p_last, dt, backward), largest_step_last_sign(inputs, dt)]
     return fit_velocity(backward, inputs, starts, iterations=2)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from pivf.core.control_run import control_run
+from pivf.core.apps.control_run import control_run
 
 #: 0.4 rad off upright: holding it takes 0.65 of the motor's torque, and the upright hold misses it
 SHIFTED_GOAL = math.pi - 0.4

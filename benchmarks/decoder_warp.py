@@ -13,8 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from pivf.core.build import build_pipeline
-from pivf.core.config import resolve_config
+from pivf.core.kernel.build import build_pipeline
+from pivf.core.kernel.config import resolve_config
 from pivf.testing import grid_sampled_warp
 
 

@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from pivf.core.build import build_pipeline
-from pivf.core.config import resolve_config
 from pivf.core.data.frames import as_float
+from pivf.core.kernel.build import build_pipeline
+from pivf.core.kernel.config import resolve_config
 
 #: (frames stored per sequence, frames the batch uses)
 SHAPES = ((10, 10), (12, 10), (12, 12), (30, 30))

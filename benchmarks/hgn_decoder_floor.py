@@ -16,8 +16,8 @@ import time
 import torch
 from torch import nn
 
-from pivf.core.build import build_pipeline
-from pivf.core.config import resolve_config
+from pivf.core.kernel.build import build_pipeline
+from pivf.core.kernel.config import resolve_config
 
 
 def convolution_macs(decoder: nn.Module, q: torch.Tensor) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from pivf.core.evaluate import restore
+from pivf.core.training.evaluate import restore
 
 
 def main() -> None:

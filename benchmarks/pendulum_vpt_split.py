@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 import pivf
-from pivf.core.build import build_objective
 from pivf.core.data.frames import as_float
 from pivf.core.data.generate import make_task
-from pivf.core.evaluate import restore
-from pivf.core.inference import inference
+from pivf.core.kernel.build import build_objective
+from pivf.core.kernel.inference import inference
+from pivf.core.training.evaluate import restore
 from pivf.plugins.objectives.hgn import HgnObjective
 
 

@@ -30,9 +30,9 @@ from typing import Any
 import torch
 
 from pivf.cli.options import parse_duration
-from pivf.core.config import resolve_config
-from pivf.core.errors import ConfigError, PivfUserError
-from pivf.core.train import Trainer
+from pivf.core.kernel.config import resolve_config
+from pivf.core.kernel.errors import ConfigError, PivfUserError
+from pivf.core.training.train import Trainer
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 import pivf
-from pivf.core.integrator import Integrator
-from pivf.core.physics import PhysicsSystem
-from pivf.core.registry import registry
+from pivf.core.kernel.integrator import Integrator
+from pivf.core.kernel.physics import PhysicsSystem
+from pivf.core.kernel.registry import registry
 
 
 class ExplicitEulerLoop(Integrator):

@@ -1,4 +1,4 @@
-"""SyMetric of a finished run (see core/symetric.py): how well the learned phase space maps
+"""SyMetric of a finished run (see core/apps/symetric.py): how well the learned phase space maps
 onto the true one, and whether that map is symplectic, on fresh sequences of the run's task.
 
     python benchmarks/symetric.py runs/<run> --sequences 10 --steps 60
@@ -9,10 +9,10 @@ import argparse
 import json
 from pathlib import Path
 
-from pivf.core.build import build_objective
+from pivf.core.apps.symetric import pipeline_symetric
 from pivf.core.data.generate import make_task
-from pivf.core.evaluate import restore
-from pivf.core.symetric import pipeline_symetric
+from pivf.core.kernel.build import build_objective
+from pivf.core.training.evaluate import restore
 
 
 def main() -> None:

@@ -24,11 +24,11 @@ import time
 import torch
 from torch import Tensor
 
-from pivf.core.build import build_objective, build_pipeline
-from pivf.core.config import resolve_config
 from pivf.core.data.frames import as_float
-from pivf.core.devices import resolve_device
-from pivf.core.optim import make_optimizer
+from pivf.core.kernel.build import build_objective, build_pipeline
+from pivf.core.kernel.config import resolve_config
+from pivf.core.training.devices import resolve_device
+from pivf.core.training.optim import make_optimizer
 
 
 def synchronize(device: torch.device) -> None:

@@ -3,7 +3,7 @@
 Positions come from the task's own ground truth, the rollout from the task's physics through the
 learner's integrator (``euler``, 5 substeps, the PAIG setting), the frames from the task's own
 renderer; only the velocity at the last input frame is estimated, from the true positions of the
-input frames, or fitted through the task's physics (core/velocity_fit.py). The pred loss of the
+input frames, or fitted through the task's physics (core/kernel/velocity_fit.py). The pred loss of the
 true velocity is the floor of the integrator; the others show what a velocity rule alone costs (on
 bouncing balls: a bounce between the last input frames).
 
@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 
 import pivf
-from pivf.core.config import resolve_config
 from pivf.core.data.task import Trajectory
-from pivf.core.losses import frame_sse
-from pivf.core.velocity_fit import fit_velocity, largest_step_last_sign
+from pivf.core.kernel.config import resolve_config
+from pivf.core.kernel.losses import frame_sse
+from pivf.core.kernel.velocity_fit import fit_velocity, largest_step_last_sign
 
 Rule = Callable[[Tensor, float], Tensor]
 

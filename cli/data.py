@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from pivf.cli.options import name_values
-from pivf.core.errors import PivfUserError
+from pivf.core.kernel.errors import PivfUserError
 
 data_app = typer.Typer(help="Generate, list and inspect datasets.", no_args_is_help=True)
 
@@ -32,8 +32,8 @@ def generate_command(
     """Simulate and render a task's dataset: a train file (train/valid/short test) and a long test file.
     The same dataset in --out already is kept; another one (another seed, other sizes) only with --overwrite."""
     from pivf.core.data.generate import check_request, existing_dataset, file_counts, generate_dataset, make_task
-    from pivf.core.devices import resolve_device
-    from pivf.core.paths import make_dir
+    from pivf.core.kernel.paths import make_dir
+    from pivf.core.training.devices import resolve_device
 
     instance = make_task(task, name_values(params))
     torch_device = str(resolve_device(device, option="--device"))
@@ -60,7 +60,7 @@ def generate_command(
 def tasks_command() -> None:
     """List the tasks, one line each: name, physics, frame size, sequence lengths, description."""
     from pivf.core.data.task import Task
-    from pivf.core.registry import registry
+    from pivf.core.kernel.registry import registry
 
     for row in registry().rows("task"):
         if row.cls is None or not issubclass(row.cls, Task):

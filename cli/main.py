@@ -14,8 +14,8 @@ from typer.core import TyperGroup
 
 from pivf.cli.data import data_app
 from pivf.cli.options import file_to_write, finite, flag_name, name_values, with_config_flags
-from pivf.core.config import ExperimentConfig
-from pivf.core.errors import PivfUserError
+from pivf.core.kernel.config import ExperimentConfig
+from pivf.core.kernel.errors import PivfUserError
 
 T = TypeVar("T")
 _state = {"debug": False}
@@ -90,7 +90,7 @@ def _plugin_warnings_on_one_line() -> None:
     """A broken plugin is warned about on every command: one line, without Python's source echo."""
     import warnings
 
-    from pivf.core.registry import PluginLoadWarning
+    from pivf.core.kernel.registry import PluginLoadWarning
 
     shown = warnings.showwarning
     if getattr(shown, "one_line_plugin_warnings", False):
@@ -113,8 +113,8 @@ def plugins_command(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List installed plugins: kind, name, description, providing distribution and status."""
-    from pivf.core.hookspecs import HOOK_OF_KIND
-    from pivf.core.registry import registry
+    from pivf.core.kernel.hookspecs import HOOK_OF_KIND
+    from pivf.core.kernel.registry import registry
 
     if kind is not None and kind not in HOOK_OF_KIND:
         raise PivfUserError(f"--kind: unknown kind '{kind}'; allowed: {', '.join(HOOK_OF_KIND)}")
@@ -146,7 +146,7 @@ def config_show(
     """Print the resolved config, each layer over the one before: defaults < task preset < the
     objective's recipe (--recipe) < --config file < flags < --set. Fields derived from another
     (a plugin's copy of data.input_steps) are left out; --explain shows them."""
-    from pivf.core.explain import explain, settable
+    from pivf.core.kernel.explain import explain, settable
 
     if explain_it:
         typer.echo(explain(config, sources))
@@ -159,7 +159,7 @@ def config_show(
 def config_recipes() -> None:
     """List the installed objectives' recipes (--recipe NAME): name, objective, description; the first
     of each objective is its default."""
-    from pivf.core.registry import registry
+    from pivf.core.kernel.registry import registry
 
     recipes = [recipe for name in registry().names("objective")
                for recipe in registry().get("objective", name).recipes.values()]
@@ -190,7 +190,7 @@ def train_command(
     fresh machine. Writes a run directory with config.yaml, metrics.json, checkpoints, TensorBoard
     events, rollouts.png and templates.png. Under torchrun it trains data-parallel.
     """
-    from pivf.core import train as training
+    from pivf.core.training import train as training
 
     log = (lambda _msg: None) if quiet else typer.echo
     if resume:
@@ -218,7 +218,7 @@ def evaluate_command(
     accept_changed_data: Annotated[bool, typer.Option("--accept-changed-data", help=ACCEPT_HELP)] = False,
 ) -> None:
     """Re-evaluate a run's checkpoint on the test split (prediction, extrapolation, reconstruction)."""
-    from pivf.core.evaluate import evaluate_run
+    from pivf.core.training.evaluate import evaluate_run
 
     if checkpoint not in ("best", "last"):
         raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
@@ -241,7 +241,7 @@ def rollout_command(
 ) -> None:
     """Render rollouts of a trained model: from test sequences (truth above prediction), backwards in
     time (--speed -1), faster or slower, or from the prior (--prior)."""
-    from pivf.core.evaluate import render_rollouts
+    from pivf.core.training.evaluate import render_rollouts
 
     if checkpoint not in ("best", "last"):
         raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
@@ -280,9 +280,9 @@ def control_command(
 ) -> None:
     """Control a trained system from its frames: model-predictive control through the learned model
     (swing a pendulum up and hold it), measured over episodes beside the true model or random inputs."""
-    from pivf.core.atomic import atomic_write_text
-    from pivf.core.control import PlannerSettings
-    from pivf.core.control_run import control_run
+    from pivf.core.apps.control import PlannerSettings
+    from pivf.core.apps.control_run import control_run
+    from pivf.core.kernel.atomic import atomic_write_text
 
     if checkpoint not in ("best", "last"):
         raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
@@ -324,8 +324,8 @@ def compare_command(
     Run again into the same OUT, it skips the runs that finished and restarts the others. If a run
     fails, the others are stopped and the summary covers the runs that finished.
     """
-    from pivf.core import compare
-    from pivf.core.paths import make_dir
+    from pivf.core.apps import compare
+    from pivf.core.kernel.paths import make_dir
 
     if report is not None:
         compare.write_summary(report, log=typer.echo)

@@ -18,8 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pivf.core.config import ExperimentConfig, check_values, parse_override, resolve_with_sources, set_path
-from pivf.core.errors import ConfigError, PivfUserError
+from pivf.core.kernel.config import ExperimentConfig, check_values, parse_override, resolve_with_sources, set_path
+from pivf.core.kernel.errors import ConfigError, PivfUserError
 
 PANEL = "Experiment"
 

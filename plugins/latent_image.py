@@ -25,7 +25,7 @@ __all__ = ["LatentImageParams", "check_angles", "circle_features"]
 class LatentImageParams(PluginParams):
     """The geometry HGN's encoder and decoder share: images of side latent_size·2^k."""
 
-    #: one latent state for the encoder, the Hamiltonian and the decoder (core/config.py checks it)
+    #: one latent state for the encoder, the Hamiltonian and the decoder (core/kernel/config.py checks it)
     shared_fields: ClassVar[tuple[str, ...]] = ("latent_channels", "latent_size", "latent", "angles")
 
     image_size: int = Field(32, ge=2, description="frame height and width in pixels (data.image_size)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pivf.core.registry import reset_registry
+from pivf.core.kernel.registry import reset_registry
 
 
 def worker_threads() -> int:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pivf.core.config import resolve_config
-from pivf.core.errors import ConfigError, PluginParamsError, UnknownPluginError
+from pivf.core.kernel.config import resolve_config
+from pivf.core.kernel.errors import ConfigError, PluginParamsError, UnknownPluginError
 
 
 def test_defaults_then_preset_then_recipe():
@@ -101,7 +101,7 @@ def test_systems_without_pixel_coordinates_need_an_encoder_that_handles_them():
 
 
 def test_a_generated_dataset_takes_the_data_sections_frame_size_and_the_tasks_own_params(tmp_path):
-    from pivf.core.build import generated_task_params, open_dataset
+    from pivf.core.kernel.build import generated_task_params, open_dataset
 
     overrides = ["data.image_size=24", "data.n_train=2", "data.n_valid=1", "data.n_test=1",
                  f"data.cache_dir={tmp_path}", "data.task_params={radius: 1.5}"]

@@ -11,9 +11,9 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from pivf.cli.main import app
-from pivf.core.config import ExperimentConfig, resolve_config, resolve_with_sources
-from pivf.core.errors import ConfigError
-from pivf.core.registry import registry
+from pivf.core.kernel.config import ExperimentConfig, resolve_config, resolve_with_sources
+from pivf.core.kernel.errors import ConfigError
+from pivf.core.kernel.registry import registry
 
 ROOT = Path(__file__).parents[1]
 runner = CliRunner()

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 import pivf
-from pivf.core.config import resolve_config
-from pivf.core.control import (
+from pivf.core.apps.control import (
     MPC,
     ControlledTask,
     CrossEntropyPlanner,
@@ -23,12 +22,13 @@ from pivf.core.control import (
     summarise,
     true_state,
 )
-from pivf.core.control_run import control_run, live_task
+from pivf.core.apps.control_run import control_run, live_task
 from pivf.core.data.dataset import load_dataset
 from pivf.core.data.generate import generate_dataset
 from pivf.core.data.npz import SPLITS
-from pivf.core.errors import ConfigError, DataError, PivfUserError
-from pivf.core.train import Trainer
+from pivf.core.kernel.config import resolve_config
+from pivf.core.kernel.errors import ConfigError, DataError, PivfUserError
+from pivf.core.training.train import Trainer
 from pivf.plugins.tasks.mujoco import mujoco_problem
 
 needs_mujoco = pytest.mark.skipif(mujoco_problem() is not None, reason=f"MuJoCo: {mujoco_problem()}")

@@ -19,8 +19,8 @@ from pivf.core.data.generate import ensure_dataset, generate_dataset, single_thr
 from pivf.core.data.names import NameTemplate
 from pivf.core.data.npz import read_beside
 from pivf.core.data.task import Trajectory
-from pivf.core.errors import DataError
-from pivf.core.registry import registry
+from pivf.core.kernel.errors import DataError
+from pivf.core.kernel.registry import registry
 
 PAIG_TASKS = ["bouncing_balls", "spring_color", "spring_color_half", "3bp_color", "mnist_spring_color"]
 HGN_TASKS = ["mass_spring", "damped_spring", "pendulum", "two_body", "three_body", "double_pendulum"]

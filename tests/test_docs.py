@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pivf import api
-from pivf.core.hookspecs import BASE_OF_KIND, HOOK_OF_KIND
+from pivf.core.kernel.hookspecs import BASE_OF_KIND, HOOK_OF_KIND
 
 GUIDE = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
 #: members every plugin class has, documented once for all kinds

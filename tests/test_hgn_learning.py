@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from pivf.core.config import resolve_config
-from pivf.core.train import Trainer
+from pivf.core.kernel.config import resolve_config
+from pivf.core.training.train import Trainer
 
 EPOCHS = 30  # 32 steps each over 500 sequences in batches of 16: 960 steps
 WINDOW = 15  # the fast recipe's 5 input and 10 predicted frames

@@ -15,9 +15,9 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 import pivf
-from pivf.core.integrator import Integrator
-from pivf.core.physics import PhysicsSystem, log_parameter
-from pivf.core.registry import registry, reset_registry
+from pivf.core.kernel.integrator import Integrator
+from pivf.core.kernel.physics import PhysicsSystem, log_parameter
+from pivf.core.kernel.registry import registry, reset_registry
 from pivf.testing import measured_order, reference_solution
 
 F64 = torch.float64

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from pivf.core.config import TrainingConfig
-from pivf.core.distributed import World
-from pivf.core.nonfinite import MAX_FAILURES, NonFiniteGuard, TrainingDiverged, next_rollback
-from pivf.core.run_state import RunState
-from pivf.core.stop_rules import RunPlan, StopRules
+from pivf.core.kernel.config import TrainingConfig
+from pivf.core.training.distributed import World
+from pivf.core.training.nonfinite import MAX_FAILURES, NonFiniteGuard, TrainingDiverged, next_rollback
+from pivf.core.training.run_state import RunState
+from pivf.core.training.stop_rules import RunPlan, StopRules
 
 
 def test_a_non_finite_step_moves_no_weight_and_trips_the_guard_until_reset():

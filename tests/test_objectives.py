@@ -12,11 +12,11 @@ import yaml
 from typer.testing import CliRunner
 
 from pivf.cli.main import app
-from pivf.core.config import resolve_config
 from pivf.core.data.generate import generate_dataset
-from pivf.core.errors import ConfigError, PluginParamsError
-from pivf.core.evaluate import evaluate_run
-from pivf.core.train import Trainer, resume
+from pivf.core.kernel.config import resolve_config
+from pivf.core.kernel.errors import ConfigError, PluginParamsError
+from pivf.core.training.evaluate import evaluate_run
+from pivf.core.training.train import Trainer, resume
 
 SMALL = ["encoder.unet_base=4", "encoder.loc_hidden=32", "encoder.vel_hidden=16", "training.eval_every=1",
          "logging.tensorboard=false", "logging.checkpoint_every=1"]
@@ -25,8 +25,8 @@ PRED_ONLY = '''
     from pydantic import Field
 
     import pivf
-    from pivf.core.losses import frame_sse
-    from pivf.core.objective import Objective, ObjectiveParams
+    from pivf.core.kernel.losses import frame_sse
+    from pivf.core.kernel.objective import Objective, ObjectiveParams
 
 
     class PredOnlyParams(ObjectiveParams):

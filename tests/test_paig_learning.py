@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from pivf.core.config import resolve_config
-from pivf.core.train import Trainer
+from pivf.core.kernel.config import resolve_config
+from pivf.core.training.train import Trainer
 
 STEPS = 700
 

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 import pivf
-from pivf.core.build import build_objective, build_pipeline
-from pivf.core.config import resolve_config
-from pivf.core.optim import TFRMSprop
-from pivf.core.pipeline import Pipeline
+from pivf.core.kernel.build import build_objective, build_pipeline
+from pivf.core.kernel.config import resolve_config
+from pivf.core.kernel.pipeline import Pipeline
+from pivf.core.training.optim import TFRMSprop
 from pivf.plugins.discovery import contributions, missing_colour, reset_slot
 from pivf.testing import grid_sampled_warp
 

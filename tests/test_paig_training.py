@@ -11,12 +11,12 @@ from typer.testing import CliRunner
 
 import pivf
 from pivf.cli.main import app
-from pivf.core.config import resolve_config
 from pivf.core.data.frames import as_float
-from pivf.core.evaluate import evaluate_run
-from pivf.core.losses import frame_sse
-from pivf.core.pipeline import Pipeline
-from pivf.core.train import Trainer
+from pivf.core.kernel.config import resolve_config
+from pivf.core.kernel.losses import frame_sse
+from pivf.core.kernel.pipeline import Pipeline
+from pivf.core.training.evaluate import evaluate_run
+from pivf.core.training.train import Trainer
 
 
 @pytest.fixture

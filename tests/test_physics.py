@@ -10,8 +10,8 @@ from torchdiffeq import odeint
 
 import pivf
 from pivf.api import ObjectParams, PhysicsSystem, PluginParams
-from pivf.core.errors import PluginParamsError
-from pivf.core.registry import reset_registry
+from pivf.core.kernel.errors import PluginParamsError
+from pivf.core.kernel.registry import reset_registry
 from pivf.plugins.tasks.mujoco import wrap
 from pivf.testing import (
     assert_energy_conserved,

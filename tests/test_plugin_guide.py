@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import pivf
 from pivf.api import Pipeline, as_float
 from pivf.cli.main import app
-from pivf.core.hookspecs import HOOK_OF_KIND
+from pivf.core.kernel.hookspecs import HOOK_OF_KIND
 from pivf.testing import assert_energy_conserved, assert_follows_hamiltons_equations, measured_order, random_state
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"

@@ -1,16 +1,24 @@
 """Plugins see pivf through one door, ``pivf.api``, and pivf's inside is layered: pivf's own plugins
-and the example package import nothing from ``pivf.core``, every ``__all__`` names what exists, and
-no module of core imports (at load or inside a function) a module that imports it back."""
+and the example package import nothing from ``pivf.core``, every ``__all__`` names what exists, every
+module of core lives in a room and imports no room above its own (core/__init__.py), no module of
+core imports (at load or inside a function) a module that imports it back, and every package folder
+is one the wheel holds."""
 from __future__ import annotations
 
 import ast
 import importlib
+import sys
 from pathlib import Path
 
 import pytest
 
 from pivf import api
-from pivf.core.hookspecs import BASE_OF_KIND
+from pivf.core.kernel.hookspecs import BASE_OF_KIND
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_SOURCES = sorted(path for path in [*(ROOT / "plugins").rglob("*.py"), *(ROOT / "examples").rglob("*.py")]
@@ -32,13 +40,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every module ``path`` imports when it runs (``if TYPE_CHECKING:`` blocks never do), with
-    ``from a import b`` counted as both ``a`` and ``a.b`` (b may be a module)."""
+def imported_modules(path: Path, *, type_hints: bool = False) -> set[str]:
+    """Every module ``path`` imports when it runs (``if TYPE_CHECKING:`` blocks never do; they count
+    with ``type_hints``), with ``from a import b`` counted as both ``a`` and ``a.b`` (b may be a module)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
-                   and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
-                   for statement in block.body for node in ast.walk(statement)}
+    typing_only = set() if type_hints else {
+        id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+        and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+        for statement in block.body for node in ast.walk(statement)}
     found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in typing_only:
@@ -51,9 +60,25 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
-def core_graph() -> dict[str, set[str]]:
+def core_graph(*, type_hints: bool = False) -> dict[str, set[str]]:
     modules = {module_name(path): path for path in CORE_SOURCES}
-    return {name: {m for m in imported_modules(path) if m in modules and m != name} for name, path in modules.items()}
+    return {name: {m for m in imported_modules(path, type_hints=type_hints) if m in modules and m != name}
+            for name, path in modules.items()}
+
+
+#: core's rooms and their layers (core/__init__.py): a module imports from its own layer and those
+#: below, never above; '' is ``pivf.core`` itself, a docstring
+LAYER_OF_ROOM = {"": 0, "kernel": 0, "data": 0, "training": 1, "apps": 2}
+
+
+def room(module: str) -> str:
+    """``pivf.core.<room>.…`` → the room, '' for ``pivf.core``."""
+    return module.split(".")[2] if module.count(".") > 1 else ""
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{name} imports {imported}" for name, imports in graph.items() for imported in imports
+                  if LAYER_OF_ROOM[room(imported)] > LAYER_OF_ROOM[room(name)])
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -88,10 +113,10 @@ def test_plugins_and_the_example_import_nothing_from_core(path):
 
 def test_the_checker_sees_imports_at_any_depth(tmp_path):
     source = tmp_path / "plugin.py"
-    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pivf.core.model\n"
-                      "def f():\n    from pivf.core.losses import frame_sse\n    import pivf.core.nn\n")
-    assert imported_modules(source) == {"typing", "typing.TYPE_CHECKING", "pivf.core.losses",
-                                        "pivf.core.losses.frame_sse", "pivf.core.nn"}
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pivf.core.kernel.model\n"
+                      "def f():\n    from pivf.core.kernel.losses import frame_sse\n    import pivf.core.kernel.nn\n")
+    assert imported_modules(source) == {"typing", "typing.TYPE_CHECKING", "pivf.core.kernel.losses",
+                                        "pivf.core.kernel.losses.frame_sse", "pivf.core.kernel.nn"}
 
 
 def test_api_exports_exactly_what_it_names():
@@ -112,6 +137,40 @@ def test_each_kinds_base_is_exported_under_the_name_the_registry_checks(kind):
 def test_every_all_entry_exists(path):
     module = importlib.import_module(module_name(path))
     assert [name for name in declared_all(module) if not hasattr(module, name)] == []
+
+
+def test_every_module_of_core_lives_in_a_room():
+    assert [name for name in core_graph() if room(name) not in LAYER_OF_ROOM] == []
+
+
+def test_no_module_of_core_imports_a_room_above_its_own():
+    """Not even for type hints: the kernel and data read without training, training without the apps."""
+    assert upward_imports(core_graph(type_hints=True)) == []
+
+
+def test_the_layer_check_finds_upward_imports():
+    graph = {"pivf.core.kernel.build": {"pivf.core.data.generate", "pivf.core.training.runs"},
+             "pivf.core.data.generate": {"pivf.core.kernel.atomic"},
+             "pivf.core.training.train": {"pivf.core.kernel.build", "pivf.core.apps.compare"},
+             "pivf.core.apps.compare": {"pivf.core.training.train"}}
+    assert upward_imports(graph) == ["pivf.core.kernel.build imports pivf.core.training.runs",
+                                     "pivf.core.training.train imports pivf.core.apps.compare"]
+
+
+def test_the_checker_counts_type_hints_when_asked(tmp_path):
+    source = tmp_path / "module.py"
+    source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pivf.core.apps.control\n")
+    assert "pivf.core.apps.control" not in imported_modules(source)
+    assert "pivf.core.apps.control" in imported_modules(source, type_hints=True)
+
+
+def test_every_package_folder_is_listed_for_the_wheel():
+    """A wheel holds only the packages pyproject.toml lists: a folder left out is missing from every
+    non-editable install while the checkout's tests pass."""
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
+    sources = [ROOT / "__init__.py",
+               *(path for folder in ("core", "plugins", "cli") for path in (ROOT / folder).rglob("*.py"))]
+    assert sorted({module_name(path.parent / "__init__.py") for path in sources} - set(listed)) == []
 
 
 def test_core_has_no_import_cycle():

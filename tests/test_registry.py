@@ -12,8 +12,15 @@ from typer.testing import CliRunner
 
 import pivf
 from pivf.cli.main import app
-from pivf.core.errors import PluginConflictError, PluginParamsError, UnknownPluginError
-from pivf.core.registry import ALLOW_ENV, DENY_ENV, DISABLE_AUTOLOAD_ENV, PluginLoadWarning, registry, reset_registry
+from pivf.core.kernel.errors import PluginConflictError, PluginParamsError, UnknownPluginError
+from pivf.core.kernel.registry import (
+    ALLOW_ENV,
+    DENY_ENV,
+    DISABLE_AUTOLOAD_ENV,
+    PluginLoadWarning,
+    registry,
+    reset_registry,
+)
 
 runner = CliRunner()
 
@@ -30,7 +37,7 @@ BROKEN = {"pivf_broken_plugin": "raise ImportError('needs a library that is not 
 DUPLICATE_EULER = {
     "pivf_dup_euler": """
         import pivf
-        from pivf.core.integrator import Integrator
+        from pivf.core.kernel.integrator import Integrator
 
         class OtherEuler(Integrator):
             name = "euler"
@@ -126,7 +133,7 @@ MORSE_HEADER = """
     from pydantic import BaseModel, Field
 
     import pivf
-    from pivf.core.physics import ObjectParams, PhysicsSystem
+    from pivf.core.kernel.physics import ObjectParams, PhysicsSystem
 
 
     class MorseParams(ObjectParams):
@@ -157,13 +164,13 @@ FLAWED = {
         "class Loose(BaseModel):\n    depth: float = 1.0\n\n"
         "class LooseMorse(Morse):\n    Params = Loose\n\n"
         "@pivf.hookimpl\ndef pivf_physics():\n    return [LooseMorse]\n", "physics", "morse",
-        "Params must subclass pivf.core.plugin.PluginParams"),
+        "Params must subclass pivf.core.kernel.plugin.PluginParams"),
     "no equations of motion": (
         "class Still(PhysicsSystem):\n    name = 'morse'\n    description = 'nothing moves'\n\n"
         "@pivf.hookimpl\ndef pivf_physics():\n    return [Still]\n", "physics", "morse",
         "defines none of hamiltonian or dq_dt/dp_dt"),
     "wrong base class": ("@pivf.hookimpl\ndef pivf_integrators():\n    return [Morse]\n", "integrator", "morse",
-                         "is not a subclass of pivf.core.integrator.Integrator"),
+                         "is not a subclass of pivf.core.kernel.integrator.Integrator"),
     "hook raises": ("@pivf.hookimpl\ndef pivf_physics():\n    raise RuntimeError('no licence')\n", "physics",
                     "flawed", "pivf_physics() raised RuntimeError: no licence"),
 }
@@ -244,7 +251,7 @@ def test_the_allow_list_loads_only_the_third_party_plugins_it_names(install_dist
 
 
 def test_a_plugin_that_cannot_run_here_is_listed_unavailable_with_its_reason():
-    from pivf.core.physics import PhysicsSystem
+    from pivf.core.kernel.physics import PhysicsSystem
     from pivf.testing import registered
 
     class NeedsAnEngine(PhysicsSystem):

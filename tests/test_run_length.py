@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pivf.core.config import resolve_config
 from pivf.core.data.generate import generate_dataset
-from pivf.core.train import Trainer, resume
-from pivf.core.verdict import MOVING, moving_parameters, verdict
+from pivf.core.kernel.config import resolve_config
+from pivf.core.training.train import Trainer, resume
+from pivf.core.training.verdict import MOVING, moving_parameters, verdict
 
 SMALL = ["encoder.unet_base=4", "encoder.loc_hidden=32", "encoder.vel_hidden=16", "logging.tensorboard=false",
          "training.batch_size=10", "training.device=cpu"]

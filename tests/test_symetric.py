@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import pivf
-from pivf.core.pipeline import Pipeline
-from pivf.core.symetric import informative_pairs, pipeline_symetric, symetric_score
+from pivf.core.apps.symetric import informative_pairs, pipeline_symetric, symetric_score
+from pivf.core.kernel.pipeline import Pipeline
 
 SEQUENCES, FRAMES, UNUSED_PAIRS = 20, 30, 3
 

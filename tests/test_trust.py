@@ -19,14 +19,14 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from typer.testing import CliRunner
 
-import pivf.core.runs
+import pivf.core.training.runs
 from pivf.cli.main import app
 from pivf.cli.options import parse_duration
-from pivf.core.config import ExperimentConfig, resolve_config
 from pivf.core.data.generate import generate_dataset
-from pivf.core.registry import DISABLE_AUTOLOAD_ENV, registry
-from pivf.core.runs import new_run_dir
-from pivf.core.train import Trainer, resume
+from pivf.core.kernel.config import ExperimentConfig, resolve_config
+from pivf.core.kernel.registry import DISABLE_AUTOLOAD_ENV, registry
+from pivf.core.training.runs import new_run_dir
+from pivf.core.training.train import Trainer, resume
 
 SMALL = ["encoder.unet_base=4", "encoder.loc_hidden=32", "encoder.vel_hidden=16", "training.eval_every=1",
          "logging.log_every=2", "logging.checkpoint_every=1", "logging.tensorboard=false"]
@@ -159,7 +159,7 @@ def test_saved_checkpoints_hold_only_what_weights_only_loads(finished_run):
 # --- run directories ----------------------------------------------------------------------------------
 
 def test_runs_started_in_the_same_second_get_their_own_directories(data_file, tmp_path, monkeypatch):
-    monkeypatch.setattr(pivf.core.runs.time, "strftime", lambda _fmt: "20250101-000000")
+    monkeypatch.setattr(pivf.core.training.runs.time, "strftime", lambda _fmt: "20250101-000000")
     config = tiny_config(data_file, tmp_path)
     made: list[Path] = []
     threads = [threading.Thread(target=lambda: made.append(new_run_dir(config))) for _ in range(8)]

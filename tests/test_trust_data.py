@@ -25,7 +25,7 @@ from pivf.cli.main import app
 from pivf.core.data.generate import ensure_dataset, generate_dataset
 from pivf.core.data.limits import MAX_BYTES_ENV
 from pivf.core.data.provenance import RECORD
-from pivf.core.train import Trainer
+from pivf.core.training.train import Trainer
 
 SIZES = ["--n-train", "3", "--n-valid", "1", "--n-test", "2"]
 TRAIN_FILE = "color_spring_vx8_vy8_sl12_r2_k4_e6.npz"

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from pivf.cli.main import app
-from pivf.core.config import bracket_depth
+from pivf.core.kernel.config import bracket_depth
 
 DEEP = "[" * 10_000 + "]" * 10_000
 #: config files the cases below name, written into the working folder

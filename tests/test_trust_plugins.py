@@ -15,8 +15,8 @@ from test_registry import MORSE_HEADER
 from typer.testing import CliRunner
 
 from pivf.cli.main import app
-from pivf.core.errors import UnknownPluginError
-from pivf.core.registry import (
+from pivf.core.kernel.errors import UnknownPluginError
+from pivf.core.kernel.registry import (
     ALLOW_ENV,
     DENY_ENV,
     DISABLE_AUTOLOAD_ENV,

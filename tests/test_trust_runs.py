@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from pivf.cli.main import app
 from pivf.core.data.generate import generate_dataset
-from pivf.core.runs import LOCK, MARKER, lock_run, new_run_dir, unlock_run
-from pivf.core.train import train
+from pivf.core.training.runs import LOCK, MARKER, lock_run, new_run_dir, unlock_run
+from pivf.core.training.train import train
 
 #: a run that, once started, writes nothing more for far longer than a test looks at it
 QUIET_RUN = ["--epochs", "100000", "--set", "training.eval_every=100000", "--set", "logging.checkpoint_every=100000"]

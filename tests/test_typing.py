@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from pivf.core.errors import PluginParamsError
-from pivf.core.physics import ObjectParams, PhysicsSystem
-from pivf.core.plugin import contract_problems
+from pivf.core.kernel.errors import PluginParamsError
+from pivf.core.kernel.physics import ObjectParams, PhysicsSystem
+from pivf.core.kernel.plugin import contract_problems
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -61,7 +61,7 @@ THIRD_PARTY = '''
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.physics import ObjectParams, PhysicsSystem
+from pivf.core.kernel.physics import ObjectParams, PhysicsSystem
 
 
 class MorseParams(ObjectParams):

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import pivf
-from pivf.core.build import build_pipeline
-from pivf.core.config import resolve_config
-from pivf.core.velocity_fit import fit_velocity, largest_step_last_sign
+from pivf.core.kernel.build import build_pipeline
+from pivf.core.kernel.config import resolve_config
+from pivf.core.kernel.velocity_fit import fit_velocity, largest_step_last_sign
 
 
 @pytest.mark.parametrize("task_name", ["spring_color", "3bp_color"])

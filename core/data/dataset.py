@@ -20,9 +20,9 @@ from torch import Tensor
 
 from pivf.core.data.npz import beside_key, check_controls, read_beside, read_npz, sha256_file
 from pivf.core.data.task import Task
-from pivf.core.errors import DataError, PivfUserError
-from pivf.core.plugin import format_validation_error
-from pivf.core.registry import registry
+from pivf.core.kernel.errors import DataError, PivfUserError
+from pivf.core.kernel.plugin import format_validation_error
+from pivf.core.kernel.registry import registry
 
 __all__ = ["Dataset", "FORMAT_VERSION", "SIDECAR_FORMAT", "Sidecar", "load_dataset", "read_sidecar", "sidecar_path"]
 

@@ -33,15 +33,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from pivf.core.atomic import atomic_write_text
 from pivf.core.data.dataset import FORMAT_VERSION, SIDECAR_FORMAT, Sidecar, read_sidecar, sidecar_path
 from pivf.core.data.limits import check_dataset_bytes
 from pivf.core.data.npz import SPLITS, NpzWriter, beside_key, sha256_file
 from pivf.core.data.staging import remove_stale, staging_dir
 from pivf.core.data.task import Role, Task
-from pivf.core.errors import DataError
-from pivf.core.paths import make_dir
-from pivf.core.registry import registry
+from pivf.core.kernel.atomic import atomic_write_text
+from pivf.core.kernel.errors import DataError
+from pivf.core.kernel.paths import make_dir
+from pivf.core.kernel.registry import registry
 
 __all__ = ["check_request", "chunk_generator", "ensure_dataset", "existing_dataset", "file_counts", "frames",
            "generate_dataset", "make_task", "single_threaded"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from pivf.core.errors import DataError
+from pivf.core.kernel.errors import DataError
 
 __all__ = ["MAX_BYTES_ENV", "check_dataset_bytes", "format_bytes"]
 

@@ -27,9 +27,9 @@ from types import TracebackType
 
 import numpy as np
 
-from pivf.core.atomic import temporary_beside
 from pivf.core.data.limits import check_dataset_bytes, format_bytes
-from pivf.core.errors import DataError
+from pivf.core.kernel.atomic import temporary_beside
+from pivf.core.kernel.errors import DataError
 
 __all__ = ["NpzWriter", "SPLITS", "beside_key", "check_controls", "read_beside", "read_npz", "sha256_file"]
 

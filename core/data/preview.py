@@ -6,7 +6,7 @@ from pathlib import Path
 from torch import Tensor
 
 from pivf.core.data.frames import as_float
-from pivf.core.images import frame_grid, save_png
+from pivf.core.kernel.images import frame_grid, save_png
 
 __all__ = ["write_preview"]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from pivf.core.atomic import atomic_write_text
 from pivf.core.data.dataset import Dataset
-from pivf.core.errors import DataError
-from pivf.core.plugin import format_validation_error
+from pivf.core.kernel.atomic import atomic_write_text
+from pivf.core.kernel.errors import DataError
+from pivf.core.kernel.plugin import format_validation_error
 
 __all__ = ["RECORD", "check_dataset", "record_dataset"]
 

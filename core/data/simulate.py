@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pivf.core.physics import PhysicsSystem
+from pivf.core.kernel.physics import PhysicsSystem
 
 __all__ = ["reference_rollout"]
 

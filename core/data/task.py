@@ -51,10 +51,10 @@ from torch import Tensor
 
 from pivf.core.data.names import NameTemplate
 from pivf.core.data.simulate import reference_rollout
-from pivf.core.errors import DataError
-from pivf.core.physics import PhysicsSystem
-from pivf.core.plugin import Plugin, PluginParams
-from pivf.core.registry import registry
+from pivf.core.kernel.errors import DataError
+from pivf.core.kernel.physics import PhysicsSystem
+from pivf.core.kernel.plugin import Plugin, PluginParams
+from pivf.core.kernel.registry import registry
 
 __all__ = ["MAX_SIMULATION_SUBSTEPS", "Role", "Task", "TaskParams", "Trajectory", "with_default"]
 

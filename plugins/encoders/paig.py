@@ -197,7 +197,7 @@ class PaigEncoderParams(PluginParams):
     cpu_batch: int = Field(200, ge=1, description="images localised at a time on a CPU (a GPU takes all at once)")
     velocity_fit: int = Field(0, ge=0, le=10, description="Gauss-Newton steps that refine the estimate to the "
                               "velocity whose backward rollout through the physics passes through the encoded "
-                              "input positions (core/velocity_fit.py; 0: off)")
+                              "input positions (core/kernel/velocity_fit.py; 0: off)")
 
 
 class PaigUNetEncoder(Encoder[PaigEncoderParams]):

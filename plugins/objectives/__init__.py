@@ -1,4 +1,4 @@
-"""Built-in objectives; their recipes are the YAML files in ``recipes/`` (core/recipes.py)."""
+"""Built-in objectives; their recipes are the YAML files in ``recipes/`` (core/kernel/recipes.py)."""
 from pathlib import Path
 
 __all__ = ["RECIPES"]

@@ -1,7 +1,7 @@
 """The PAIG objective (Jaques et al. 2020): reconstruct the encoded frames, predict the next ones.
 
 The encoder sees ``input_steps + pred_steps`` frames; the rollout starts at the last input frame.
-Losses on the paper's scale (``core/losses.py``): ``recons`` over the encoded frames, ``pred`` over
+Losses on the paper's scale (``core/kernel/losses.py``): ``recons`` over the encoded frames, ``pred`` over
 the ``pred_steps`` predicted frames, ``extrap`` over any further frame of a longer (test) sequence;
 training minimises ``pred + recons_weight·recons``.
 

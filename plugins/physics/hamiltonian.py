@@ -168,7 +168,7 @@ class Hamiltonian(LearnedHamiltonian[HamiltonianParams]):
 # --- over latent maps --------------------------------------------------------------------------
 
 class LatentHamiltonianParams(LearnedHamiltonianParams):
-    #: one latent state for the encoder, the Hamiltonian and the decoder (core/config.py checks it)
+    #: one latent state for the encoder, the Hamiltonian and the decoder (core/kernel/config.py checks it)
     shared_fields: ClassVar[tuple[str, ...]] = ("latent_channels", "latent_size", "latent", "angles")
     latent_channels: int = Field(16, ge=1, description="channels of q (and of p); their length when latent is vector")
     latent_size: int = Field(4, ge=2, description="spatial side of the latent maps (for samplers; the net takes any ≥ "

@@ -30,7 +30,7 @@ parts of the model), ``milestones`` (its stages, for the run's verdict), ``evalu
 (metrics that are not means, their names in metrics.json), ``implied_params`` (params it decides for
 the encoder, decoder or physics), ``legacy_params`` (its settings in configs older than objectives),
 ``state_dict``/``load_state_dict`` (state that must survive a resume) and ``recipes`` (named config
-layers, ``--recipe NAME``, that train it well: YAML files beside the plugin, core/recipes.py).
+layers, ``--recipe NAME``, that train it well: YAML files beside the plugin, core/kernel/recipes.py).
 """
 from __future__ import annotations
 
@@ -40,11 +40,11 @@ from pydantic import Field
 from torch import Tensor
 
 from pivf.core.data.frames import as_float
-from pivf.core.inference import inference
-from pivf.core.physics import StateKind
-from pivf.core.pipeline import Pipeline
-from pivf.core.plugin import Plugin, PluginParams
-from pivf.core.recipes import Recipe
+from pivf.core.kernel.inference import inference
+from pivf.core.kernel.physics import StateKind
+from pivf.core.kernel.pipeline import Pipeline
+from pivf.core.kernel.plugin import Plugin, PluginParams
+from pivf.core.kernel.recipes import Recipe
 
 __all__ = ["Objective", "ObjectiveParams"]
 
@@ -120,7 +120,7 @@ class Objective(Plugin[OP]):
         return False, []
 
     def milestones(self, pipeline: Pipeline, steps_done: int) -> dict[str, Any]:
-        """What the objective knows of a run's progress, for its verdict (core/verdict.py):
+        """What the objective knows of a run's progress, for its verdict (core/training/verdict.py):
         ``objects_found`` (bool) and ``prediction_from`` (the step prediction started at, None if it
         never did), for objectives with such stages; empty otherwise."""
         return {}

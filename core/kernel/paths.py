@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pivf.core.errors import PivfUserError
+from pivf.core.kernel.errors import PivfUserError
 
 __all__ = ["make_dir"]
 

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from pivf.core.pipeline import Pipeline
+from pivf.core.kernel.pipeline import Pipeline
 
 __all__ = ["inference", "predict", "rollout_frames", "sample"]
 

@@ -28,12 +28,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pivf.core.atomic import atomic_write_text
-from pivf.core.config import ExperimentConfig, dump_yaml, read_config_file, validate_plugin_sections
 from pivf.core.data.dataset import Dataset
-from pivf.core.errors import ConfigError, PivfUserError
-from pivf.core.paths import make_dir
-from pivf.core.plugin import format_validation_error
+from pivf.core.kernel.atomic import atomic_write_text
+from pivf.core.kernel.config import ExperimentConfig, dump_yaml, read_config_file, validate_plugin_sections
+from pivf.core.kernel.errors import ConfigError, PivfUserError
+from pivf.core.kernel.paths import make_dir
+from pivf.core.kernel.plugin import format_validation_error
 
 __all__ = ["LOCK", "MARKER", "load_run_config", "lock_run", "new_run_dir", "run_finished", "unlock_run",
            "with_dataset_sizes", "write_config", "write_metrics"]

@@ -8,11 +8,11 @@ import torch
 from torch import Tensor
 
 from pivf.core.data.frames import as_float
-from pivf.core.images import energy_figure, frame_grid, save_figure, save_png
-from pivf.core.inference import inference
-from pivf.core.objective import Objective
-from pivf.core.physics import PhysicsSystem
-from pivf.core.pipeline import Pipeline, PipelineOutput
+from pivf.core.kernel.images import energy_figure, frame_grid, save_figure, save_png
+from pivf.core.kernel.inference import inference
+from pivf.core.kernel.objective import Objective
+from pivf.core.kernel.physics import PhysicsSystem
+from pivf.core.kernel.pipeline import Pipeline, PipelineOutput
 
 __all__ = ["parameter_report", "save_figures"]
 

@@ -2,7 +2,7 @@
 
 A plugin is a module registered under the ``pivf`` entry-point group that implements any of these
 hooks with ``@pivf.hookimpl``. Each hook returns a list of plugin *classes*; every class carries a
-unique ``name``, a one-line ``description`` and a pydantic ``Params`` model (see ``pivf.core.plugin``).
+unique ``name``, a one-line ``description`` and a pydantic ``Params`` model (see ``pivf.core.kernel.plugin``).
 """
 from __future__ import annotations
 
@@ -19,27 +19,27 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def pivf_physics() -> list[type]:
-    """Physics systems (subclasses of ``pivf.core.physics.PhysicsSystem``): the equations of motion."""
+    """Physics systems (subclasses of ``pivf.core.kernel.physics.PhysicsSystem``): the equations of motion."""
 
 
 @hookspec
 def pivf_integrators() -> list[type]:
-    """Integrators (subclasses of ``pivf.core.integrator.Integrator``) that roll a physics system forward."""
+    """Integrators (subclasses of ``pivf.core.kernel.integrator.Integrator``) that roll a physics system forward."""
 
 
 @hookspec
 def pivf_decoders() -> list[type]:
-    """Decoders (``pivf.core.model.Decoder``): render a state (positions or latent q) into frames."""
+    """Decoders (``pivf.core.kernel.model.Decoder``): render a state (positions or latent q) into frames."""
 
 
 @hookspec
 def pivf_encoders() -> list[type]:
-    """Encoders (``pivf.core.model.Encoder``): infer the initial state from the first frames."""
+    """Encoders (``pivf.core.kernel.model.Encoder``): infer the initial state from the first frames."""
 
 
 @hookspec
 def pivf_objectives() -> list[type]:
-    """Objectives (``pivf.core.objective.Objective``): what is predicted, how it is scored and trained."""
+    """Objectives (``pivf.core.kernel.objective.Objective``): what is predicted, how it is scored and trained."""
 
 
 @hookspec
@@ -60,10 +60,10 @@ HOOK_OF_KIND: dict[str, str] = {
 #: the base class each kind's plugins subclass, by name: the registry finds it among a plugin class's
 #: ancestors, so it never imports the modules that define the bases (they look plugins up in it)
 BASE_OF_KIND: dict[str, str] = {
-    "physics": "pivf.core.physics.PhysicsSystem",
-    "integrator": "pivf.core.integrator.Integrator",
-    "decoder": "pivf.core.model.Decoder",
-    "encoder": "pivf.core.model.Encoder",
-    "objective": "pivf.core.objective.Objective",
+    "physics": "pivf.core.kernel.physics.PhysicsSystem",
+    "integrator": "pivf.core.kernel.integrator.Integrator",
+    "decoder": "pivf.core.kernel.model.Decoder",
+    "encoder": "pivf.core.kernel.model.Encoder",
+    "objective": "pivf.core.kernel.objective.Objective",
     "task": "pivf.core.data.task.Task",
 }

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticUndefined
 
-from pivf.core.errors import PluginParamsError
+from pivf.core.kernel.errors import PluginParamsError
 
 __all__ = ["P", "Plugin", "PluginParams", "contract_problems", "format_validation_error"]
 
@@ -94,7 +94,7 @@ def contract_problems(cls: Any, base: type[Plugin]) -> list[str]:
     if not isinstance(cls.description, str) or not cls.description or "\n" in cls.description:
         problems.append("needs a one-line description")
     if not (isinstance(cls.Params, type) and issubclass(cls.Params, PluginParams)):
-        problems.append("Params must subclass pivf.core.plugin.PluginParams (which refuses unknown fields)")
+        problems.append("Params must subclass pivf.core.kernel.plugin.PluginParams (which refuses unknown fields)")
     else:
         problems.extend(default_problems(cls.Params))
     groups = base.required_methods

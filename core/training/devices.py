@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from pivf.core.errors import ConfigError
+from pivf.core.kernel.errors import ConfigError
 
 __all__ = ["describe_device", "resolve_device"]
 

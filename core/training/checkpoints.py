@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pivf.core.errors import CheckpointError
+from pivf.core.kernel.errors import CheckpointError
 
 __all__ = ["check_shuffle_order", "checkpoint_path", "load_checkpoint", "restoring"]
 

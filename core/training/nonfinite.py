@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from pivf.core.distributed import World, all_ranks_finite
-from pivf.core.errors import PivfUserError
+from pivf.core.kernel.errors import PivfUserError
+from pivf.core.training.distributed import World, all_ranks_finite
 
 __all__ = ["MAX_FAILURES", "NonFiniteGuard", "TrainingDiverged", "next_rollback"]
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from pivf.core.integrator import Integrator
-from pivf.core.model import Decoder, Encoder, EncoderOutput
-from pivf.core.physics import PhysicsSystem
+from pivf.core.kernel.integrator import Integrator
+from pivf.core.kernel.model import Decoder, Encoder, EncoderOutput
+from pivf.core.kernel.physics import PhysicsSystem
 
 __all__ = ["Pipeline", "PipelineOutput"]
 

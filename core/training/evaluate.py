@@ -8,20 +8,20 @@ from typing import Any
 
 import torch
 
-from pivf.core.build import build_objective, build_pipeline, open_dataset
-from pivf.core.checkpoints import checkpoint_path, load_checkpoint, restoring
-from pivf.core.config import ExperimentConfig
 from pivf.core.data.dataset import Dataset
 from pivf.core.data.frames import as_float
 from pivf.core.data.provenance import check_dataset
-from pivf.core.devices import describe_device, resolve_device
-from pivf.core.errors import PivfUserError
-from pivf.core.images import frame_grid, save_png
-from pivf.core.inference import predict, sample
-from pivf.core.pipeline import Pipeline
-from pivf.core.report import parameter_report
-from pivf.core.runs import load_run_config
-from pivf.core.train import Log
+from pivf.core.kernel.build import build_objective, build_pipeline, open_dataset
+from pivf.core.kernel.config import ExperimentConfig
+from pivf.core.kernel.errors import PivfUserError
+from pivf.core.kernel.images import frame_grid, save_png
+from pivf.core.kernel.inference import predict, sample
+from pivf.core.kernel.pipeline import Pipeline
+from pivf.core.training.checkpoints import checkpoint_path, load_checkpoint, restoring
+from pivf.core.training.devices import describe_device, resolve_device
+from pivf.core.training.report import parameter_report
+from pivf.core.training.runs import load_run_config
+from pivf.core.training.train import Log
 
 __all__ = ["evaluate_run", "render_rollouts", "restore"]
 

@@ -6,13 +6,13 @@ from typing import Any
 
 import torch
 
-from pivf.core.config import ExperimentConfig, PluginChoice
 from pivf.core.data.dataset import Dataset, load_dataset
 from pivf.core.data.generate import ensure_dataset
-from pivf.core.errors import ConfigError, DataError
-from pivf.core.objective import Objective
-from pivf.core.pipeline import Pipeline
-from pivf.core.registry import registry
+from pivf.core.kernel.config import ExperimentConfig, PluginChoice
+from pivf.core.kernel.errors import ConfigError, DataError
+from pivf.core.kernel.objective import Objective
+from pivf.core.kernel.pipeline import Pipeline
+from pivf.core.kernel.registry import registry
 
 __all__ = ["build_objective", "build_pipeline", "create_plugin", "generated_task_params", "open_dataset"]
 

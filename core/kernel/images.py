@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from pivf.core.atomic import atomic_write_bytes
+from pivf.core.kernel.atomic import atomic_write_bytes
 
 __all__ = ["energy_figure", "frame_grid", "pyplot", "save_figure", "save_png"]
 

@@ -2,7 +2,7 @@
 
 Every plugin, built-in or third-party, is a module under the ``pivf`` entry-point group. Each module
 is registered with a pluggy ``PluginManager`` (which checks its hook signatures against
-``core/hookspecs.py``) and its hooks are called through the manager. Loading is forgiving but
+``core/kernel/hookspecs.py``) and its hooks are called through the manager. Loading is forgiving but
 strict about contracts: a module that fails to import, implements a hook that does not exist (a
 misspelling), leaves ``@pivf.hookimpl`` off, or returns a class that breaks its kind's contract
 (wrong base class, a params model that is not ``PluginParams`` or whose defaults violate its own
@@ -35,16 +35,16 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import pluggy
 
-from pivf.core import hookspecs
-from pivf.core.errors import PluginConflictError, UnknownPluginError
-from pivf.core.plugin import Plugin, contract_problems
+from pivf.core.kernel import hookspecs
+from pivf.core.kernel.errors import PluginConflictError, UnknownPluginError
+from pivf.core.kernel.plugin import Plugin, contract_problems
 
 if TYPE_CHECKING:
     from pivf.core.data.task import Task
-    from pivf.core.integrator import Integrator
-    from pivf.core.model import Decoder, Encoder
-    from pivf.core.objective import Objective
-    from pivf.core.physics import PhysicsSystem
+    from pivf.core.kernel.integrator import Integrator
+    from pivf.core.kernel.model import Decoder, Encoder
+    from pivf.core.kernel.objective import Objective
+    from pivf.core.kernel.physics import PhysicsSystem
 
 __all__ = ["ALLOW_ENV", "DENY_ENV", "DISABLE_AUTOLOAD_ENV", "PluginLoadWarning", "Registry", "registry",
            "reset_registry"]

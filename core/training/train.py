@@ -25,14 +25,16 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor
 
-from pivf.core.atomic import atomic_torch_save
-from pivf.core.build import build_objective, build_pipeline, open_dataset
-from pivf.core.checkpoints import check_shuffle_order, checkpoint_path, load_checkpoint, restoring
-from pivf.core.config import ExperimentConfig, TrainingConfig
 from pivf.core.data.frames import as_float
 from pivf.core.data.provenance import record_dataset
-from pivf.core.devices import describe_device, resolve_device
-from pivf.core.distributed import (
+from pivf.core.kernel.atomic import atomic_torch_save
+from pivf.core.kernel.build import build_objective, build_pipeline, open_dataset
+from pivf.core.kernel.config import ExperimentConfig, TrainingConfig
+from pivf.core.kernel.errors import ConfigError, PivfUserError
+from pivf.core.kernel.plugin import format_validation_error
+from pivf.core.training.checkpoints import check_shuffle_order, checkpoint_path, load_checkpoint, restoring
+from pivf.core.training.devices import describe_device, resolve_device
+from pivf.core.training.distributed import (
     average_gradients,
     barrier,
     broadcast_parameters,
@@ -42,15 +44,13 @@ from pivf.core.distributed import (
     share_from_main,
     shutdown,
 )
-from pivf.core.errors import ConfigError, PivfUserError
-from pivf.core.nonfinite import MAX_FAILURES, NonFiniteGuard, next_rollback
-from pivf.core.optim import make_optimizer
-from pivf.core.plugin import format_validation_error
-from pivf.core.progress import Progress
-from pivf.core.report import parameter_report, save_figures
-from pivf.core.run_log import RunningMeans, TensorBoard
-from pivf.core.run_state import RunState
-from pivf.core.runs import (
+from pivf.core.training.nonfinite import MAX_FAILURES, NonFiniteGuard, next_rollback
+from pivf.core.training.optim import make_optimizer
+from pivf.core.training.progress import Progress
+from pivf.core.training.report import parameter_report, save_figures
+from pivf.core.training.run_log import RunningMeans, TensorBoard
+from pivf.core.training.run_state import RunState
+from pivf.core.training.runs import (
     load_run_config,
     lock_run,
     new_run_dir,
@@ -59,8 +59,8 @@ from pivf.core.runs import (
     write_config,
     write_metrics,
 )
-from pivf.core.stop_rules import Clock, RunPlan, StopRules
-from pivf.core.verdict import verdict
+from pivf.core.training.stop_rules import Clock, RunPlan, StopRules
+from pivf.core.training.verdict import verdict
 
 __all__ = ["Log", "RESUME_CHANGES", "Trainer", "resume", "train"]
 

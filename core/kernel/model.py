@@ -7,9 +7,9 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from pivf.core.physics import StateKind
-from pivf.core.plugin import P, Plugin
-from pivf.core.velocity_fit import Backward
+from pivf.core.kernel.physics import StateKind
+from pivf.core.kernel.plugin import P, Plugin
+from pivf.core.kernel.velocity_fit import Backward
 
 __all__ = ["Decoder", "Encoder", "EncoderOutput"]
 
@@ -50,7 +50,7 @@ class Encoder(Plugin[P], nn.Module):
 
     def refine_velocity(self, encoded: EncoderOutput, backward: Backward) -> EncoderOutput:
         """``encoded`` with its velocity corrected through the physics: ``backward(q, p, frames)``
-        rolls a state back over the frames before it (core/velocity_fit.py). Unchanged by default."""
+        rolls a state back over the frames before it (core/kernel/velocity_fit.py). Unchanged by default."""
         return encoded
 
 

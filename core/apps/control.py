@@ -33,10 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from pivf.core.data.frames import as_float
-from pivf.core.errors import ConfigError
-from pivf.core.integrator import Integrator
-from pivf.core.model import Encoder
-from pivf.core.physics import PhysicsSystem
+from pivf.core.kernel.errors import ConfigError
+from pivf.core.kernel.integrator import Integrator
+from pivf.core.kernel.model import Encoder
+from pivf.core.kernel.physics import PhysicsSystem
 
 __all__ = ["ControlledTask", "CrossEntropyPlanner", "Environment", "Episode", "MPC", "PlannerSettings", "Policy",
            "RandomPolicy", "encoded_state", "run_episode", "summarise", "true_state"]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pivf.core.control import (
+from pivf.core.apps.control import (
     MPC,
     ControlledTask,
     Episode,
@@ -28,13 +28,13 @@ from pivf.core.control import (
     true_state,
 )
 from pivf.core.data.frames import as_float
-from pivf.core.errors import ConfigError, PivfUserError
-from pivf.core.evaluate import restore
-from pivf.core.images import frame_grid, save_png
-from pivf.core.inference import inference
-from pivf.core.pipeline import Pipeline
-from pivf.core.registry import registry
-from pivf.core.train import Log
+from pivf.core.kernel.errors import ConfigError, PivfUserError
+from pivf.core.kernel.images import frame_grid, save_png
+from pivf.core.kernel.inference import inference
+from pivf.core.kernel.pipeline import Pipeline
+from pivf.core.kernel.registry import registry
+from pivf.core.training.evaluate import restore
+from pivf.core.training.train import Log
 
 __all__ = ["control_run"]
 

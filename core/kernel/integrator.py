@@ -17,8 +17,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from pivf.core.physics import Flow, PhysicsSystem
-from pivf.core.plugin import Plugin, PluginParams
+from pivf.core.kernel.physics import Flow, PhysicsSystem
+from pivf.core.kernel.plugin import Plugin, PluginParams
 
 __all__ = ["Integrator", "IntegratorParams", "frame_intervals"]
 

@@ -27,8 +27,8 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from pivf.core.errors import ConfigError
-from pivf.core.plugin import P, Plugin, PluginParams
+from pivf.core.kernel.errors import ConfigError
+from pivf.core.kernel.plugin import P, Plugin, PluginParams
 
 __all__ = ["Actuated", "Driven", "Flow", "ObjectParams", "PhysicsSystem", "StateKind", "energy_gradient",
            "floored_length", "log_parameter"]

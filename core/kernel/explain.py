@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from pivf.core.config import PLUGIN_SECTIONS, ExperimentConfig
+from pivf.core.kernel.config import PLUGIN_SECTIONS, ExperimentConfig
 
 __all__ = ["explain", "settable"]
 
@@ -51,7 +51,7 @@ def cut(text: str) -> str:
 def describe(config: ExperimentConfig, section: str, field: str) -> str:
     """The field's description: from the core section's model, or from the chosen plugin's params
     model (a plugin section's ``name`` is described by the plugin itself)."""
-    from pivf.core.registry import registry
+    from pivf.core.kernel.registry import registry
 
     model: type[BaseModel]
     if section in PLUGIN_SECTIONS:

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pivf.core.config import TrainingConfig
-from pivf.core.distributed import World, share_from_main
-from pivf.core.run_state import RunState
+from pivf.core.kernel.config import TrainingConfig
+from pivf.core.training.distributed import World, share_from_main
+from pivf.core.training.run_state import RunState
 
 __all__ = ["Clock", "RunPlan", "StopRules"]
 

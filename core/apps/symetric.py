@@ -31,8 +31,8 @@ from sklearn.preprocessing import PolynomialFeatures
 
 from pivf.core.data.frames import as_float
 from pivf.core.data.task import Task
-from pivf.core.inference import inference
-from pivf.core.pipeline import Pipeline
+from pivf.core.kernel.inference import inference
+from pivf.core.kernel.pipeline import Pipeline
 
 __all__ = ["informative_pairs", "pipeline_symetric", "symetric_score"]
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
-from pivf.core.config import ExperimentConfig
+from pivf.core.kernel.config import ExperimentConfig
 
 __all__ = ["RunningMeans", "TensorBoard"]
 

@@ -31,14 +31,14 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from pivf.core.atomic import atomic_write_text
-from pivf.core.build import create_plugin
-from pivf.core.config import ExperimentConfig, dump_yaml, validate_plugin_sections
-from pivf.core.errors import ConfigError, PivfUserError
-from pivf.core.images import pyplot, save_figure
-from pivf.core.plugin import format_validation_error
-from pivf.core.registry import registry
-from pivf.core.runs import run_finished
+from pivf.core.kernel.atomic import atomic_write_text
+from pivf.core.kernel.build import create_plugin
+from pivf.core.kernel.config import ExperimentConfig, dump_yaml, validate_plugin_sections
+from pivf.core.kernel.errors import ConfigError, PivfUserError
+from pivf.core.kernel.images import pyplot, save_figure
+from pivf.core.kernel.plugin import format_validation_error
+from pivf.core.kernel.registry import registry
+from pivf.core.training.runs import run_finished
 
 __all__ = ["finish_sweep", "plan_sweep", "run_sweep", "sweep_configs", "write_layout", "write_summary"]
 
@@ -51,7 +51,7 @@ STOP_GRACE_S = 10.0
 #: Linux's prctl option: the signal a process gets when its parent dies
 PR_SET_PDEATHSIG = 1
 #: how a sweep starts a run process: ``run_child`` with the sweep's pid, then ``pivf train``'s arguments
-RUN_CHILD = "from pivf.core.compare import run_child; run_child()"
+RUN_CHILD = "from pivf.core.apps.compare import run_child; run_child()"
 
 
 def sweep_configs(base: ExperimentConfig, integrators: list[str], seeds: list[int],
@@ -97,7 +97,7 @@ def run_sweep(plan: list[tuple[ExperimentConfig, bool]], jobs: int, log: Log) ->
     """Train every planned run: in this process one after another, or as ``jobs`` concurrent
     processes. Stops at the first failure (stopping the other processes) and returns its message."""
     if jobs <= 1:
-        from pivf.core.train import train
+        from pivf.core.training.train import train
 
         for config, overwrite in plan:
             log(f"== {config.physics.name} / {config.integrator.name} / seed {config.training.seed}")

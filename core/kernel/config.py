@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pivf.core.errors import ConfigError, PivfUserError, PluginParamsError
-from pivf.core.plugin import Plugin, format_validation_error
+from pivf.core.kernel.errors import ConfigError, PivfUserError, PluginParamsError
+from pivf.core.kernel.plugin import Plugin, format_validation_error
 
 if TYPE_CHECKING:
-    from pivf.core.physics import StateKind
+    from pivf.core.kernel.physics import StateKind
 
 __all__ = ["ExperimentConfig", "PluginChoice", "TrainingConfig", "bracket_depth", "check_values", "deep_merge",
            "dump_yaml", "parse_override", "read_config_file", "resolve_config", "set_path", "validate_plugin_sections"]
@@ -260,7 +260,7 @@ def upgrade_legacy(data: dict[str, Any], where: str) -> dict[str, Any]:
     settings in ``training:`` or a section of their own), as an ``objective:`` section, so old runs
     still evaluate and resume. Each objective takes its old settings out (``Objective.legacy_params``);
     each old run recorded every field, so those of the objectives it did not use go."""
-    from pivf.core.registry import registry
+    from pivf.core.kernel.registry import registry
 
     reg = registry()
     training = data.get("training")
@@ -497,7 +497,7 @@ def sets_length_in_epochs(layer: dict[str, Any]) -> bool:
 def _plugin_attribute(kind: str, name: Any, attribute: str) -> dict[str, Any]:
     """A config layer a plugin declares (a task's preset, an objective's recipes); empty when no
     plugin of that name is installed (validation then names the problem)."""
-    from pivf.core.registry import registry
+    from pivf.core.kernel.registry import registry
 
     if not isinstance(name, str) or name not in registry().names(kind):
         return {}
@@ -533,7 +533,7 @@ def data_implied_params(config: ExperimentConfig) -> dict[str, Any]:
 def derived_fields(config: ExperimentConfig) -> dict[str, str]:
     """``section.field`` of each plugin param that is a copy of another field → that field: the data's
     sizes (``DATA_DERIVED``) and what the objective implies (``Objective.implied_params``)."""
-    from pivf.core.registry import registry
+    from pivf.core.kernel.registry import registry
 
     reg = registry()
     origins = {field: f"data.{field}" for field in DATA_DERIVED}
@@ -548,7 +548,7 @@ def derived_fields(config: ExperimentConfig) -> dict[str, str]:
 def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
     """Check each plugin section against its plugin's params model, with the values the data implies
     filled in (a conflicting explicit value is an error), and fill in the plugin's defaults."""
-    from pivf.core.registry import registry
+    from pivf.core.kernel.registry import registry
 
     reg = registry()
     try:  # the task names the run and decides the metrics' labels
@@ -584,7 +584,7 @@ def validate_plugin_sections(config: ExperimentConfig) -> ExperimentConfig:
 
 def check_compatibility(config: ExperimentConfig) -> None:
     """Refuse plugin combinations that cannot work together, before anything runs."""
-    from pivf.core.registry import registry
+    from pivf.core.kernel.registry import registry
 
     reg = registry()
     physics = reg.get("physics", config.physics.name)
@@ -608,7 +608,7 @@ def check_compatibility(config: ExperimentConfig) -> None:
 def check_shared_fields(config: ExperimentConfig) -> None:
     """Every field a plugin's params declare shared (``PluginParams.shared_fields``) holds one value
     across the sections that have it."""
-    from pivf.core.registry import registry
+    from pivf.core.kernel.registry import registry
 
     reg = registry()
     chosen = {section: getattr(config, section) for section in PLUGIN_SECTIONS}
@@ -623,8 +623,8 @@ def check_shared_fields(config: ExperimentConfig) -> None:
 
 def states_handled(cls: type[Plugin[Any]]) -> tuple[StateKind, ...]:
     """The state kinds an encoder, decoder or objective works on (see ``PhysicsSystem.state``)."""
-    from pivf.core.model import Decoder, Encoder
-    from pivf.core.objective import Objective
+    from pivf.core.kernel.model import Decoder, Encoder
+    from pivf.core.kernel.objective import Objective
 
     return cls.states if issubclass(cls, (Encoder, Decoder, Objective)) else ()
 
