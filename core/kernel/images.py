@@ -1,4 +1,5 @@
-"""PNG figures for run directories: rollouts and decoder templates."""
+"""PNG figures that runs and dataset previews write: frame grids (rollouts, decoder templates, a
+dataset's sequences) and matplotlib figures, written atomically."""
 from __future__ import annotations
 
 import io
