@@ -299,7 +299,7 @@ class Registry:
             return [origin.broken(UNKNOWN_KIND, "; ".join(problems))]
         rows = [row for kind, hook_name in hookspecs.HOOK_OF_KIND.items()
                 for row in self._hook_rows(module, kind, hook_name, origin, contained)]
-        return rows or [origin.broken(UNKNOWN_KIND, "implements no pivf hook (see pivf/core/hookspecs.py)")]
+        return rows or [origin.broken(UNKNOWN_KIND, "implements no pivf hook (see pivf/core/kernel/hookspecs.py)")]
 
     def _hook_rows(self, module: ModuleType, kind: str, hook_name: str, origin: _Origin,
                    contained: _Containment) -> list[PluginInfo]:
