@@ -58,6 +58,7 @@ def test_control_needs_a_task_with_a_live_system_and_a_physics_the_task_can_plan
         task.true_model(pivf.physics("spring"))
 
 
+@pytest.mark.slow(seconds=16)
 @needs_mujoco
 def test_planning_through_the_true_model_swings_the_motor_pendulum_up_holds_it_at_a_goal_and_random_inputs_do_not():
     task = pivf.task("mujoco_pendulum_motor")
@@ -122,7 +123,7 @@ def test_an_unactuated_physics_is_refused_for_video_recorded_under_controls(tmp_
     assert "Traceback" not in refused.stderr and not (tmp_path / "runs").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=220)
 @needs_mujoco
 def test_a_pendulum_learned_from_video_under_random_torques_is_swung_up_from_pixels(tmp_path):
     """The CI-sized version of docs/control.md: 2,400 frames of video under random torques, a few

@@ -52,7 +52,7 @@ def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=35)
 def test_compare_lays_out_one_run_per_integrator_with_the_same_tags(tmp_path, cache):
     out = tmp_path / "sweep"
     result = pivf("compare", "--integrators", "euler,leapfrog,rk4", "--seeds", "0", "--epochs", "1",
@@ -77,7 +77,7 @@ def test_compare_lays_out_one_run_per_integrator_with_the_same_tags(tmp_path, ca
     assert rebuilt.returncode == 0 and "summary of 3 runs" in rebuilt.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=60)
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, cache):
     common = ["train", "--epochs", "4", "--out", str(tmp_path), *TINY]
     reference = pivf(*common, "--set", "logging.run_name=straight", "--quiet", cache=cache)
@@ -110,7 +110,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, cache):
     assert killed["train"]["steps"] == straight["train"]["steps"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=16)
 def test_divergence_stops_cleanly_with_the_last_good_checkpoint_intact(tmp_path, cache):
     result = pivf("train", "--epochs", "3", "--lr", "1e9", "--out", str(tmp_path), "--set", "logging.run_name=nan",
                   "--set", "training.grad_clip=0", "--set", "training.optimizer=adam", *TINY, cache=cache)
@@ -121,7 +121,7 @@ def test_divergence_stops_cleanly_with_the_last_good_checkpoint_intact(tmp_path,
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_two_process_data_parallel_training_keeps_ranks_identical(tmp_path, cache):
     prepare = pivf("data", "generate", "spring_color", "--out", str(tmp_path / "data"), "--n-train", "40",
                    "--n-valid", "10", "--n-test", "10", cache=None)

@@ -15,7 +15,7 @@ EPOCHS = 30  # 32 steps each over 500 sequences in batches of 16: 960 steps
 WINDOW = 15  # the fast recipe's 5 input and 10 predicted frames
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=420)
 def test_mass_spring_motion_is_learned_and_extrapolated_both_ways(tmp_path, calibrated_threads):
     config = resolve_config(task="mass_spring", flags={
         "training.recipe": "fast", "training.epochs": EPOCHS, "training.device": "cpu",

@@ -104,6 +104,7 @@ def test_spring_pair_seen_from_above_follows_paig_spring_with_the_true_k_and_l()
     assert (qs.transpose(0, 1) - trajectory.positions).abs().max() < 0.02
 
 
+@pytest.mark.slow(seconds=17)
 def test_without_a_rendering_backend_the_tasks_are_listed_unavailable_and_refused_in_one_line(tmp_path):
     env = {**os.environ, "MUJOCO_GL": "no-such-backend"}
     pivf_cli = [sys.executable, "-m", "pivf.cli"]

@@ -27,7 +27,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=35)
 def test_ground_truth_positions_through_the_decoder_recover_the_spring(one_thread):
     """Encoder bypassed: true positions and velocities at the last input frame start the rollout; the
     spring's k and l and the decoder's templates are learned from the pixel prediction loss alone."""
@@ -58,7 +58,7 @@ def test_ground_truth_positions_through_the_decoder_recover_the_spring(one_threa
     assert loss.item() < 1.0  # per-frame squared error: the balls are drawn where they are
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=10)
 def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path, one_thread):
     config = resolve_config(task="spring_color", overrides=[
         "data.n_train=40", "data.n_valid=10", "data.n_test=10", f"data.cache_dir={tmp_path / 'cache'}",
@@ -91,7 +91,7 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path, one_threa
     assert no_prior.exit_code == 2 and "has no prior to sample from" in no_prior.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=50)
 def test_a_compiled_run_trains_as_the_eager_one_and_its_checkpoint_loads_eagerly(tmp_path, one_thread):
     """``training.compile``: the PAIG decoder's batch size differs between the rollout and the
     reconstruction, which once crashed the compiler; the learned parameters match eager training."""

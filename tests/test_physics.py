@@ -485,6 +485,7 @@ def test_pivot_pendulum_drops_a_radial_velocity_error_that_a_tangential_one_woul
     assert (off_radially - clean).abs().max() < 0.05 < 1.0 < (off_tangentially - clean).abs().max()
 
 
+@pytest.mark.slow(seconds=16)
 def test_pivot_pendulum_recovers_g_over_l_damping_pivot_and_rod_from_positions():
     truth = {"g_over_l": 10.9, "damping": 0.3, "length": 13.3, "pivot": (16.0, 10.0)}
     gen = torch.Generator().manual_seed(2)

@@ -257,6 +257,7 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow(seconds=18)
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to list processes")
 def test_a_failed_sweep_run_stops_the_others_and_leaves_no_process(data_file, tmp_path):
     out = tmp_path / "sweep"

@@ -220,7 +220,7 @@ def staging_of(pid: int, under: Path, prefix: str = ".generating-") -> Path:
     return folder
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=11)
 def test_a_killed_generation_is_cleaned_up_by_the_next_one(tmp_path):
     out = tmp_path / "ds"
     pid = kill_generation_midway(out)

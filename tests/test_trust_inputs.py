@@ -156,7 +156,7 @@ def test_hostile_input_is_one_exact_line_exit_2_and_writes_nothing(case, tmp_pat
     assert files_under(tmp_path) == before
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=5)
 def test_an_empty_mujoco_gl_is_unset_not_four_glfw_lines():
     env = {**os.environ, "MUJOCO_GL": "", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "pivf.cli", "plugins", "--kind", "task"], capture_output=True,

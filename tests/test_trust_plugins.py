@@ -114,7 +114,7 @@ EXITS = {"sys.exit(3)": ("import sys\nsys.exit(3)\n", "SystemExit: 3"),
          "KeyboardInterrupt": ("raise KeyboardInterrupt\n", "KeyboardInterrupt")}
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=5)
 @pytest.mark.parametrize("case", list(EXITS))
 def test_a_plugin_exiting_at_import_leaves_the_console_script_working(case, install_distribution):
     body, reason = EXITS[case]

@@ -170,7 +170,7 @@ def start_pivf(*args: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=9)
 @pytest.mark.parametrize("holder", ["train", "resume"])
 def test_a_run_being_trained_is_refused_to_a_second_process_until_that_one_dies(holder, data_file, run_copy):
     out = run_copy.parent
@@ -221,7 +221,7 @@ def alive(pid: int) -> bool:
     return any(state not in ("Z", "X") for state in states)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=20)
 @pytest.mark.skipif(not LINUX, reason="lists processes through /proc; the parent-death signal is Linux's")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_signalled_sweep_leaves_no_run_process(sig, data_file, tmp_path):
