@@ -123,7 +123,7 @@ def test_an_unactuated_physics_is_refused_for_video_recorded_under_controls(tmp_
     assert "Traceback" not in refused.stderr and not (tmp_path / "runs").exists()
 
 
-@pytest.mark.slow(seconds=220)
+@pytest.mark.slow(seconds=160)
 @needs_mujoco
 def test_a_pendulum_learned_from_video_under_random_torques_is_swung_up_from_pixels(tmp_path):
     """The CI-sized version of docs/control.md: 2,400 frames of video under random torques, a few

@@ -197,7 +197,7 @@ def test_localising_in_cpu_batches_changes_nothing_but_the_speed(recipe):
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-10)
 
 
-@pytest.mark.slow(seconds=45)
+@pytest.mark.slow(seconds=32)
 def test_training_and_evaluation_batches_localise_at_the_per_frame_speed_of_whole_sequences(calibrated_threads):
     """Slices of 12-frame training files and 30-frame test sequences cost no more per frame than the
     10-frame batch (within 20 %). Shapes are timed in turn and each keeps its best time, so a load

@@ -91,7 +91,7 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path, one_threa
     assert no_prior.exit_code == 2 and "has no prior to sample from" in no_prior.stderr
 
 
-@pytest.mark.slow(seconds=50)
+@pytest.mark.slow(seconds=25)
 def test_a_compiled_run_trains_as_the_eager_one_and_its_checkpoint_loads_eagerly(tmp_path, one_thread):
     """``training.compile``: the PAIG decoder's batch size differs between the rollout and the
     reconstruction, which once crashed the compiler; the learned parameters match eager training."""

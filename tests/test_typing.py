@@ -80,7 +80,7 @@ class Morse(PhysicsSystem[MorseParams]):
 '''
 
 
-@pytest.mark.slow(seconds=55)
+@pytest.mark.slow(seconds=26)
 def test_pivf_type_checks_clean_and_a_plugins_params_are_typed(tmp_path):
     """One mypy run over the installed package and a third-party plugin with a misspelt field."""
     pytest.importorskip("mypy")
