@@ -25,8 +25,9 @@ Recipes (``--recipe``), config layers over the task preset (``recipes/paig-*.yam
 - ``fast`` (default): finds the objects and the physical parameters in minutes on a CPU. Adam, with
   a larger learning rate for the physical parameters (their gradients are small and their scale is
   logarithmic); batch 16 (more updates per second); the soft-argmax coordinate head and the
-  displacement-based velocity estimator; the schedule above; a length in steps (1,860, the 30
-  epochs of a generated 1,000-sequence set), so a user's 300 sequences get the training 1,000 get.
+  displacement-based velocity estimator; the schedule above, its warm-up on the input frames alone
+  (cheaper steps) and with guided re-initialisation; a length in steps (1,860, the 30 epochs of a
+  generated 1,000-sequence set), so a user's 300 sequences get the training 1,000 get.
   docs/RESULTS.md has the ablation.
 - ``paper``: the original code's training, kept for faithful comparisons: TF-style RMSprop at the
   task's learning rate, batch 100, element-wise clipping, the MLP coordinate head and velocity MLP,
