@@ -57,6 +57,7 @@ from pivf.core.kernel.physics import (
 from pivf.core.kernel.pipeline import Pipeline, PipelineOutput
 from pivf.core.kernel.plugin import PluginParams
 from pivf.core.kernel.recipes import Recipe, read_recipes
+from pivf.core.kernel.units import Quantity
 from pivf.core.kernel.velocity_fit import Backward, fit_velocity, largest_step_last_sign
 
 __all__ = [
@@ -65,7 +66,7 @@ __all__ = [
     # the contracts
     "BallTask", "BallTaskParams", "Backward", "Decoder", "Encoder", "EncoderOutput", "Flow", "Integrator",
     "IntegratorParams", "ObjectParams", "Objective", "ObjectiveParams", "PhysicsSystem", "Pipeline", "PipelineOutput",
-    "PluginParams", "Recipe", "StateKind", "Task", "TaskParams", "Trajectory",
+    "PluginParams", "Quantity", "Recipe", "StateKind", "Task", "TaskParams", "Trajectory",
     # errors
     "ConfigError", "DataError", "PivfUserError", "UnknownPluginError",
     # physics and integrator helpers

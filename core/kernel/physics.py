@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from pivf.core.kernel.errors import ConfigError
 from pivf.core.kernel.plugin import P, Plugin, PluginParams
+from pivf.core.kernel.units import Quantity
 
 __all__ = ["Actuated", "Driven", "Flow", "ObjectParams", "PhysicsSystem", "StateKind", "energy_gradient",
            "floored_length", "log_parameter"]
@@ -82,6 +83,9 @@ class PhysicsSystem(Plugin[P], nn.Module):
     conservative: ClassVar[bool] = True
     #: control inputs per sample ``dp_dt`` takes as its argument ``u`` (0: not actuated)
     n_controls: ClassVar[int] = 0
+    #: the dimension of each of ``learned_parameters`` in pixels and the data's time unit ("px",
+    #: "1/s^2", "px^3/s^2"), so a dataset with a known scale reports them in metres (``core.kernel.units``)
+    units: ClassVar[dict[str, str]] = {}
 
     # --- the equations of motion -------------------------------------------------------------
     def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:
@@ -125,6 +129,11 @@ class PhysicsSystem(Plugin[P], nn.Module):
 
     def learned_parameters(self) -> dict[str, float]:
         """Learnable physical parameters in physical units (e.g. ``{"k": 4.1}``)."""
+        return {}
+
+    def physical_quantities(self, gravity: float) -> dict[str, Quantity]:
+        """Physical quantities the learned parameters give with the local ``gravity`` (m/s²) known,
+        which no pixel scale gives: a pendulum's length from its timing. Default: none."""
         return {}
 
     def physical_constants(self) -> list[nn.Parameter]:

@@ -49,6 +49,7 @@ class Gravity(PhysicsSystem[GravityParams]):
     name = "gravity"
     description = "N bodies under gravity (PAIG 3-body, HGN n-body); learnable g, optional masses"
     ground_truth = {"g": 60.0}
+    units = {"g": "px^3/s^2"}  # G per unit mass: a = g·m/r²
     separable = True
 
     def __init__(self, params: GravityParams | None = None) -> None:

@@ -39,7 +39,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from pivf.api import ConfigError, ObjectParams, PhysicsSystem, floored_length, hookimpl, log_parameter
+from pivf.api import ConfigError, ObjectParams, PhysicsSystem, Quantity, floored_length, hookimpl, log_parameter
 
 __all__ = ["PivotPendulum", "pivf_physics"]
 
@@ -63,6 +63,8 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
     has_constraints = True
     conservative = False
     ground_truth = {"g_over_l": 1.0, "damping": 0.0}
+    units = {"g_over_l": "1/s^2", "damping": "1/s", "actuation": "1/s^2", "length": "px", "pivot_x": "px",
+             "pivot_y": "px"}
     n_controls = 1
 
     def __init__(self, params: PivotPendulumParams | None = None) -> None:
@@ -134,6 +136,13 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
                 logged[name].fill_(math.log(value))
             else:
                 plain[name].fill_(value)
+
+    def physical_quantities(self, gravity: float) -> dict[str, Quantity]:
+        """The rod's length from the timing alone, L = g/ω², which needs no pixel scale; compared with
+        a known ``length``, as the length from the image (ℓ in pixels times the scale) is."""
+        if not self.params.learnable:
+            return {}
+        return {"length_from_timing": Quantity(gravity / self.log_g_over_l.exp().item(), "m", known="length")}
 
     def learned_parameters(self) -> dict[str, float]:
         learned = {}

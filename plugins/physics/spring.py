@@ -28,6 +28,7 @@ class Spring(PhysicsSystem[SpringParams]):
     name = "spring"
     description = "two unit masses joined by a spring (PAIG); learnable k and half rest length l"
     ground_truth = {"k": 4.0, "l": 6.0}
+    units = {"k": "1/s^2", "l": "px"}  # k per unit mass
     separable = True
 
     def __init__(self, params: SpringParams | None = None) -> None:
