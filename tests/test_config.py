@@ -111,3 +111,18 @@ def test_a_generated_dataset_takes_the_data_sections_frame_size_and_the_tasks_ow
     assert tuple(dataset.train.shape[2:4]) == (24, 24)
     assert dataset.info.params["radius"] == 1.5
     assert generated_task_params(resolve_config(task="3bp_color")) == {}  # its preset is its defaults
+
+
+def test_a_datasets_recorded_frame_interval_and_size_outrank_the_task_preset(tmp_path):
+    """A recording's dt is the camera's: the task preset's dt would scale every learned rate."""
+    from pivf.core.data.generate import generate_dataset
+    from pivf.core.kernel.config import resolve_with_sources
+
+    train, _ = generate_dataset("spring_color", tmp_path, 2, 1, 1, seed=0, params={"dt": 0.25, "image_size": 16})
+    config, sources = resolve_with_sources(task="spring_color", flags={"data.path": train})
+    assert (config.data.dt, config.data.image_size) == (0.25, 16)
+    assert sources["data.dt"] == sources["data.image_size"] == "dataset"
+    mine, _ = resolve_with_sources(task="spring_color", flags={"data.path": train}, overrides=["data.dt=0.5"])
+    assert mine.data.dt == 0.5  # a value the user sets outranks the record
+    plain, _ = resolve_with_sources(task="spring_color", flags={"data.path": tmp_path / "absent.npz"})
+    assert plain.data.dt == 0.3

@@ -24,7 +24,8 @@ from pivf.core.kernel.errors import DataError, PivfUserError
 from pivf.core.kernel.plugin import format_validation_error
 from pivf.core.kernel.registry import registry
 
-__all__ = ["Dataset", "FORMAT_VERSION", "SIDECAR_FORMAT", "Sidecar", "load_dataset", "read_sidecar", "sidecar_path"]
+__all__ = ["Dataset", "FORMAT_VERSION", "SIDECAR_FORMAT", "Sidecar", "load_dataset", "read_sidecar", "recorded_sizes",
+           "sidecar_path"]
 
 SIDECAR_FORMAT = "pivf-dataset"
 FORMAT_VERSION = 1
@@ -192,6 +193,19 @@ def _resolve(path: Path, task: str | None) -> tuple[Path, Path | None, Sidecar |
         if meta is None:
             raise DataError(f"{path}: its sidecar went missing while the dataset was being opened")
     return path, companion, meta, meta.model_dump(), "sidecar"
+
+
+def recorded_sizes(path: Path) -> dict[str, Any]:
+    """``image_size``, ``channels``, ``n_objects`` and ``dt`` from the sidecar of the dataset at
+    ``path`` (a file or a folder); empty when it has none or cannot be opened (``load_dataset`` then
+    says why)."""
+    try:
+        meta = _resolve(Path(path).expanduser(), None)[2] if Path(path).expanduser().exists() else None
+    except (DataError, OSError):
+        return {}
+    if meta is None:
+        return {}
+    return {"image_size": meta.image_size, "channels": meta.channels, "n_objects": meta.n_objects, "dt": meta.dt}
 
 
 # --- checks ------------------------------------------------------------------------------------

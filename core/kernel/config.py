@@ -398,8 +398,9 @@ def set_path(tree: dict[str, Any], path: list[str], value: Any, option: str = "-
 
 
 #: the sources of a config, lowest priority first, as ``config show --explain`` names them (the task
-#: preset and the recipe with their names: "task spring_color", "recipe fast")
-DEFAULT, TASK, RECIPE, FILE, FLAG, SET = "default", "task", "recipe", "config file", "flag", "--set"
+#: preset and the recipe with their names: "task spring_color", "recipe fast"; "dataset": what the
+#: sidecar of ``data.path`` records)
+DEFAULT, TASK, RECIPE, DATASET, FILE, FLAG, SET = "default", "task", "recipe", "dataset", "config file", "flag", "--set"
 
 
 def resolve_config(
@@ -452,6 +453,8 @@ def resolve_with_sources(
         raise ConfigError(f"training.recipe: objective '{objective}' has no recipe '{recipe}'; available: {known}")
     if recipe is not None:
         layers.append((f"{RECIPE} {recipe}", recipes[recipe].layer))
+    data_path, _ = _first("data.path", *given)
+    layers.append((DATASET, {"data": _recorded_sizes(data_path)}))
     layers.extend([(FILE, file_layer), (FLAG, flag_layer), (SET, set_layer)])
     merged, sources = merge_layers(layers)
     merged = deep_merge(merged, {"data": {"task": chosen_task}, "training": {"recipe": recipe}})
@@ -502,6 +505,15 @@ def _plugin_attribute(kind: str, name: Any, attribute: str) -> dict[str, Any]:
     if not isinstance(name, str) or name not in registry().names(kind):
         return {}
     return getattr(registry().get(kind, name), attribute)
+
+
+def _recorded_sizes(path: Any) -> dict[str, Any]:
+    """The frame size, channels, objects and frame interval the sidecar of the dataset at ``path``
+    records: a recording's dt is the camera's, not the task preset's, and a wrong dt scales every
+    learned rate. Empty without a path or a sidecar (loading the dataset later names any defect)."""
+    from pivf.core.data.dataset import recorded_sizes
+
+    return recorded_sizes(Path(path)) if isinstance(path, (str, Path)) else {}
 
 
 def _first(dotted: str, *layers: tuple[str, dict[str, Any]]) -> tuple[Any, str]:
