@@ -118,9 +118,9 @@ def test_a_datasets_recorded_frame_interval_and_size_outrank_the_task_preset(tmp
     from pivf.core.data.generate import generate_dataset
     from pivf.core.kernel.config import resolve_with_sources
 
-    train, _ = generate_dataset("spring_color", tmp_path, 2, 1, 1, seed=0, params={"dt": 0.25, "image_size": 16})
+    train, _ = generate_dataset("spring_color", tmp_path, 2, 1, 1, seed=0, params={"dt": 0.25, "image_size": 48})
     config, sources = resolve_with_sources(task="spring_color", flags={"data.path": train})
-    assert (config.data.dt, config.data.image_size) == (0.25, 16)
+    assert (config.data.dt, config.data.image_size) == (0.25, 48)
     assert sources["data.dt"] == sources["data.image_size"] == "dataset"
     mine, _ = resolve_with_sources(task="spring_color", flags={"data.path": train}, overrides=["data.dt=0.5"])
     assert mine.data.dt == 0.5  # a value the user sets outranks the record
