@@ -237,17 +237,26 @@ def rollout_command(
                                                         "HGN)")] = False,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    tracks: Annotated[bool, typer.Option("--tracks", help="draw over the test frames where the encoder sees each "
+                                                          "object (rings) and where the physics predicts it "
+                                                          "(crosses) instead (default RUN_DIR/tracks.png)")] = False,
     accept_changed_data: Annotated[bool, typer.Option("--accept-changed-data", help=ACCEPT_HELP)] = False,
 ) -> None:
     """Render rollouts of a trained model: from test sequences (truth above prediction), backwards in
-    time (--speed -1), faster or slower, or from the prior (--prior)."""
+    time (--speed -1), faster or slower, or from the prior (--prior); or its tracks (--tracks)."""
     from pivf.core.training.evaluate import render_rollouts
+    from pivf.core.training.tracks import render_tracks
 
     if checkpoint not in ("best", "last"):
         raise PivfUserError(f"--checkpoint: unknown checkpoint '{checkpoint}'; allowed: best, last")
     if finite("--speed", speed) == 0:
         raise PivfUserError("--speed: must not be 0 (the state would never move)")
     file_to_write("--out", out, "PNG")
+    if tracks:
+        path = render_tracks(run_dir, out or run_dir / "tracks.png", n, checkpoint, device, log=typer.echo,
+                             accept_changed_data=accept_changed_data)
+        typer.echo(f"wrote {path}")
+        return
     try:
         path = render_rollouts(run_dir, out or run_dir / "rollout.png", n, steps, speed, prior, checkpoint, device,
                                log=typer.echo, accept_changed_data=accept_changed_data)
