@@ -22,7 +22,11 @@ def test_pixel_powers_become_metres(unit: str, expected: tuple[float, str]) -> N
 
 @pytest.mark.parametrize("unit", ["1/s^2", "1/s", "", "1/px"])
 def test_units_without_pixels_need_no_scale(unit: str) -> None:
-    assert in_metres(3.0, unit, 0.01) is None
+    assert in_metres(3.0, unit, 0.01) == in_metres(3.0, unit, None) == (3.0, unit)
+
+
+def test_pixels_without_a_scale_are_not_reported() -> None:
+    assert in_metres(3.0, "px", None) is None
 
 
 def physics(name: str, **params: float):  # noqa: ANN201
@@ -37,17 +41,19 @@ def test_pendulum_length_from_its_timing_and_from_the_image() -> None:
     assert report["length_from_timing"]["value"] == pytest.approx(0.9, rel=1e-5)
     assert report["length"]["value"] == pytest.approx(0.9, rel=1e-5)
     assert report["length"]["unit"] == "m" and report["length"]["rel_error"] < 1e-5
-    assert "g_over_l" not in report  # 1/s² is physical already
+    assert report["g_over_l"] == {"value": pytest.approx(9.81 / 0.9, rel=1e-6), "unit": "1/s^2"}
 
 
 def test_standard_gravity_unless_told_and_no_scale_no_metres() -> None:
     pendulum = physics("pivot_pendulum", g_over_l=4.0)
     report = physical_report(pendulum, None, {})
-    assert report == {"length_from_timing": {"value": pytest.approx(STANDARD_GRAVITY / 4.0), "unit": "m"}}
+    assert report["length_from_timing"] == {"value": pytest.approx(STANDARD_GRAVITY / 4.0, rel=1e-6), "unit": "m"}
+    assert {"length", "pivot_x", "pivot_y"}.isdisjoint(report)  # pixels, and no scale to turn them into metres
 
 
 def test_spring_rest_length_in_metres_and_k_as_learned() -> None:
     spring = physics("spring", k=4.0, l=6.0)
-    report = physical_report(spring, 0.05, {"l": 0.3})
-    assert report == {"l": {"value": pytest.approx(0.3), "unit": "m", "known": 0.3, "rel_error": pytest.approx(0.0)}}
-    assert math.isclose(spring.learned_parameters()["k"], 4.0, rel_tol=1e-6)
+    report = physical_report(spring, 0.05, {"l": 0.3, "k": 4.0})
+    assert report["l"] == {"value": pytest.approx(0.3), "unit": "m", "known": 0.3,
+                           "rel_error": pytest.approx(0.0, abs=1e-6)}
+    assert report["k"]["unit"] == "1/s^2" and math.isclose(report["k"]["value"], 4.0, rel_tol=1e-6)

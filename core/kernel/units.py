@@ -33,12 +33,14 @@ class Quantity:
     known: str
 
 
-def in_metres(value: float, unit: str, metres_per_pixel: float) -> tuple[float, str] | None:
-    """``value`` of dimension ``unit`` with its pixels turned into metres, or None when the unit
-    has no pixel in its numerator (1/s² needs no scale; it is reported as learned)."""
+def in_metres(value: float, unit: str, metres_per_pixel: float | None) -> tuple[float, str] | None:
+    """``value`` of dimension ``unit`` with its pixels turned into metres; as it is when the unit
+    has no pixel in its numerator (1/s² needs no scale); None when it has and no scale is known."""
     numerator = unit.split("/", 1)[0]
     match = _PIXELS.fullmatch(numerator)
     if match is None:
+        return value, unit
+    if metres_per_pixel is None:
         return None
     power = int(match[1] or 1)
     return value * metres_per_pixel**power, unit.replace(match[0], "m" if power == 1 else f"m^{power}", 1)
@@ -46,15 +48,16 @@ def in_metres(value: float, unit: str, metres_per_pixel: float) -> tuple[float, 
 
 def physical_report(physics: PhysicsSystem, metres_per_pixel: float | None, known: dict[str, float],
                     gravity: float | None = None) -> dict[str, dict[str, float | str]]:
-    """Each learned parameter in metres (where a scale is given and its unit has pixels) and each
-    quantity the physics derives, as {"value", "unit"}, with "known" and "rel_error" where ``known``
-    holds a value of the same name. ``gravity``: the local g in m/s² (default ``STANDARD_GRAVITY``)."""
+    """Each learned parameter with a declared unit, in metres where it has pixels (those only with a
+    scale), and each quantity the physics derives, as {"value", "unit"}, with "known" and
+    "rel_error" where ``known`` holds a value of the same name. Time is in seconds: the report is
+    for recordings, whose frame interval is. ``gravity``: the local g in m/s² (default
+    ``STANDARD_GRAVITY``)."""
     report: dict[str, dict[str, float | str]] = {}
-    if metres_per_pixel is not None:
-        for name, value in physics.learned_parameters().items():
-            converted = in_metres(value, physics.units.get(name, ""), metres_per_pixel)
-            if converted is not None:
-                report[name] = {"value": converted[0], "unit": converted[1], "known_as": name}
+    for name, value in physics.learned_parameters().items():
+        converted = in_metres(value, physics.units[name], metres_per_pixel) if name in physics.units else None
+        if converted is not None:
+            report[name] = {"value": converted[0], "unit": converted[1], "known_as": name}
     for name, quantity in physics.physical_quantities(gravity or STANDARD_GRAVITY).items():
         report[name] = {"value": quantity.value, "unit": quantity.unit, "known_as": quantity.known}
     for entry in report.values():
