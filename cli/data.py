@@ -89,7 +89,6 @@ def import_command(
 ) -> None:
     """Turn recordings into a dataset: crop, average down, keep every S-th frame, split each recording by
     time (train, valid, test; no frame in two splits) and cut the parts into sequences."""
-    from pivf.core.data.dataset import read_sidecar
     from pivf.core.data.importer import ImportOptions, import_recordings, known_and_scale, parse_crop
 
     quantities, scale = known_and_scale(known, metres_per_pixel)
@@ -97,13 +96,20 @@ def import_command(
                             clip_length=clip_length, overlap=overlap, test_length=test_length,
                             valid_fraction=valid_fraction, test_fraction=test_fraction, n_objects=objects,
                             physics=physics, metres_per_pixel=scale, known=quantities)
-    for path in import_recordings(sources, out, options, overwrite=overwrite):
-        meta = read_sidecar(path)
-        assert meta is not None
-        counts = ", ".join(f"{key.removesuffix('_x')} {n}" for key, n in meta.counts.items() if n)
-        typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json').name}: "
-                   f"{counts} sequences of {meta.lengths['test_x']} frames")
-    _echo_recording(meta)
+    written = [_echo_written(path) for path in import_recordings(sources, out, options, overwrite=overwrite)]
+    _echo_recording(written[0])
+
+
+def _echo_written(path: Path) -> Sidecar:
+    """One line on a file just written: its size and sequences; its sidecar."""
+    from pivf.core.data.dataset import read_sidecar
+
+    meta = read_sidecar(path)
+    assert meta is not None, f"{path}: written without its sidecar"
+    counts = ", ".join(f"{key.removesuffix('_x')} {n}" for key, n in meta.counts.items() if n)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json').name}: "
+               f"{counts} sequences of {meta.lengths['test_x']} frames")
+    return meta
 
 
 def _echo_recording(meta: Sidecar | DatasetInfo) -> None:

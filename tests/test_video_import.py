@@ -302,7 +302,8 @@ def test_an_existing_dataset_is_replaced_only_with_overwrite(recordings, tmp_pat
     args = [str(recordings["video"]), *CUTTING]
     assert imported(tmp_path / "ds", *args).exit_code == 0
     before = (tmp_path / "ds" / TRAIN_FILE).read_bytes()
-    assert "pass --overwrite" in one_line_error(imported(tmp_path / "ds", *args, "--overlap", "1"), str(tmp_path / "ds"))
+    refused = imported(tmp_path / "ds", *args, "--overlap", "1")
+    assert "pass --overwrite" in one_line_error(refused, str(tmp_path / "ds"))
     assert (tmp_path / "ds" / TRAIN_FILE).read_bytes() == before
     assert imported(tmp_path / "ds", *args, "--overlap", "1", "--overwrite").exit_code == 0
     assert load_dataset(tmp_path / "ds").info.recording.overlap == 1

@@ -88,15 +88,15 @@ class ImportOptions:
     def check(self) -> None:
         counts = {"--size": self.size, "--stride": self.stride, "--clip-length": self.clip_length,
                   "--test-length": self.test_length, "--objects": self.n_objects}
-        for option, value in counts.items():
-            if value < 1:
-                raise PivfUserError(f"{option}: must be at least 1, got {value}")
+        for option, count in counts.items():
+            if count < 1:
+                raise PivfUserError(f"{option}: must be at least 1, got {count}")
         if not 0 <= self.shared < min(self.clip_length, self.test_length):
             raise PivfUserError(f"--overlap: must be at least 0 and below --clip-length {self.clip_length} and "
                                 f"--test-length {self.test_length}, got {self.shared}")
-        for option, value in (("--valid-fraction", self.valid_fraction), ("--test-fraction", self.test_fraction)):
-            if not 0 < value < 1:
-                raise PivfUserError(f"{option}: must lie between 0 and 1, got {value}")
+        for option, fraction in (("--valid-fraction", self.valid_fraction), ("--test-fraction", self.test_fraction)):
+            if not 0 < fraction < 1:
+                raise PivfUserError(f"{option}: must lie between 0 and 1, got {fraction}")
         if self.valid_fraction + self.test_fraction >= 1:
             raise PivfUserError(f"--valid-fraction {self.valid_fraction} + --test-fraction {self.test_fraction} "
                                 "leave no frames for training; their sum must be below 1")
