@@ -1,16 +1,19 @@
-"""``pivf data``: generate a task's dataset, list the tasks, inspect a dataset."""
+"""``pivf data``: generate a task's dataset, import recordings as one, list the tasks, inspect a dataset."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pivf.cli.options import name_values
 from pivf.core.kernel.errors import PivfUserError
 
-data_app = typer.Typer(help="Generate, list and inspect datasets.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from pivf.core.data.dataset import DatasetInfo, Sidecar
+
+data_app = typer.Typer(help="Generate, import, list and inspect datasets.", no_args_is_help=True)
 
 
 @data_app.command("generate")
@@ -56,6 +59,75 @@ def generate_command(
     typer.echo(f"{total} sequences in {elapsed:.1f} s")
 
 
+@data_app.command("import")
+def import_command(
+    sources: Annotated[list[Path], typer.Argument(help="video files (mp4, mov, avi, mkv, webm, gif, m4v) or folders "
+                                                       "of numbered images, one rate and frame size for all")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder to write the train and test files into")],
+    size: Annotated[int, typer.Option(min=1, help="the dataset's square frame side in pixels (area-averaged "
+                                                  "down)")] = 32,
+    crop: Annotated[str | None, typer.Option(help="X,Y,W,H: the square (W = H) of source pixels to keep "
+                                                  "(default: the largest centred square)")] = None,
+    stride: Annotated[int, typer.Option(min=1, help="keep every S-th frame; dt = stride / fps")] = 1,
+    fps: Annotated[float | None, typer.Option(help="frames per second to assume, timestamps ignored (required "
+                                                   "for image folders and variable-rate video)")] = None,
+    clip_length: Annotated[int, typer.Option(min=1, help="frames per train, valid and short test "
+                                                         "sequence")] = 12,
+    overlap: Annotated[int | None, typer.Option(min=0, help="frames consecutive sequences of a split share "
+                                                            "(default: half of --clip-length)")] = None,
+    test_length: Annotated[int, typer.Option(min=1, help="frames per long test sequence (extrapolation)")] = 30,
+    valid_fraction: Annotated[float, typer.Option(help="of each recording's frames, after the training part")] = 0.1,
+    test_fraction: Annotated[float, typer.Option(help="of each recording's frames, its last ones")] = 0.1,
+    objects: Annotated[int, typer.Option(min=1, help="objects in the scene")] = 1,
+    physics: Annotated[str | None, typer.Option(help="the physics plugin the scene follows, recorded in the "
+                                                     "sidecar")] = None,
+    known: Annotated[Path | None, typer.Option(help='JSON of known quantities in physical units, e.g. '
+                                                    '{"rod_length_m": 0.9, "metres_per_pixel": 0.002}')] = None,
+    metres_per_pixel: Annotated[float | None, typer.Option(help="scale of the SOURCE pixels; the sidecar records "
+                                                                "it for the dataset's pixels")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an imported dataset in --out")] = False,
+) -> None:
+    """Turn recordings into a dataset: crop, average down, keep every S-th frame, split each recording by
+    time (train, valid, test; no frame in two splits) and cut the parts into sequences."""
+    from pivf.core.data.importer import ImportOptions, import_recordings, known_and_scale, parse_crop
+
+    quantities, scale = known_and_scale(known, metres_per_pixel)
+    options = ImportOptions(size=size, crop=parse_crop(crop) if crop is not None else None, stride=stride, fps=fps,
+                            clip_length=clip_length, overlap=overlap, test_length=test_length,
+                            valid_fraction=valid_fraction, test_fraction=test_fraction, n_objects=objects,
+                            physics=physics, metres_per_pixel=scale, known=quantities)
+    written = [_echo_written(path) for path in import_recordings(sources, out, options, overwrite=overwrite)]
+    _echo_recording(written[0])
+
+
+def _echo_written(path: Path) -> Sidecar:
+    """One line on a file just written: its size and sequences; its sidecar."""
+    from pivf.core.data.dataset import read_sidecar
+
+    meta = read_sidecar(path)
+    assert meta is not None, f"{path}: written without its sidecar"
+    counts = ", ".join(f"{key.removesuffix('_x')} {n}" for key, n in meta.counts.items() if n)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json').name}: "
+               f"{counts} sequences of {meta.lengths['test_x']} frames")
+    return meta
+
+
+def _echo_recording(meta: Sidecar | DatasetInfo) -> None:
+    """What ``import`` recorded of the recordings, the scale and the known quantities; nothing otherwise."""
+    recording = meta.recording
+    if recording is None:
+        return
+    x, y, width, height = recording.crop
+    sources = ", ".join(f"{s.name} ({s.frames} frames, {s.width}×{s.height}, sha256 {s.sha256[:12]})"
+                        for s in recording.sources)
+    typer.echo(f"recorded      {sources}")
+    typer.echo(f"frames        every {recording.stride} at {recording.fps:g} fps (from the {recording.fps_from}): dt "
+               f"{meta.dt:g} s; crop {x},{y},{width},{height} averaged to {meta.image_size}×{meta.image_size}")
+    scale = "unknown" if meta.scale_m_per_px is None else f"{meta.scale_m_per_px:g} m per dataset pixel"
+    known = ", ".join(f"{key}={value:g}" for key, value in meta.known.items()) or "none"
+    typer.echo(f"scale         {scale}; known {known}")
+
+
 @data_app.command("tasks")
 def tasks_command() -> None:
     """List the tasks, one line each: name, physics, frame size, sequence lengths, description."""
@@ -94,6 +166,7 @@ def info_command(
     typer.echo(f"ground truth  {truth}")
     typer.echo(f"dt            {info.dt:g}; {info.image_size}px, {info.channels} channels, {info.n_objects} objects; "
                f"seed {info.seed if info.seed is not None else 'unknown'}")
+    _echo_recording(info)
     frames = dataset.test if len(dataset.test) else dataset.train
     if not len(frames):
         raise PivfUserError(f"{path}: no sequences to preview")

@@ -57,7 +57,7 @@ def test_config_show_prints_resolved_config():
 
 
 @pytest.mark.parametrize("command", [[], ["plugins"], ["config", "show"], ["train"], ["evaluate"], ["rollout"],
-                                     ["data", "generate"], ["compare"]])
+                                     ["data", "generate"], ["data", "import"], ["compare"]])
 def test_help(command):
     result = runner.invoke(app, command + ["--help"])
     assert result.exit_code == 0 and "Usage" in result.stdout

@@ -24,8 +24,8 @@ from pivf.core.kernel.errors import DataError, PivfUserError
 from pivf.core.kernel.plugin import format_validation_error
 from pivf.core.kernel.registry import registry
 
-__all__ = ["Dataset", "FORMAT_VERSION", "SIDECAR_FORMAT", "Sidecar", "load_dataset", "read_sidecar", "recorded_sizes",
-           "sidecar_path"]
+__all__ = ["Dataset", "FORMAT_VERSION", "RecordingRecord", "SIDECAR_FORMAT", "Sidecar", "SourceRecord", "load_dataset",
+           "read_sidecar", "recorded_sizes", "sidecar_path"]
 
 SIDECAR_FORMAT = "pivf-dataset"
 FORMAT_VERSION = 1
@@ -45,7 +45,42 @@ class TaskRecord(BaseModel):
     n_objects: int
 
 
-class Sidecar(TaskRecord):
+class SourceRecord(BaseModel):
+    """One recording a dataset was imported from, as it was read."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str  # the file or folder name, without the folders above it
+    sha256: str  # of the video file; of a folder, over its images' names and contents in frame order
+    frames: int  # decoded frames, before the stride
+    width: int
+    height: int
+
+
+class RecordingRecord(BaseModel):
+    """How ``pivf data import`` made a dataset of recordings: enough to redo it from the same files."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sources: list[SourceRecord]
+    fps: float  # the frames' rate before the stride
+    fps_from: Literal["container", "--fps"]
+    stride: int
+    crop: tuple[int, int, int, int]  # x, y, width, height in source pixels
+    overlap: int  # frames shared by consecutive sequences of a split
+    fractions: dict[str, float]  # of each recording's frames, in time order: train, valid, test
+
+
+class ImportedRecord(BaseModel):
+    """What a dataset of recordings carries beyond a task record: all optional, so every sidecar
+    written before imports existed still loads."""
+
+    recording: RecordingRecord | None = None
+    scale_m_per_px: float | None = None  # metres per pixel of the dataset's frames (crop and resize applied)
+    known: dict[str, float] = {}  # measured quantities in physical units, e.g. {"rod_length_m": 0.9}
+
+
+class Sidecar(TaskRecord, ImportedRecord):
     """The JSON written beside each .npz: the task record, the file's role and how to check it."""
 
     format: Literal["pivf-dataset"]
@@ -74,7 +109,7 @@ def sidecar_path(path: Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-class DatasetInfo(TaskRecord):
+class DatasetInfo(TaskRecord, ImportedRecord):
     """What the trainer needs to know about the data, and where it came from."""
 
     channels: int
@@ -256,8 +291,10 @@ def load_dataset(path: Path | str, task: str | None = None) -> Dataset:
             _check_frames(file, arrays, record.image_size)
     train, valid, test = (torch.from_numpy(a)
                           for a in (train_arrays["train_x"], train_arrays["valid_x"], test_arrays["test_x"]))
-    info = DatasetInfo(**record.model_dump(), channels=train.shape[-1], train_length=train.shape[1],
-                       test_length=test.shape[1], seed=meta.seed if meta is not None else None, source=source,
+    imported = ImportedRecord.model_validate(meta.model_dump() if meta is not None else {})
+    info = DatasetInfo(**record.model_dump(), **imported.model_dump(), channels=train.shape[-1],
+                       train_length=train.shape[1], test_length=test.shape[1],
+                       seed=meta.seed if meta is not None else None, source=source,
                        files=tuple(p for p in (train_path, test_path) if p is not None),
                        sha256=tuple(d for d in (train_digest, test_digest) if d is not None))
     controls = _read_controls(((train_path, "train_x", train_arrays), (train_path, "valid_x", train_arrays),

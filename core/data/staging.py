@@ -8,9 +8,11 @@ import re
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["remove_stale", "staging_dir"]
+__all__ = ["publish", "remove_stale", "staged", "staging_dir"]
 
 
 def _owner() -> str:
@@ -40,3 +42,22 @@ def remove_stale(parent: Path, prefix: str) -> None:
         match = owned.fullmatch(entry.name)
         if match and entry.is_dir() and not _alive(int(match[1])):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextmanager
+def staged(parent: Path, prefix: str) -> Iterator[Path]:
+    """A new staging folder in ``parent`` (after removing what killed processes left there), removed
+    with whatever is still in it when the block ends, completed or not."""
+    remove_stale(parent, prefix)
+    staging = staging_dir(parent, prefix)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish(members: Sequence[Path], out_dir: Path) -> None:
+    """Move finished files into ``out_dir`` in the order given: the member that completes the set
+    (the train file's sidecar, which the loader opens first) goes last."""
+    for member in members:
+        os.replace(member, Path(out_dir) / member.name)
