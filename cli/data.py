@@ -78,24 +78,30 @@ def import_command(
     test_length: Annotated[int, typer.Option(min=1, help="frames per long test sequence (extrapolation)")] = 30,
     valid_fraction: Annotated[float, typer.Option(help="of each recording's frames, after the training part")] = 0.1,
     test_fraction: Annotated[float, typer.Option(help="of each recording's frames, its last ones")] = 0.1,
+    split_by: Annotated[str, typer.Option(help="time: split each recording in time order; recording: deal whole "
+                                               "recordings to train, valid and test in the order given (many "
+                                               "short clips)")] = "time",
     objects: Annotated[int, typer.Option(min=1, help="objects in the scene")] = 1,
     physics: Annotated[str | None, typer.Option(help="the physics plugin the scene follows, recorded in the "
                                                      "sidecar")] = None,
-    known: Annotated[Path | None, typer.Option(help='JSON of known quantities in physical units, e.g. '
-                                                    '{"rod_length_m": 0.9, "metres_per_pixel": 0.002}')] = None,
+    known: Annotated[Path | None, typer.Option(help='JSON of known quantities in physical units, named as '
+                                                    'runs report them, e.g. {"length": 0.9, "gravity": 9.81, '
+                                                    '"metres_per_pixel": 0.002}')] = None,
     metres_per_pixel: Annotated[float | None, typer.Option(help="scale of the SOURCE pixels; the sidecar records "
                                                                 "it for the dataset's pixels")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an imported dataset in --out")] = False,
 ) -> None:
     """Turn recordings into a dataset: crop, average down, keep every S-th frame, split each recording by
-    time (train, valid, test; no frame in two splits) and cut the parts into sequences."""
+    time (or deal whole recordings) into train, valid and test (no frame in two splits) and cut the
+    parts into sequences."""
     from pivf.core.data.importer import ImportOptions, import_recordings, known_and_scale, parse_crop
 
     quantities, scale = known_and_scale(known, metres_per_pixel)
     options = ImportOptions(size=size, crop=parse_crop(crop) if crop is not None else None, stride=stride, fps=fps,
                             clip_length=clip_length, overlap=overlap, test_length=test_length,
                             valid_fraction=valid_fraction, test_fraction=test_fraction, n_objects=objects,
-                            physics=physics, metres_per_pixel=scale, known=quantities)
+                            split_by=split_by, physics=physics, metres_per_pixel=scale,  # type: ignore[arg-type]
+                            known=quantities)
     written = [_echo_written(path) for path in import_recordings(sources, out, options, overwrite=overwrite)]
     _echo_recording(written[0])
 

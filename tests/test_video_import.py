@@ -136,6 +136,28 @@ def test_splits_follow_time_and_share_no_frame(video_dataset):
     assert len(long_test) == 1 and min(test) == 96
 
 
+def test_whole_recordings_are_dealt_to_the_splits_in_the_order_given(recordings, tmp_path):
+    """Ten short clips: the first eight train, the ninth validates, the tenth tests; every sequence
+    of a split comes from its own recordings only."""
+    clips = []
+    for index in range(10):
+        clip = tmp_path / f"clip{index}.mp4"
+        encode_video(clip, [scene(frame) for frame in range(12 * index, 12 * index + 12)], FPS)
+        clips.append(str(clip))
+    out = tmp_path / "ds"
+    result = imported(out, *clips, "--split-by", "recording", "--clip-length", "6", "--test-length", "12")
+    assert result.exit_code == 0, result.output
+    found = origins(out / TRAIN_FILE)
+    sources = {key: set(found[key][:, 0].tolist()) for key in found}
+    assert sources == {"train_origin": set(range(8)), "valid_origin": {8}, "test_origin": {9}}
+    assert set(origins(out / TEST_FILE)["test_origin"][:, 0].tolist()) == {9}
+    assert load_dataset(out).info.recording.split_by == "recording"
+    few = imported(tmp_path / "few", *clips[:3], "--split-by", "recording", "--clip-length", "6",
+                   "--test-length", "12")
+    assert "leaves the test split without a recording" in one_line_error(few, "split")
+    assert not (tmp_path / "few").exists()
+
+
 def test_numbered_images_give_the_same_frames_in_natural_order(recordings, video_dataset, tmp_path):
     result = imported(tmp_path / "ds", str(recordings["pngs"]), "--fps", str(FPS), "--crop",
                       ",".join(map(str, CROP)), *CUTTING)
@@ -162,19 +184,19 @@ def test_variable_frame_rate_is_refused_without_fps(recordings, tmp_path):
 
 def test_known_quantities_and_scale_land_in_the_sidecar(recordings, tmp_path):
     known = tmp_path / "known.json"
-    known.write_text(json.dumps({"rod_length_m": 0.9, "g": 9.81, "metres_per_pixel": 0.002}))
+    known.write_text(json.dumps({"length": 0.9, "gravity": 9.81, "metres_per_pixel": 0.002}))
     crop = ["--crop", ",".join(map(str, CROP))]
     result = imported(tmp_path / "a", str(recordings["video"]), *crop, *CUTTING, "--known", str(known),
                       "--physics", "pendulum", "--objects", "1")
     assert result.exit_code == 0, result.output
     meta = read_sidecar(tmp_path / "a" / TRAIN_FILE)
-    assert meta.known == {"rod_length_m": 0.9, "g": 9.81} and meta.ground_truth == {}
+    assert meta.known == {"length": 0.9, "gravity": 9.81} and meta.ground_truth == {}
     assert meta.scale_m_per_px == pytest.approx(0.002 * 192 / 32) and meta.physics == "pendulum"
     flag = imported(tmp_path / "b", str(recordings["video"]), *crop, *CUTTING, "--metres-per-pixel", "0.004")
     assert flag.exit_code == 0, flag.output
     assert load_dataset(tmp_path / "b").info.scale_m_per_px == pytest.approx(0.004 * 6)
     info = runner.invoke(app, ["data", "info", str(tmp_path / "a"), "--preview", str(tmp_path / "p.png")])
-    assert "known rod_length_m=0.9, g=9.81" in info.stdout and "0.012 m per dataset pixel" in info.stdout
+    assert "known length=0.9, gravity=9.81" in info.stdout and "0.012 m per dataset pixel" in info.stdout
     assert "disc.mp4 (120 frames, 256×256" in info.stdout and "dt 0.0666667 s" in info.stdout
     for text, why in (('{"g": 9.81', "not valid JSON"), ('[1, 2]', "expected a JSON object of numbers"),
                       ('{"g": "fast"}', "'g' is \"fast\", expected a finite number")):

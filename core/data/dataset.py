@@ -69,6 +69,7 @@ class RecordingRecord(BaseModel):
     crop: tuple[int, int, int, int]  # x, y, width, height in source pixels
     overlap: int  # frames shared by consecutive sequences of a split
     fractions: dict[str, float]  # of each recording's frames, in time order: train, valid, test
+    split_by: Literal["time", "recording"] = "time"  # "recording": the fractions deal whole recordings, in order
 
 
 class ImportedRecord(BaseModel):
@@ -77,7 +78,7 @@ class ImportedRecord(BaseModel):
 
     recording: RecordingRecord | None = None
     scale_m_per_px: float | None = None  # metres per pixel of the dataset's frames (crop and resize applied)
-    known: dict[str, float] = {}  # measured quantities in physical units, e.g. {"rod_length_m": 0.9}
+    known: dict[str, float] = {}  # measured quantities in physical units, e.g. {"length": 0.9}
 
 
 class Sidecar(TaskRecord, ImportedRecord):

@@ -23,6 +23,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -67,6 +68,9 @@ class ImportOptions:
     test_length: int = 30  # frames per long test sequence (extrapolation)
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
+    #: "time": each recording split in time order; "recording": whole recordings dealt to the splits
+    #: in the order given (many short clips, each too short to split)
+    split_by: Literal["time", "recording"] = "time"
     n_objects: int = 1
     physics: str | None = None  # the physics plugin the scene follows, recorded when known
     metres_per_pixel: float | None = None  # of the source's pixels
@@ -108,6 +112,8 @@ class ImportOptions:
             if width != height or width < 1 or x < 0 or y < 0:
                 raise PivfUserError(f"--crop: {x},{y},{width},{height} must be a square (W = H ≥ 1) at x, y ≥ 0; "
                                     "the dataset's frames are square")
+        if self.split_by not in ("time", "recording"):
+            raise PivfUserError(f"--split-by: unknown '{self.split_by}'; allowed: time, recording")
         if self.physics is not None:
             registry().get("physics", self.physics)
 
@@ -122,7 +128,7 @@ def parse_crop(text: str) -> tuple[int, int, int, int]:
 
 
 def known_and_scale(path: Path | None, metres_per_pixel: float | None) -> tuple[dict[str, float], float | None]:
-    """The known quantities of a JSON file of numbers (``{"rod_length_m": 0.9, "g": 9.81}``) and the
+    """The known quantities of a JSON file of numbers (``{"length": 0.9, "gravity": 9.81}``) and the
     scale in metres per source pixel, from its ``SCALE_KEY`` or the flag; the two must agree."""
     if path is None:
         return {}, metres_per_pixel
@@ -133,7 +139,7 @@ def known_and_scale(path: Path | None, metres_per_pixel: float | None) -> tuple[
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(values, dict):
-        raise DataError(f'{path}: expected a JSON object of numbers, e.g. {{"rod_length_m": 0.9, "g": 9.81}}')
+        raise DataError(f'{path}: expected a JSON object of numbers, e.g. {{"length": 0.9, "gravity": 9.81}}')
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise DataError(f"{path}: '{key}' is {json.dumps(value)}, expected a finite number")
@@ -228,13 +234,30 @@ def _parts(n: int, options: ImportOptions) -> dict[str, tuple[int, int]]:
     return {"train": (0, n - n_valid - n_test), "valid": (n - n_valid - n_test, n - n_test), "test": (n - n_test, n)}
 
 
+def _whole_recordings(reads: list[_Read], options: ImportOptions) -> list[dict[str, tuple[int, int]]]:
+    """``--split-by recording``: each recording's frames all go to the split in whose share of the
+    pooled frames (in the order given: train first, test last) its middle frame falls."""
+    sizes = [len(read.frames) for read in reads]
+    total, before, parts = sum(sizes), 0, []
+    for n in sizes:
+        middle = (before + n / 2) / total
+        split = ("train" if middle < options.fractions["train"]
+                 else "valid" if middle < 1 - options.test_fraction else "test")
+        parts.append({split: (0, n)})
+        before += n
+    return parts
+
+
 def _cut(reads: list[_Read], options: ImportOptions) -> Starts:
     """Where each sequence starts, by file and member; a recording too short for one sequence of
     each is refused, naming it."""
     starts: Starts = {(role, key): [] for _, role, key, _ in _PLAN}
+    whole = _whole_recordings(reads, options) if options.split_by == "recording" else None
     for number, read in enumerate(reads):
-        parts = _parts(len(read.frames), options)
+        parts = _parts(len(read.frames), options) if whole is None else whole[number]
         for part, role, key, kind in _PLAN:
+            if part not in parts:
+                continue
             length = options.clip_length if kind == "clip" else options.test_length
             first, end = parts[part]
             found = [(number, start) for start in range(first, end - length + 1, length - options.shared)]
@@ -244,6 +267,11 @@ def _cut(reads: list[_Read], options: ImportOptions) -> Starts:
                                 f"(--stride {options.stride}) the {part} split gets {end - first}, fewer than "
                                 f"{option} {length}; import a longer recording, or lower {option} or --stride")
             starts[(role, key)] += found
+    empty = [part for part, role, key, _ in _PLAN if not starts[(role, key)]]
+    if empty:
+        raise DataError(f"{reads[-1].recording.path.parent}: --split-by recording leaves the {empty[0]} split without "
+                        f"a recording (of {len(reads)}, dealt by their middle frames over the fractions "
+                        f"{options.fractions}); import more recordings or change the fractions")
     return starts
 
 
@@ -289,7 +317,7 @@ def _described(reads: list[_Read], options: ImportOptions, box: tuple[int, int, 
         sources=[SourceRecord(name=read.recording.path.name, sha256=read.sha256, frames=read.decoded,
                               width=read.recording.width, height=read.recording.height) for read in reads],
         fps=fps, fps_from="container" if options.fps is None else "--fps", stride=options.stride, crop=box,
-        overlap=options.shared, fractions=options.fractions)
+        overlap=options.shared, fractions=options.fractions, split_by=options.split_by)
     scale = None if options.metres_per_pixel is None else options.metres_per_pixel * box[2] / options.size
     params = {"image_size": options.size, "n_objects": options.n_objects, "train_length": options.clip_length,
               "test_length": options.test_length, "dt": dt}

@@ -19,7 +19,7 @@ from pivf.core.kernel.inference import predict, sample
 from pivf.core.kernel.pipeline import Pipeline
 from pivf.core.training.checkpoints import checkpoint_path, load_checkpoint, restoring
 from pivf.core.training.devices import describe_device, resolve_device
-from pivf.core.training.report import parameter_report
+from pivf.core.training.report import parameter_report, recording_report
 from pivf.core.training.runs import load_run_config
 from pivf.core.training.train import Log
 
@@ -53,10 +53,14 @@ def evaluate_run(run_dir: Path, checkpoint: str = "best", device: str = "auto", 
     objective = build_objective(config)
     controls = None if dataset.test_controls is None else dataset.test_controls.to(torch_device)
     test = objective.evaluate(pipeline, dataset.test.to(torch_device), config.training.batch_size, controls)
-    return {"task": config.data.task, "physics": config.physics.name, "integrator": config.integrator.name,
-            "checkpoint": checkpoint, "epoch": state["epoch"], "device": describe_device(torch_device),
-            "eval": {"split": "test", **objective.report(test)},
-            "params": parameter_report(pipeline, dataset.info.ground_truth)}
+    result = {"task": config.data.task, "physics": config.physics.name, "integrator": config.integrator.name,
+              "checkpoint": checkpoint, "epoch": state["epoch"], "device": describe_device(torch_device),
+              "eval": {"split": "test", **objective.report(test)},
+              "params": parameter_report(pipeline, dataset.info.ground_truth)}
+    physical = recording_report(pipeline, dataset.info)
+    if physical is not None:
+        result["physical"] = physical
+    return result
 
 
 def render_rollouts(run_dir: Path, out: Path, n: int = 4, steps: int = 30, speed: float = 1.0, prior: bool = False,

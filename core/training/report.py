@@ -7,14 +7,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from pivf.core.data.dataset import ImportedRecord
 from pivf.core.data.frames import as_float
 from pivf.core.kernel.images import energy_figure, frame_grid, save_figure, save_png
 from pivf.core.kernel.inference import inference
 from pivf.core.kernel.objective import Objective
 from pivf.core.kernel.physics import PhysicsSystem
 from pivf.core.kernel.pipeline import Pipeline, PipelineOutput
+from pivf.core.kernel.units import physical_report
 
-__all__ = ["parameter_report", "save_figures"]
+__all__ = ["parameter_report", "physical_line", "recording_report", "save_figures"]
 
 
 def parameter_report(pipeline: Pipeline, truth: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -27,6 +29,23 @@ def parameter_report(pipeline: Pipeline, truth: dict[str, float]) -> dict[str, d
                 entry["rel_error"] = abs(learned - truth[name]) / abs(truth[name])
         report[name] = entry
     return report
+
+
+def recording_report(pipeline: Pipeline, info: ImportedRecord) -> dict[str, dict[str, float | str]] | None:
+    """The learned constants in physical units for a dataset that records a scale or known quantities
+    (a recording: its dt is in seconds); None for any other. The local g is the known ``gravity``."""
+    if info.scale_m_per_px is None and not info.known:
+        return None
+    return physical_report(pipeline.physics, info.scale_m_per_px, info.known, info.known.get("gravity"))
+
+
+def physical_line(report: dict[str, dict[str, float | str]]) -> str:
+    """``length_from_timing 0.897 m (known 0.9: 0.3 %)``, one entry per quantity."""
+    def entry(name: str, value: dict[str, float | str]) -> str:
+        known = f" (known {value['known']:g}: {100 * float(value['rel_error']):.1f} %)" if "rel_error" in value else ""
+        return f"{name} {float(value['value']):.4g} {value['unit']}{known}"
+
+    return ", ".join(entry(name, value) for name, value in report.items()) or "none"
 
 
 def predict_examples(pipeline: Pipeline, objective: Objective, data: Tensor, examples: int,

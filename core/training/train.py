@@ -47,7 +47,7 @@ from pivf.core.training.distributed import (
 from pivf.core.training.nonfinite import MAX_FAILURES, NonFiniteGuard, next_rollback
 from pivf.core.training.optim import make_optimizer
 from pivf.core.training.progress import Progress
-from pivf.core.training.report import parameter_report, save_figures
+from pivf.core.training.report import parameter_report, physical_line, recording_report, save_figures
 from pivf.core.training.run_log import RunningMeans, TensorBoard
 from pivf.core.training.run_state import RunState
 from pivf.core.training.runs import (
@@ -266,6 +266,9 @@ class Trainer:
             "eval": {"split": "test", **self.objective.report(test)},
             "params": parameter_report(self.pipeline, truth), "train": self._train_summary(), "history": state.history,
         }
+        physical = recording_report(self.pipeline, self.data.info)
+        if physical is not None:
+            metrics["physical"] = physical
         milestones = self.objective.milestones(self.pipeline, state.step)
         metrics["verdict"] = verdict(milestones, state.history, metrics["train"])
         if self.world.is_main:
@@ -275,6 +278,8 @@ class Trainer:
             self.board.scalars("test", test, state.step)
             self.board.close_with_summary(cfg, metrics, truth, state.step)
             self.log(f"test: {json.dumps(metrics['eval'])}  params: {json.dumps(metrics['params'])}")
+            if physical is not None:
+                self.log(f"in physical units: {physical_line(physical)}")
             self.log(f"verdict: {metrics['verdict']['line']}")
         shutdown(self.world)
         return metrics
