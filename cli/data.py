@@ -104,6 +104,19 @@ def import_command(
                             known=quantities)
     written = [_echo_written(path) for path in import_recordings(sources, out, options, overwrite=overwrite)]
     _echo_recording(written[0])
+    typer.echo(f"preview       {_import_preview(sources[0], out, written[0])}")
+
+
+def _import_preview(source: Path, out: Path, meta: Sidecar) -> Path:
+    """``import_preview.png`` in ``out``: the first source's first frame with the crop, and the first
+    training sequence as imported."""
+    from pivf.core.data.dataset import load_dataset
+    from pivf.core.data.preview import write_import_preview
+    from pivf.core.data.recording import open_recording
+
+    assert meta.recording is not None, "an import records its recordings"
+    _, first = next(iter(open_recording(source).frames()))
+    return write_import_preview(first, meta.recording.crop, load_dataset(out).train[0], out / "import_preview.png")
 
 
 def _echo_written(path: Path) -> Sidecar:

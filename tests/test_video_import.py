@@ -124,6 +124,15 @@ def test_round_trip_puts_the_disc_where_the_scene_did(video_dataset):
     assert worst < 0.25, f"the disc is {worst:.2f} output pixels from where the scene put it"
 
 
+def test_the_preview_shows_the_crop_on_the_source_and_the_imported_frames(video_dataset):
+    """The yellow crop box lies where --crop put it, scaled to the preview's height."""
+    picture = np.asarray(Image.open(video_dataset / "import_preview.png").convert("RGB")).astype(int)
+    scale = 360 / SIDE
+    x, y = round(CROP[0] * scale), round(CROP[1] * scale) + round(CROP[3] * scale) // 2
+    assert picture.shape[0] == 364 and list(picture[y, x]) == [255, 220, 0]
+    assert list(picture[y, x - 3]) != [255, 220, 0]  # the box, not a yellow frame
+
+
 def test_splits_follow_time_and_share_no_frame(video_dataset):
     found = origins(video_dataset / TRAIN_FILE)
     long_test = origins(video_dataset / TEST_FILE)["test_origin"]
