@@ -269,6 +269,7 @@ class MujocoTask(Task[MTP]):
         mujoco, model = self._engine()
         size, scale = self.params.image_size, self.params.supersample
         backdrop = [model.geom(name).id for name in self.backdrop_geoms]
+        geom = int(mujoco.mjtObj.mjOBJ_GEOM)
         data = mujoco.MjData(model)
         n, t = trajectory.q.shape[:2]
         q, p = trajectory.q.cpu().numpy(), trajectory.p.cpu().numpy()
@@ -285,7 +286,7 @@ class MujocoTask(Task[MTP]):
                     ids, types = np.moveaxis(renderer.render(), -1, 0)
                 finally:
                     renderer.disable_segmentation_rendering()
-                behind = (ids < 0) | ((types == mujoco.mjtObj.mjOBJ_GEOM) & np.isin(ids, backdrop))
+                behind = (ids < 0) | ((types == geom) & np.isin(ids, backdrop))
                 weight[i, j] = behind.reshape(size, scale, size, scale).mean((1, 3))
         device = trajectory.q.device
         return torch.from_numpy(frames).to(device), torch.from_numpy(weight).to(device)
