@@ -159,7 +159,7 @@ def test_show_leaves_out_the_derived_copies():
     shown = json.loads(result.stdout)
     assert "input_steps" not in shown["encoder"] and "pred_steps" not in shown["objective"]
     assert shown["data"]["input_steps"] == 4 and shown["encoder"]["dim"] == 2
-    assert sum(len(fields) for fields in shown.values()) == 67  # of 78: 11 copies of data settings
+    assert sum(len(fields) for fields in shown.values()) == 68  # of 79: 11 copies of data settings
 
 
 @pytest.mark.parametrize("item, message", [

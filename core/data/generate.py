@@ -36,6 +36,7 @@ import torch
 from pivf.core.data.dataset import FORMAT_VERSION, SIDECAR_FORMAT, Sidecar, read_sidecar, sidecar_path
 from pivf.core.data.limits import check_dataset_bytes
 from pivf.core.data.npz import SPLITS, NpzWriter, beside_key, sha256_file
+from pivf.core.data.nuisance import Camera
 from pivf.core.data.staging import remove_stale, staging_dir
 from pivf.core.data.task import Role, Task
 from pivf.core.kernel.atomic import atomic_write_text
@@ -100,18 +101,28 @@ def frames(task: Task, n: int, length: int, seed: int, stream: int, device: str 
            progress: Progress | None = None, beside: dict[str, list[np.ndarray]] | None = None) -> Iterator[np.ndarray]:
     """uint8 (≤ RENDER_BATCH, length, H, W, C) arrays that concatenate to n sequences. When ``beside``
     is given, each chunk's object positions, float32 (chunk, length, K, 2), are appended to its
-    "positions" list, and the inputs of a task recorded under controls (chunk, length, m) to "controls"."""
+    "positions" list, the inputs of a task recorded under controls (chunk, length, m) to "controls",
+    and under the camera's jitter each frame's shift (chunk, length, 2) to "shake". Frames pass
+    through the camera of the task's ``nuisance`` (``nuisance.Camera``) when it has one."""
+    camera = Camera(task.params.nuisance) if task.params.nuisance else None
     for chunk, start in enumerate(range(0, n, task.chunk_size)):
+        generator = chunk_generator(seed, stream, chunk)
         with single_threaded(device):
-            trajectory = task.simulate(min(task.chunk_size, n - start), length, chunk_generator(seed, stream, chunk),
-                                       device)
+            trajectory = task.simulate(min(task.chunk_size, n - start), length, generator, device)
         if beside is not None:
             beside.setdefault("positions", []).append(trajectory.positions.to("cpu", torch.float32).numpy())
             if trajectory.controls is not None:
                 beside.setdefault("controls", []).append(trajectory.controls.to("cpu", torch.float32).numpy())
         for first in range(0, len(trajectory), RENDER_BATCH):
+            part = trajectory[first:first + RENDER_BATCH]
             with single_threaded(device):
-                batch = task.render(trajectory[first:first + RENDER_BATCH]).cpu().numpy()
+                if camera is None:
+                    batch = task.render(part).cpu().numpy()
+                else:  # draws from the chunk's generator after the simulation: the states stay the clean ones
+                    batch, filmed = camera.film(task, part, generator)
+                    for what, values in filmed.items():
+                        if beside is not None:
+                            beside.setdefault(what, []).append(values)
             if progress is not None:
                 progress(batch.shape[0])
             yield batch

@@ -33,7 +33,13 @@ What it may override:
 - ``simulate(n, length, generator, device)`` entirely, for data that is not an ODE solution, or
   recorded under controls: declare ``n_controls`` and return the inputs as ``Trajectory.controls``
   (N, T, m), the input applied from each frame to the next; they are stored beside the frames and
-  drive an actuated physics plugin in training (``PhysicsSystem.n_controls``).
+  drive an actuated physics plugin in training (``PhysicsSystem.n_controls``). Such a task also
+  overrides ``advance`` for the camera's motion blur.
+- ``advance(trajectory, offsets)``: the states a fraction of a frame interval after each frame, what
+  the camera's motion blur averages over (``nuisance``); by default the reference solver from each frame.
+- ``render_with_backdrop(trajectory)``: the frames and how much of each pixel shows the backdrop,
+  where the camera's clutter goes; by default a pixel counts as backdrop as far as it matches the
+  render of the scene without its objects (positions far outside the image).
 
 Ground truth is solved by ``simulate.reference_rollout`` (classic RK4 in float64 with ``substeps``
 steps per frame and the physics' constraints), never by a learner's integrator.
@@ -46,10 +52,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 from torch import Tensor
 
 from pivf.core.data.names import NameTemplate
+from pivf.core.data.nuisance import NUISANCES, PROFILES, nuisance_tag, resolve_nuisance
 from pivf.core.data.simulate import reference_rollout
 from pivf.core.kernel.errors import DataError
 from pivf.core.kernel.physics import PhysicsSystem
@@ -59,6 +66,11 @@ from pivf.core.kernel.registry import registry
 __all__ = ["MAX_SIMULATION_SUBSTEPS", "Role", "Task", "TaskParams", "Trajectory", "with_default"]
 
 Role = Literal["train", "test"]
+
+#: a pixel differing this much (levels of 0-255) from the empty scene is wholly object, not backdrop
+OBJECT_CONTRAST = 64.0
+#: where a task's objects are put to render the scene without them, in pixels
+FAR_AWAY = -1e4
 
 #: proposals drawn at once while rejection sampling
 MAX_PROPOSALS = 8192
@@ -84,6 +96,22 @@ class TaskParams(PluginParams):
     ground_truth: dict[str, float] = Field({}, description="overrides of the physical constants the data is made with")
     substeps: int = Field(10, ge=1, le=MAX_SIMULATION_SUBSTEPS,
                           description="reference RK4 steps per frame interval; rejection tests run at each")
+    nuisance: dict[str, float] = Field({}, description=f"what a real camera adds (docs/datasets.md): a profile "
+                                                       f"({', '.join(PROFILES)}) or {{nuisance: low|high|number}} "
+                                                       f"of {', '.join(NUISANCES)}")
+
+    @field_validator("nuisance", mode="before")
+    @classmethod
+    def _known_nuisances(cls, value: Any) -> dict[str, float]:
+        return resolve_nuisance(value)
+
+    @model_serializer(mode="wrap")
+    def _without_clean_camera(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """No ``nuisance`` entry for the clean camera: records, file names and cache keys stay as they were."""
+        dumped = handler(self)
+        if not dumped.get("nuisance"):
+            dumped.pop("nuisance", None)
+        return dumped
 
     @model_validator(mode="after")
     def _test_sequences_are_longer(self) -> TaskParams:
@@ -166,7 +194,10 @@ class Task(Plugin[TP]):
     def file_name(self, role: Role) -> str:
         """The file's name, with the parameters in it (the original PAIG names for PAIG tasks)."""
         values = {**self.params.model_dump(), **self.true_parameters(), "length": self.length(role)}
-        return NameTemplate(self.name_template or f"{self.name}_sl{{length}}").format(values)
+        name = NameTemplate(self.name_template or f"{self.name}_sl{{length}}").format(values)
+        if self.params.nuisance:  # another camera, another dataset
+            name = f"{name.removesuffix('.npz')}_{nuisance_tag(self.params.nuisance)}.npz"
+        return name
 
     @classmethod
     def params_from_file_name(cls, file_name: str) -> tuple[dict[str, Any], int] | None:
@@ -229,6 +260,42 @@ class Task(Plugin[TP]):
         q, p = reference_rollout(physics, q0, p0, self.params.dt, length, stride)
         ok = self.accept(q, p)
         return q[ok, ::stride], p[ok, ::stride]
+
+    def advance(self, trajectory: Trajectory, offsets: list[float]) -> list[Trajectory]:
+        """For each offset (increasing, in frame intervals, 0-1), the states that long after each frame:
+        the reference solver from each frame's state, at least as finely stepped as the data. Positions
+        move by what ``observe`` makes of the motion, so an observation's offset stays with its frame."""
+        if type(self).simulate is not Task.simulate:
+            raise DataError(f"task '{self.name}' simulates its own way and defines no `advance`; the blur nuisance "
+                            "needs its motion between frames")
+        n, length = trajectory.q.shape[:2]
+        physics = self.physics_system(trajectory.q.device)
+        q, p = trajectory.q.flatten(0, 1), trajectory.p.flatten(0, 1)
+        seen = self._observed(trajectory.q, trajectory.p)
+        now, states = 0.0, []
+        for offset in offsets:
+            span = (offset - now) * self.params.dt
+            if span > 0:
+                steps = max(1, math.ceil(span / self.params.dt * self.params.substeps - 1e-9))
+                qs, ps = reference_rollout(physics, q, p, span, 2, steps)
+                q, p, now = qs[:, -1], ps[:, -1], offset
+            later_q, later_p = q.unflatten(0, (n, length)), p.unflatten(0, (n, length))
+            moved = trajectory.positions + (self._observed(later_q, later_p) - seen)
+            states.append(Trajectory(later_q, later_p, moved, trajectory.controls))
+        return states
+
+    def _observed(self, q: Tensor, p: Tensor) -> Tensor:
+        """``observe`` with a fixed generator: differences of two calls carry no observation noise."""
+        return self.observe(q, p, torch.Generator().manual_seed(0)).to(q.dtype)
+
+    def render_with_backdrop(self, trajectory: Trajectory) -> tuple[Tensor, Tensor]:
+        """The frames (N, T, H, W, C) and how much of each pixel shows the backdrop, float (N, T, H, W) in
+        [0, 1]: none where a pixel differs by ``OBJECT_CONTRAST`` or more from the empty scene."""
+        frames = self.render(trajectory)
+        nowhere = torch.full_like(trajectory.positions[:1, :1], FAR_AWAY)
+        empty = self.render(Trajectory(trajectory.q[:1, :1], trajectory.p[:1, :1], nowhere))
+        difference = (frames.float() - empty.float()).abs().amax(-1)
+        return frames, 1 - (difference / OBJECT_CONTRAST).clamp(0, 1)
 
     def describe(self) -> dict[str, Any]:
         """What a dataset's sidecar records about the task."""

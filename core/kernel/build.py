@@ -54,12 +54,14 @@ def build_objective(config: ExperimentConfig) -> Objective:
 
 def generated_task_params(config: ExperimentConfig) -> dict[str, Any]:
     """The task params of a generated dataset: ``data.task_params``, plus the frame size and time
-    step where the data section departs from the task's defaults (``--set data.image_size=16``)."""
+    step where the data section departs from the task's defaults (``--set data.image_size=16``) and
+    the camera's nuisances when there are any (``--set data.nuisance=phone``)."""
     data = config.data
     defaults = registry().get("task", data.task).validate_params()
     params = {field: getattr(data, field) for field in ("image_size", "dt")
               if getattr(data, field) != getattr(defaults, field)}
-    return {**params, **data.task_params}
+    camera = {"nuisance": data.nuisance} if data.nuisance else {}
+    return {**params, **camera, **data.task_params}
 
 
 def open_dataset(config: ExperimentConfig, log: Callable[[str], None] = print) -> Dataset:

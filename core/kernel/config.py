@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pivf.core.data.nuisance import resolve_nuisance
 from pivf.core.kernel.errors import ConfigError, PivfUserError, PluginParamsError
 from pivf.core.kernel.plugin import Plugin, format_validation_error
 
@@ -71,6 +72,14 @@ class DataConfig(Section):
     cache_dir: Path = Field(Path("~/.cache/pivf/data"), description="where generated datasets are cached")
     task_params: dict[str, Any] = Field({}, description="the task's own params for a generated dataset "
                                                          "(see `pivf data tasks`), e.g. rod_length")
+    nuisance: dict[str, float] = Field({}, description="what a real camera adds to a generated dataset: a profile "
+                                                       "(none, phone) or {nuisance: low|high|number} "
+                                                       "(docs/datasets.md, the camera layer)")
+
+    @field_validator("nuisance", mode="before")
+    @classmethod
+    def _known_nuisances(cls, value: Any) -> dict[str, float]:
+        return resolve_nuisance(value)
 
 
 class TrainingConfig(Section):

@@ -130,6 +130,8 @@ class MujocoTask(Task[MTP]):
     Params = MujocoTaskParams
     #: geoms whose centres are the objects' positions, in object order
     tracked_geoms: ClassVar[tuple[str, ...]] = ()
+    #: geoms the camera's clutter replaces (the scene's backdrop), with the empty space behind it
+    backdrop_geoms: ClassVar[tuple[str, ...]] = ()
     camera: ClassVar[str] = "camera"
 
     def __init__(self, params: MTP | dict[str, Any] | None = None) -> None:
@@ -247,14 +249,81 @@ class MujocoTask(Task[MTP]):
 
     def photograph(self, data: Any) -> np.ndarray:
         """The camera's uint8 (H, W, 3) frame of a forwarded ``MjData``, averaged down from ``supersample``."""
+        size, scale = self.params.image_size, self.params.supersample
+        image = self._scene_renderer(data).render().reshape(size, scale, size, scale, 3).mean((1, 3))
+        return np.rint(image).astype(np.uint8)
+
+    def _scene_renderer(self, data: Any) -> Any:
+        """The task's renderer, made once, with ``data``'s scene through the task's camera."""
         mujoco, model = self._engine()
         size, scale = self.params.image_size, self.params.supersample
         if self._renderer is None:
             self._renderer = mujoco.Renderer(model, size * scale, size * scale)
             atexit.register(self._renderer.close)  # before the interpreter tears down OpenGL's bindings
         self._renderer.update_scene(data, camera=self.camera)
-        image = self._renderer.render().reshape(size, scale, size, scale, 3).mean((1, 3))
-        return np.rint(image).astype(np.uint8)
+        return self._renderer
+
+    def render_with_backdrop(self, trajectory: Trajectory) -> tuple[Tensor, Tensor]:
+        """The frames and, from MuJoCo's segmentation of the same scene, the share of each pixel's
+        supersamples that show a ``backdrop_geoms`` geom or nothing."""
+        mujoco, model = self._engine()
+        size, scale = self.params.image_size, self.params.supersample
+        backdrop = [model.geom(name).id for name in self.backdrop_geoms]
+        geom = int(mujoco.mjtObj.mjOBJ_GEOM)
+        data = mujoco.MjData(model)
+        n, t = trajectory.q.shape[:2]
+        q, p = trajectory.q.cpu().numpy(), trajectory.p.cpu().numpy()
+        frames = np.empty((n, t, size, size, 3), dtype=np.uint8)
+        weight = np.empty((n, t, size, size), dtype=np.float32)
+        for i in range(n):
+            for j in range(t):
+                data.qpos[:], data.qvel[:] = q[i, j], p[i, j]
+                mujoco.mj_forward(model, data)
+                frames[i, j] = self.photograph(data)
+                renderer = self._scene_renderer(data)
+                renderer.enable_segmentation_rendering()
+                try:
+                    ids, types = np.moveaxis(renderer.render(), -1, 0)
+                finally:
+                    renderer.disable_segmentation_rendering()
+                behind = (ids < 0) | ((types == geom) & np.isin(ids, backdrop))
+                weight[i, j] = behind.reshape(size, scale, size, scale).mean((1, 3))
+        device = trajectory.q.device
+        return torch.from_numpy(frames).to(device), torch.from_numpy(weight).to(device)
+
+    def advance(self, trajectory: Trajectory, offsets: list[float]) -> list[Trajectory]:
+        """MuJoCo from each frame's state, under the frame's input, to each offset exactly (its timestep
+        shortened where ``dt / substeps`` does not divide the way)."""
+        mujoco, model = self._engine()
+        data = mujoco.MjData(model)
+        n, t = trajectory.q.shape[:2]
+        q, p = trajectory.q.cpu().numpy(), trajectory.p.cpu().numpy()
+        controls = None if trajectory.controls is None else trajectory.controls.cpu().numpy()
+        step = self.params.dt / self.params.substeps
+        states = [(np.empty_like(q), np.empty_like(p), np.empty((n, t, len(self.tracked_geoms), 2))) for _ in offsets]
+        try:
+            for i in range(n):
+                for j in range(t):
+                    mujoco.mj_resetData(model, data)
+                    data.qpos[:], data.qvel[:] = q[i, j], p[i, j]
+                    if controls is not None:
+                        data.ctrl[:] = controls[i, j]
+                    now = 0.0
+                    for (later_q, later_p, seen), offset in zip(states, offsets, strict=True):
+                        span = (offset - now) * self.params.dt
+                        if span > 0:
+                            steps = max(1, math.ceil(span / step - 1e-9))
+                            model.opt.timestep = span / steps
+                            mujoco.mj_step(model, data, nstep=steps)
+                            now = offset
+                        mujoco.mj_forward(model, data)
+                        later_q[i, j], later_p[i, j], seen[i, j] = data.qpos, data.qvel, self.positions(data)
+        finally:
+            model.opt.timestep = step
+        device = trajectory.q.device
+        return [Trajectory(torch.from_numpy(later_q).to(device), torch.from_numpy(later_p).to(device),
+                           torch.from_numpy(seen).to(device, trajectory.positions.dtype), trajectory.controls)
+                for later_q, later_p, seen in states]
 
 
 # --- the pendulum ------------------------------------------------------------------------------------
@@ -289,6 +358,7 @@ class MujocoPendulum(MujocoTask[MujocoPendulumParams]):
     description = "MuJoCo: a shaded 3-D pendulum filmed by a fixed camera (g/L, damping)"
     physics = "pivot_pendulum"
     tracked_geoms = ("bob",)
+    backdrop_geoms = ("backdrop",)
     name_template = "mujoco_pendulum_sl{length}_L{rod_length}_g{gravity}_b{damping}"
     # the learner starts from the image centre for the pivot, 8 px for the rod, ω² = 1 and no damping
     preset = mujoco_preset({"name": "pivot_pendulum"}, 1, 0.1)
@@ -540,6 +610,7 @@ class MujocoSpring(MujocoTask[MujocoSpringParams]):
     description = "MuJoCo: two balls joined by a spring on a table, seen from above (k, l)"
     physics = "spring"
     tracked_geoms = ("ball0", "ball1")
+    backdrop_geoms = ("table",)
     name_template = "mujoco_spring_sl{length}_k{stiffness}_rest{rest_length}"
     preset = mujoco_preset({"name": "spring"}, 2, 0.3)
 
