@@ -185,6 +185,7 @@ def info_command(
     typer.echo(f"ground truth  {truth}")
     typer.echo(f"dt            {info.dt:g}; {info.image_size}px, {info.channels} channels, {info.n_objects} objects; "
                f"seed {info.seed if info.seed is not None else 'unknown'}")
+    typer.echo(f"nuisance      {info.params.get('nuisance') or 'none'}")
     _echo_recording(info)
     frames = dataset.test if len(dataset.test) else dataset.train
     if not len(frames):

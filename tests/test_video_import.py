@@ -339,5 +339,6 @@ def test_an_existing_dataset_is_replaced_only_with_overwrite(recordings, tmp_pat
     assert imported(tmp_path / "ds", *args, "--overlap", "1", "--overwrite").exit_code == 0
     assert load_dataset(tmp_path / "ds").info.recording.overlap == 1
     assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == sorted(
-        [TRAIN_FILE, TEST_FILE, TRAIN_FILE.replace(".npz", ".json"), TEST_FILE.replace(".npz", ".json")])
+        [TRAIN_FILE, TEST_FILE, TRAIN_FILE.replace(".npz", ".json"), TEST_FILE.replace(".npz", ".json"),
+         "import_preview.png"])
 
