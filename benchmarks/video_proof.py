@@ -25,7 +25,7 @@ import math
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,8 @@ from pivf.core.data.nuisance import NUISANCES
 
 #: the source's frame side: the camera films at this size and the import averages it down to 32 px
 SOURCE_SIZE = 256
-#: the part of the frame imported: a centred square of 224 px (7 source pixels per dataset pixel)
-CROP = (16, 16, 224, 224)
 #: the rate files are written at; the import's stride brings it to the preset's frame interval
-FPS = 30.0
+FPS = 20.0
 #: the quality the recordings are stored at (a nuisance of its own sets a lower one)
 FILE_CRF = 18
 #: a run succeeds when every judged constant is within this share of the known value
@@ -54,10 +52,17 @@ class Scene:
     params: dict[str, Any]
     nuisance: str | dict[str, str]
     judged: tuple[str, ...]  # the physical report's entries a run is scored on
-    recordings: int = 30
-    seconds: float = 10.0
+    recordings: int = 12
+    seconds: float = 8.0
     dt: float = 0.1  # the task preset's frame interval: stride = dt · FPS
-    known: dict[str, float] = field(default_factory=dict)
+    size: int = SOURCE_SIZE
+
+    @property
+    def crop(self) -> tuple[int, int, int, int]:
+        """The centred square the import keeps: 7/8 of the side (224 of 256 px, 7 source pixels per
+        dataset pixel), as a user crops away the edges of a frame."""
+        margin = self.size // 16
+        return margin, margin, self.size - 2 * margin, self.size - 2 * margin
 
 
 def pendulum(name: str, nuisance: str | dict[str, str], length: float = 0.9) -> Scene:
@@ -65,12 +70,12 @@ def pendulum(name: str, nuisance: str | dict[str, str], length: float = 0.9) -> 
 
 
 def spring(name: str, nuisance: str | dict[str, str]) -> Scene:
-    return Scene(name, "mujoco_spring", {}, nuisance, ("k", "l"), recordings=60, seconds=12.0, dt=0.3)
+    return Scene(name, "mujoco_spring", {}, nuisance, ("k", "l"), recordings=24, seconds=12.0, dt=0.3)
 
 
 def known_values(scene: Scene) -> dict[str, float]:
     """The true constants in SI units under the physical report's names, and the source's scale."""
-    task = make_task(scene.task, {**scene.params, "image_size": SOURCE_SIZE})
+    task = make_task(scene.task, {**scene.params, "image_size": scene.size})
     truth, p = task.true_parameters(), task.params
     if scene.task == "mujoco_spring":
         return {"k": p.stiffness, "l": p.rest_length / 2, "metres_per_pixel": p.rest_length / 2 / truth["l"]}
@@ -84,7 +89,7 @@ def record(scene: Scene, folder: Path, seed: int = 0) -> list[Path]:
     if all(video.is_file() for video in videos) and (folder / "known.json").is_file():
         return videos
     folder.mkdir(parents=True, exist_ok=True)
-    task = make_task(scene.task, {**scene.params, "image_size": SOURCE_SIZE, "supersample": 1, "dt": 1 / FPS,
+    task = make_task(scene.task, {**scene.params, "image_size": scene.size, "supersample": 1, "dt": 1 / FPS,
                                   "nuisance": scene.nuisance})
     length = round(scene.seconds * FPS)
     written = iter(videos)
@@ -101,8 +106,8 @@ def import_videos(scene: Scene, videos: list[Path], out: Path) -> Path:
         return out
     objects = make_task(scene.task).params.n_objects
     run([sys.executable, "-m", "pivf.cli", "data", "import", *map(str, videos), "--out", str(out),
-         "--crop", ",".join(map(str, CROP)), "--size", "32", "--stride", str(round(scene.dt * FPS)),
-         "--split-by", "recording", "--clip-length", "12", "--overlap", "10", "--test-length", "30",
+         "--crop", ",".join(map(str, scene.crop)), "--size", "32", "--stride", str(round(scene.dt * FPS)),
+         "--split-by", "recording", "--clip-length", "12", "--overlap", "11", "--test-length", "30",
          "--objects", str(objects), "--physics", make_task(scene.task).physics,
          "--known", str(videos[0].parent / "known.json")])
     return out
@@ -177,6 +182,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default: per objective)")
     parser.add_argument("--work", type=Path, default=Path("runs/video_proof"), help="recordings, imports, runs")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--prepare-only", action="store_true", help="record and import, train nothing")
     args = parser.parse_args()
     chosen = scenes(args.kind, [float(x) for x in args.lengths.split(",")])
     if args.only:
@@ -185,7 +191,7 @@ def main() -> None:
     for scene in chosen:
         videos = record(scene, args.work / "recordings" / scene.name)
         data = import_videos(scene, videos, args.work / "imported" / scene.name)
-        for objective in args.objectives.split(","):
+        for objective in [] if args.prepare_only else args.objectives.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
                 steps = args.steps or STEPS[objective]
                 rows.append(score(scene, objective, seed, train(scene, data, objective, seed, steps,
