@@ -72,10 +72,20 @@ RECORDED_RECIPES = {
             "training": {"lr": 1e-3, "steps": 6250},
         },
     },
+    "positions": {
+        "fast": {
+            "data": {"n_train": 1000},
+            "encoder": {"name": "paig_unet", "coordinates": "soft_argmax", "velocity": "differences",
+                        "colour_path": 20.0, "background": "median"},
+            "training": {"optimizer": "adam", "lr": 2e-3, "physics_lr": 3e-2, "batch_size": 16, "grad_clip": 0.0,
+                         "steps": 1000, "eval_every": 1},
+            "objective": {"name": "positions"},
+        },
+    },
 }
 
 
-@pytest.mark.parametrize("objective", ["paig", "hgn"])
+@pytest.mark.parametrize("objective", ["paig", "hgn", "positions"])
 def test_recipe_files_hold_the_recorded_recipes(objective):
     recipes = registry().get("objective", objective).recipes
     assert list(recipes) == list(RECORDED_RECIPES[objective])  # the order too: the first is the default
@@ -97,7 +107,8 @@ def test_config_recipes_lists_name_objective_and_description():
     assert result.exit_code == 0, result.output
     rows = [line.split(None, 2) for line in result.stdout.splitlines()]
     assert rows[0] == ["NAME", "OBJECTIVE", "DESCRIPTION"]
-    assert [row[:2] for row in rows[1:]] == [["paper", "hgn"], ["fast", "hgn"], ["fast", "paig"], ["paper", "paig"]]
+    assert [row[:2] for row in rows[1:]] == [["paper", "hgn"], ["fast", "hgn"], ["fast", "paig"], ["paper", "paig"],
+                                      ["fast", "positions"]]
     assert rows[3][2].startswith("finds the objects and the physical parameters in minutes on a CPU")
 
 

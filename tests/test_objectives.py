@@ -69,7 +69,7 @@ def test_a_third_party_objective_trains_through_the_cli(install_distribution, da
     install_distribution("pivf-pred-only", {"pred_only_objective": PRED_ONLY}, {"pred_only": "pred_only_objective"})
     listed = CliRunner().invoke(app, ["plugins", "--kind", "objective", "--json"])
     assert {row["name"]: row["status"] for row in json.loads(listed.stdout)} == \
-        {"paig": "ok", "hgn": "ok", "pred_only": "ok"}
+        {"paig": "ok", "hgn": "ok", "positions": "ok", "pred_only": "ok"}
     result = CliRunner().invoke(app, ["train", *tiny_flags(data_file, tmp_path), "--objective", "pred_only",
                                       "--set", "objective.scale=2", "--set", "logging.run_name=mine"])
     assert result.exit_code == 0, result.stderr
