@@ -139,6 +139,17 @@ def test_clutter_fills_the_black_background_and_leaves_the_balls_as_they_are():
     assert np.abs(frames.astype(float) - np.roll(frames, 1, axis=1)).mean() > 1  # distractors move
 
 
+def test_clutter_is_filmed_in_one_room_behind_every_sequence():
+    """The backdrop is the camera's room, drawn from the dataset's seed: where neither sequence shows
+    a ball or a distractor (no distractors here) two sequences agree; another seed is another room."""
+    _, _, clean, frames, _ = film("spring_color", {"clutter": 0.0})
+    empty = (clean[0, 0] == 0).all(-1) & (clean[1, 0] == 0).all(-1)
+    assert empty.mean() > 0.9 and np.array_equal(frames[0, 0][empty], frames[1, 0][empty])
+    task = make_task("spring_color", {"nuisance": {"clutter": 0.0}})
+    rooms = [Camera(task.params.nuisance, seed).room(32, 3) for seed in (0, 0, 1)]
+    assert torch.equal(rooms[0], rooms[1]) and (rooms[0] - rooms[2]).abs().mean() > 1
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / ((a.astype(float) - b) ** 2).mean()))
 

@@ -104,7 +104,7 @@ def frames(task: Task, n: int, length: int, seed: int, stream: int, device: str 
     "positions" list, the inputs of a task recorded under controls (chunk, length, m) to "controls",
     and under the camera's jitter each frame's shift (chunk, length, 2) to "shake". Frames pass
     through the camera of the task's ``nuisance`` (``nuisance.Camera``) when it has one."""
-    camera = Camera(task.params.nuisance) if task.params.nuisance else None
+    camera = Camera(task.params.nuisance, seed) if task.params.nuisance else None
     for chunk, start in enumerate(range(0, n, task.chunk_size)):
         generator = chunk_generator(seed, stream, chunk)
         with single_threaded(device):

@@ -112,13 +112,14 @@ class _Sequence:
     """One sequence's draws: every random number the camera uses on it, drawn in a fixed order."""
 
     def __init__(self, settings: dict[str, float], length: int, size: int, channels: int,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, room: Tensor | None) -> None:
         def uniform(*shape: int, low: float = 0.0, high: float = 1.0) -> Tensor:
             return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
 
         self.settings, self.length, self.size = settings, length, size
         if "clutter" in settings:
-            self.texture = _smooth_texture(generator, size, channels)
+            assert room is not None, "clutter is filmed in front of the camera's room"
+            self.texture = room
             count = int(settings["clutter"])
             self.blob_radius = uniform(count, low=0.04 * size, high=0.1 * size)
             self.blob_colour = uniform(count, channels, high=255.0)
@@ -174,10 +175,21 @@ class _Sequence:
 
 
 class Camera:
-    """Films a task's trajectories through ``settings`` ({nuisance: number}, see ``resolve_nuisance``)."""
+    """Films a task's trajectories through ``settings`` ({nuisance: number}, see ``resolve_nuisance``).
 
-    def __init__(self, settings: dict[str, float]) -> None:
+    The camera stands in one room: ``clutter``'s textured backdrop is drawn once from ``seed`` (the
+    dataset's), the same behind every sequence, as behind every recording of a fixed camera; the
+    distractors in front of it move differently in each sequence."""
+
+    def __init__(self, settings: dict[str, float], seed: int = 0) -> None:
         self.settings = settings
+        self.seed = seed
+
+    def room(self, size: int, channels: int) -> Tensor | None:
+        """The backdrop (H, W, C) levels ``clutter`` films in front of; None without clutter."""
+        if "clutter" not in self.settings:
+            return None
+        return _smooth_texture(torch.Generator().manual_seed(self.seed), size, channels)
 
     def offsets(self) -> list[float]:
         """When, in frame intervals after each frame, the exposure is sampled: the middles of equal
@@ -197,9 +209,10 @@ class Camera:
                             f"{task.channels} channel(s)")
         group = max(1, PIXELS_AT_ONCE // (length * size * size))
         frames, shakes = [], []
+        room = self.room(size, task.channels)
         for first in range(0, n, group):
             part = trajectory[first:first + group]
-            draws = [_Sequence(self.settings, length, size, task.channels, generator) for _ in range(len(part))]
+            draws = [_Sequence(self.settings, length, size, task.channels, generator, room) for _ in range(len(part))]
             exposed = self._expose(task, part, draws)
             for image, sequence in zip(exposed, draws, strict=True):
                 frames.append(self._develop(image, sequence))
