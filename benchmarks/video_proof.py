@@ -25,7 +25,7 @@ import math
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -183,10 +183,15 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/video_proof"), help="recordings, imports, runs")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--prepare-only", action="store_true", help="record and import, train nothing")
+    parser.add_argument("--size", type=int, default=SOURCE_SIZE, help="the recordings' frame side in pixels")
+    parser.add_argument("--recordings", type=int, default=None, help="recordings per scene (default: the scene's)")
+    parser.add_argument("--seconds", type=float, default=None, help="length of each recording (default: the scene's)")
     args = parser.parse_args()
     chosen = scenes(args.kind, [float(x) for x in args.lengths.split(",")])
     if args.only:
         chosen = [scene for scene in chosen if scene.name in args.only.split(",")]
+    chosen = [replace(scene, size=args.size, recordings=args.recordings or scene.recordings,
+                      seconds=args.seconds or scene.seconds) for scene in chosen]
     rows = []
     for scene in chosen:
         videos = record(scene, args.work / "recordings" / scene.name)

@@ -558,3 +558,26 @@ def test_pivot_pendulum_angle_reads_theta_and_its_rate_from_pixels_and_refuses_w
     system.set_learned("g_over_l", 4.0)
     assert system.learned_parameters()["g_over_l"] == pytest.approx(4.0)
     assert system.actuation.item() == 2.5
+
+
+def test_a_pendulum_starts_from_the_circle_its_bob_traces():
+    """The pivot and rod from noisy positions on a ±0.8 rad arc, with 8 % of frames elsewhere, within
+    5 %; a short arc, or points on no circle, leave the initial geometry as it was."""
+    from pivf.plugins.physics.pivot_pendulum import fit_circle
+
+    generator = torch.Generator().manual_seed(0)
+    angle = torch.linspace(-0.8, 0.8, 500)
+    arc = torch.stack([16 + 15.2 * angle.sin(), 9.15 + 15.2 * angle.cos()], -1)
+    points = arc + 0.3 * torch.randn(500, 2, generator=generator)
+    points[:40] = 32 * torch.rand(40, 2, generator=generator)
+    pendulum = pivf.physics("pivot_pendulum")
+    pendulum.prepare(points[None, :, None])
+    learned = pendulum.learned_parameters()
+    assert abs(learned["length"] - 15.2) < 0.05 * 15.2
+    assert math.hypot(learned["pivot_x"] - 16, learned["pivot_y"] - 9.15) < 0.05 * 15.2
+    short = torch.stack([16 + 15.2 * (0.1 * angle).sin(), 9.15 + 15.2 * (0.1 * angle).cos()], -1)
+    assert fit_circle(short + 0.3 * torch.randn(500, 2, generator=generator)) is None
+    assert fit_circle(32 * torch.rand(500, 2, generator=generator)) is None
+    kept = pivf.physics("pivot_pendulum", fit_geometry=False)
+    kept.prepare(points[None, :, None])
+    assert kept.learned_parameters()["length"] == pytest.approx(8.0)

@@ -131,6 +131,13 @@ class PhysicsSystem(Plugin[P], nn.Module):
         """Learnable physical parameters in physical units (e.g. ``{"k": 4.1}``)."""
         return {}
 
+    def prepare(self, positions: Tensor) -> None:
+        """Data-dependent initial constants, once before a new run's first step, from where the
+        data-prepared encoder finds the objects in training frames: positions (B, T, K, dim) in
+        pixels. For what a picture shows outright (a pendulum's pivot and rod trace a circle), so
+        that what only the motion tells (ω², damping) is learned against the right geometry.
+        Default: nothing."""
+
     def physical_quantities(self, gravity: float) -> dict[str, Quantity]:
         """Physical quantities the learned parameters give with the local ``gravity`` (m/s²) known,
         which no pixel scale gives: a pendulum's length from its timing. Default: none."""

@@ -54,8 +54,16 @@ class Pipeline(nn.Module):
         self.decoder.compile()
 
     def prepare(self, frames: Tensor) -> None:
-        """Data-dependent initialisation before a new run's first step (``Encoder.prepare``)."""
+        """Data-dependent initialisation before a new run's first step: the encoder's
+        (``Encoder.prepare``), then the physics' from the positions the prepared encoder finds
+        (``PhysicsSystem.prepare``)."""
         self.encoder.prepare(frames)
+        if self.physics.state != "objects":
+            return
+        with torch.no_grad():
+            positions = self.encode(frames, refine=False).positions
+        if positions is not None:
+            self.physics.prepare(positions.float())
 
     def frame_times(self, steps: int, dt: float | None = None) -> Tensor:
         """Times 0, dt, …, steps·dt; a negative ``dt`` runs backwards and a scaled one changes speed."""

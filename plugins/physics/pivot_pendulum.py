@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from pivf.api import ConfigError, ObjectParams, PhysicsSystem, Quantity, floored_length, hookimpl, log_parameter
 
-__all__ = ["PivotPendulum", "pivf_physics"]
+__all__ = ["PivotPendulum", "fit_circle", "pivf_physics"]
 
 
 class PivotPendulumParams(ObjectParams):
@@ -52,6 +52,9 @@ class PivotPendulumParams(ObjectParams):
     damping: float = Field(0.0, description="initial damping rate b, in 1/time")
     learnable: bool = Field(True, description="learn ω²")
     learn_geometry: bool = Field(True, description="learn the pivot and ℓ; false keeps the given ones (known pivot)")
+    fit_geometry: bool = Field(True, description="start the pivot and ℓ from a circle fitted to the positions the "
+                                                 "prepared encoder finds in training frames, where the fit is "
+                                                 "sound (learn_geometry only)")
     learn_damping: bool = Field(True, description="learn b")
     actuation: float = Field(0.0, description="initial actuation coefficient a: θ̈ gains a·u for the input u")
     learn_actuation: bool = Field(False, description="learn a (for data recorded under controls)")
@@ -137,6 +140,19 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
             else:
                 plain[name].fill_(value)
 
+    @torch.no_grad()
+    def prepare(self, positions: Tensor) -> None:
+        """The pivot and ℓ from the circle the bob's positions trace (``fit_circle``), when the
+        params ask for it and the fit is sound: every swing shows the rod's length and pivot, which
+        gradient descent on the motion alone finds only slowly, biasing ω² on the way."""
+        if not (self.params.fit_geometry and self.params.learn_geometry):
+            return
+        found = fit_circle(positions[..., 0, :].reshape(-1, 2))
+        if found is not None:
+            centre, radius = found
+            self.pivot.copy_(centre.to(self.pivot))
+            self.log_length.fill_(math.log(radius))
+
     def physical_quantities(self, gravity: float) -> dict[str, Quantity]:
         """The rod's length from the timing alone, L = g/ω², which needs no pixel scale; compared with
         a known ``length``, as the length from the image (ℓ in pixels times the scale) is."""
@@ -159,6 +175,60 @@ class PivotPendulum(PhysicsSystem[PivotPendulumParams]):
 
     def state_shape(self) -> tuple[int, ...]:
         return (1, 2)
+
+
+#: a circle fit is kept when its points lie this close to it (px, root mean square)...
+CIRCLE_RMS = 1.0
+#: ... and they span at least this arc of it (rad, as their extent over the radius): a short arc fits a
+#: circle of any size
+CIRCLE_ARC = 0.4
+
+
+def _kasa(points: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Centre (2,) and radius of the algebraic least-squares circle x² + y² + Dx + Ey + F = 0."""
+    design = torch.cat([points, torch.ones_like(points[:, :1])], -1)
+    solution = torch.linalg.lstsq(design, -(points**2).sum(-1, keepdim=True)).solution[:, 0]
+    centre = -solution[:2] / 2
+    squared = (centre**2).sum() - solution[2]
+    return (centre, squared.sqrt()) if squared > 0 else None
+
+
+def _geometric(points: Tensor, start: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """Gauss-Newton on the distances Σ(|p − c| − r)² from ``start``: Kåsa's circle is biased small
+    where noise scatters the points about a short arc."""
+    centre, radius = start
+    for _ in range(10):
+        offset = points - centre
+        distance = offset.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+        jacobian = torch.cat([-offset / distance, -torch.ones_like(distance)], -1)
+        step = torch.linalg.lstsq(jacobian, -(distance - radius)).solution[:, 0]
+        centre, radius = centre + step[:2], radius + step[2]
+    return centre, radius
+
+
+def fit_circle(points: Tensor) -> tuple[Tensor, float] | None:
+    """The centre (2,) and radius of the circle through ``points`` (N, 2): Kåsa's algebraic least
+    squares to start, then the least squares of the distances, a few times over the points within
+    three robust standard deviations of the last fit (frames where the encoder found something
+    else drop out); None when the points do not trace a circle well: too few, too far from it
+    (``CIRCLE_RMS`` px and 5 % of the radius) or on too short an arc of it (``CIRCLE_ARC``)."""
+    points = points[torch.isfinite(points).all(-1)].double()
+    found = _kasa(points) if len(points) >= 10 else None
+    kept = points
+    for _ in range(5):
+        if found is None or len(kept) < 10:
+            return None
+        distance = ((points - found[0]).norm(dim=-1) - found[1]).abs()
+        kept = points[distance <= 3 * 1.4826 * distance.median()]
+        found = _geometric(kept, found)
+    if found is None:
+        return None
+    centre, radius = found
+    rms = float(((kept - centre).norm(dim=-1) - radius).pow(2).mean().sqrt())
+    chord = float((kept.amax(0) - kept.amin(0)).norm())  # the arc's extent: about radius × angle
+    if rms > min(CIRCLE_RMS, 0.05 * float(radius)) or chord < CIRCLE_ARC * float(radius):
+        return None
+    return centre.float(), float(radius)
 
 
 @hookimpl
