@@ -113,8 +113,15 @@ def departure_colours(differences: Tensor, k: int, iterations: int = 25) -> Tens
     far, so the result is deterministic. On a red bob in front of a grey wall the change is
     "more red, much less green and blue"; a slot's colour path pointed that way lights up the bob
     and nothing else, where a random one may light up the wall.
+
+    In colour (C = 3) a change is measured without its grey part (each pixel's change less its mean
+    over the channels): what lighting does (a brightness drift, a shadow, a dark hand or bar in
+    front of the scene) changes all channels alike, an object's colour does not, and a colour path
+    pointed at a change without grey does not respond to light at all.
     """
     pixels = differences.movedim(1, -1).reshape(-1, differences.shape[1])
+    if pixels.shape[1] == 3:
+        pixels = pixels - pixels.mean(dim=1, keepdim=True)
     strength = pixels.norm(dim=1)
     threshold = max(float(torch.quantile(strength[:1 << 24], 1 - DEPARTURE_SHARE)), MIN_DEPARTURE)
     departures = pixels[strength >= threshold]
