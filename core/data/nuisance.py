@@ -128,13 +128,14 @@ class _Sequence:
             speed = uniform(count, low=0.02 * size, high=0.06 * size)  # px per frame
             self.blob_velocity = speed[:, None] * torch.stack((angle.cos(), angle.sin()), -1)
         if "occluder" in settings:
-            angle = float(uniform(1, high=2 * math.pi))
-            self.bar_normal = torch.tensor([math.cos(angle), math.sin(angle)], dtype=torch.float64)
+            direction = float(uniform(1, high=2 * math.pi))
+            self.bar_normal = torch.tensor([math.cos(direction), math.sin(direction)], dtype=torch.float64)
             self.bar_colour = float(uniform(1, low=0.05, high=0.5)) * 255
         if "jitter" in settings:
             self.shake = settings["jitter"] * torch.randn((length, 2), generator=generator, dtype=torch.float64)
-        self.drifts = {name: (uniform(1, low=1.0, high=2.0) * max(1, length - 1), uniform(1, high=2 * math.pi))
-                       for name in ("contrast", "brightness") if name in settings}
+        self.drifts: dict[str, tuple[Tensor, Tensor]] = {
+            name: (uniform(1, low=1.0, high=2.0) * max(1, length - 1), uniform(1, high=2 * math.pi))
+            for name in ("contrast", "brightness") if name in settings}
         if "noise" in settings or "shot" in settings:
             self.noise = torch.randn((length, size, size, channels), generator=generator)
 
