@@ -37,7 +37,7 @@ from pivf.core.data.dataset import FORMAT_VERSION, SIDECAR_FORMAT, Sidecar, read
 from pivf.core.data.limits import check_dataset_bytes
 from pivf.core.data.npz import SPLITS, NpzWriter, beside_key, sha256_file
 from pivf.core.data.nuisance import Camera
-from pivf.core.data.staging import remove_stale, staging_dir
+from pivf.core.data.staging import publish, remove_stale, staged, staging_dir
 from pivf.core.data.task import Role, Task
 from pivf.core.kernel.atomic import atomic_write_text
 from pivf.core.kernel.errors import DataError
@@ -232,15 +232,10 @@ def generate_dataset(task: Task | str, out_dir: Path, n_train: int, n_valid: int
     if found is not None:
         return found
     out_dir = make_dir(out_dir, "--out")
-    remove_stale(out_dir, STAGING)
-    staging = staging_dir(out_dir, STAGING)
-    try:
+    with staged(out_dir, STAGING) as staging:
         train = _write_file(task, "train", staging, counts["train"], seed, device, progress)
         test = _write_file(task, "test", staging, counts["test"], seed, device, progress)
-        for member in (test, train, sidecar_path(test), sidecar_path(train)):  # the train sidecar completes the set
-            os.replace(member, out_dir / member.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        publish((test, train, sidecar_path(test), sidecar_path(train)), out_dir)  # the train sidecar completes the set
     return out_dir / train.name, out_dir / test.name
 
 
