@@ -15,11 +15,12 @@ from torch import Tensor
 from pivf.core.data.frames import as_float
 from pivf.core.data.provenance import check_dataset
 from pivf.core.kernel.atomic import atomic_write_bytes
+from pivf.core.kernel.build import build_objective
 from pivf.core.kernel.errors import PivfUserError
 from pivf.core.kernel.inference import inference
 from pivf.core.kernel.objective import Objective
 from pivf.core.kernel.pipeline import Pipeline
-from pivf.core.training.evaluate import build_objective, restore
+from pivf.core.training.evaluate import restore
 from pivf.core.training.train import Log
 
 __all__ = ["draw_tracks", "render_tracks", "track"]
