@@ -128,7 +128,9 @@ class PositionsObjective(Objective[PositionsParams]):
         """Squared distance (px², as ``state_sse``) between the positions of shifted frames and the
         positions shifted."""
         reach = self.params.max_shift
-        shifts = torch.randint(-reach, reach + 1, (frames.shape[0], 2), device=frames.device)
+        # drawn on the host: the shifts choose the slices, so on an accelerator a device draw would be
+        # read back every step
+        shifts = torch.randint(-reach, reach + 1, (frames.shape[0], 2))
         moved = shift_frames(frames, shifts, getattr(pipeline.encoder, "backdrop", None))
         shifted = pipeline.encode(moved, refine=False).positions
         assert shifted is not None  # the same encoder gave positions for the unshifted frames
