@@ -4,8 +4,9 @@ HGN's pendulum draws its initial states on phase-space circles of radius 1.3 to 
 third of them carry more energy than the pendulum upright at rest (H(π, 0), the separatrix) and
 rotate, and about a sixth lie near it, where the period grows without bound. A single median over
 all sequences hides which of these a model has learned. This simulates fresh sequences of the run's
-task (its dataset's parameters, noise included), scores them as ``objective.evaluate`` does, and
-prints the median forward and backward VPT of each group.
+task (its dataset's parameters, noise included), scores them as ``objective.evaluate`` does
+(``prediction_time``, for a model of any objective: HGN's latent or PAIG's keypoints), and prints
+the median forward and backward VPT of each group.
 
     python benchmarks/pendulum_vpt_split.py runs/<run> --sequences 300
 """
@@ -23,8 +24,8 @@ from pivf.core.data.frames import as_float
 from pivf.core.data.generate import make_task
 from pivf.core.kernel.build import build_objective
 from pivf.core.kernel.inference import inference
+from pivf.core.kernel.vpt import prediction_time
 from pivf.core.training.evaluate import restore
-from pivf.plugins.objectives.hgn import HgnObjective
 
 
 def main() -> None:
@@ -38,9 +39,9 @@ def main() -> None:
 
     config, _, pipeline, dataset = restore(args.run, args.checkpoint, "cpu", lambda *_: None)
     task = make_task(dataset.info.task, dataset.info.params)
-    objective = build_objective(config)
-    if task.physics != "pendulum" or not isinstance(objective, HgnObjective):
-        raise SystemExit(f"{args.run}: an HGN run on a pendulum task is needed, not {task.name}")
+    inputs = build_objective(config).input_steps
+    if task.physics != "pendulum":
+        raise SystemExit(f"{args.run}: a run on a pendulum task is needed, not {task.name}")
     trajectory = task.simulate(args.sequences, task.length("test"), torch.Generator().manual_seed(args.seed))
     frames = as_float(task.render(trajectory))
     truth = pivf.physics("pendulum", **task.physics_params())
@@ -48,9 +49,9 @@ def main() -> None:
     energy = truth.hamiltonian(q0, p0)
     separatrix = truth.hamiltonian(torch.full_like(q0, math.pi), torch.zeros_like(p0))
     with inference(pipeline):
-        parts = [objective.sequence_metrics(pipeline, frames[i:i + args.batch_size])
-                 for i in range(0, args.sequences, args.batch_size)]
-    forward, backward = (torch.cat([part[key] for part in parts]).double() for key in ("vpt", "vpt_backward"))
+        forward, backward = (torch.cat([prediction_time(pipeline, frames[i:i + args.batch_size], inputs, back)
+                                        for i in range(0, args.sequences, args.batch_size)]).double()
+                             for back in (False, True))
     groups = {"all": energy == energy, "swinging": energy < separatrix, "rotating": energy >= separatrix,
               "within 15% of the separatrix": (energy / separatrix - 1).abs() < 0.15}
     print(json.dumps({name: {"sequences": int(mask.sum()), "vpt": float(forward[mask].quantile(0.5)),

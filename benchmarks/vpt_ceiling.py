@@ -19,8 +19,9 @@ import argparse
 import torch
 
 import pivf
+from pivf.api import valid_prediction_time
 from pivf.core.data.task import Trajectory
-from pivf.plugins.objectives.hgn import MSE_SCALE, valid_prediction_time
+from pivf.plugins.objectives.hgn import MSE_SCALE
 
 
 def main() -> None:

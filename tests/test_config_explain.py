@@ -56,6 +56,9 @@ RECORDED_RECIPES = {
                           "latent_weight": 1.0, "warmup_frames": "inputs", "guided_reset": True},
         },
         "paper": {"encoder": {"name": "paig_unet", "coordinates": "mlp", "velocity": "mlp", "colour_path": 0.0}},
+        "keypoints": {"data": {"pred_steps": 10}, "encoder": {"background": "median"},
+                      "physics": {"name": "keypoint_hamiltonian"}, "integrator": {"name": "leapfrog", "substeps": 4},
+                      "decoder": {"name": "spatial_transformer"}},
     },
     "hgn": {
         "paper": {section: {"name": name, "latent": "maps", "latent_channels": 16, "angles": 0}
@@ -108,7 +111,7 @@ def test_config_recipes_lists_name_objective_and_description():
     rows = [line.split(None, 2) for line in result.stdout.splitlines()]
     assert rows[0] == ["NAME", "OBJECTIVE", "DESCRIPTION"]
     assert [row[:2] for row in rows[1:]] == [["paper", "hgn"], ["fast", "hgn"], ["fast", "paig"], ["paper", "paig"],
-                                      ["fast", "positions"]]
+                                      ["keypoints", "paig"], ["fast", "positions"]]
     assert rows[3][2].startswith("finds the objects and the physical parameters in minutes on a CPU")
 
 
@@ -215,3 +218,11 @@ def test_extrapolation_longer_than_the_test_sequences_is_refused_before_anything
 def test_config_show_help_names_every_layer():
     text = " ".join(runner.invoke(app, ["config", "show", "--help"], terminal_width=200).stdout.split())
     assert "defaults < task preset < the objective's recipe (--recipe) < --config file < flags < --set" in text
+
+
+def test_a_recipe_that_extends_another_has_its_settings_under_its_own_name():
+    config, sources = resolve_with_sources(task="two_body", flags={"objective.name": "paig",
+                                                                   "training.recipe": "keypoints"})
+    assert (config.training.steps, sources["training.steps"]) == (1860, "recipe keypoints")  # from fast
+    assert (config.physics.name, sources["physics.name"]) == ("keypoint_hamiltonian", "recipe keypoints")
+    assert config.encoder.params["background"] == "median" and config.data.n_objects == 2

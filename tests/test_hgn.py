@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 
 import pivf
+from pivf.api import valid_prediction_time
 from pivf.core.data.frames import as_float
 from pivf.core.kernel.build import build_objective
 from pivf.core.kernel.config import resolve_config
 from pivf.core.kernel.errors import ConfigError, PluginParamsError
 from pivf.core.kernel.inference import predict, rollout_frames, sample
 from pivf.core.kernel.pipeline import Pipeline
-from pivf.plugins.objectives.hgn import MSE_SCALE, HgnObjective, valid_prediction_time
+from pivf.plugins.objectives.hgn import MSE_SCALE, HgnObjective
 
 DT = 0.125
 INPUT, PRED = 3, 5

@@ -461,7 +461,7 @@ def resolve_with_sources(
         known = ", ".join(recipes) or "none"
         raise ConfigError(f"training.recipe: objective '{objective}' has no recipe '{recipe}'; available: {known}")
     if recipe is not None:
-        layers.append((f"{RECIPE} {recipe}", recipes[recipe].layer))
+        layers.extend((f"{RECIPE} {recipe}", layer) for layer in recipe_layers(recipes, recipe))
     data_path, _ = _first("data.path", *given)
     layers.append((DATASET, {"data": _recorded_sizes(data_path)}))
     layers.extend([(FILE, file_layer), (FLAG, flag_layer), (SET, set_layer)])
@@ -480,6 +480,12 @@ def resolve_with_sources(
         for field in fields:
             sources.setdefault(f"{section}.{field}", DEFAULT)  # a plugin's own default
     return config, sources
+
+
+def recipe_layers(recipes: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """A recipe's config layers, those of the recipes it ``extends`` first."""
+    recipe = recipes[name]
+    return [*(recipe_layers(recipes, recipe.extends) if recipe.extends else []), recipe.layer]
 
 
 def merge_layers(layers: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -2,6 +2,8 @@
 
 A recipe file ``<objective>-<name>.yaml`` holds a one-line ``description`` and the ``config`` layer
 it puts over the task preset (``training.recipe`` chooses it; the objective's first is the default).
+With ``extends: <name>`` (another recipe of the same objective) it goes over that recipe's layer,
+so a variant says only what it changes.
 Files rather than dicts in code, so a recipe can be read, diffed and listed (``pivf config recipes``)
 without reading the objective's source.
 """
@@ -23,6 +25,7 @@ class Recipe:
     objective: str
     description: str
     layer: dict[str, Any]
+    extends: str | None = None
 
 
 def read_recipes(folder: Path, objective: str, names: Sequence[str]) -> dict[str, Recipe]:
@@ -30,5 +33,6 @@ def read_recipes(folder: Path, objective: str, names: Sequence[str]) -> dict[str
     recipes = {}
     for name in names:
         text = yaml.safe_load((folder / f"{objective}-{name}.yaml").read_text(encoding="utf-8"))
-        recipes[name] = Recipe(name, objective, " ".join(text["description"].split()), text["config"])
+        recipes[name] = Recipe(name, objective, " ".join(text["description"].split()), text["config"],
+                               text.get("extends"))
     return recipes

@@ -67,14 +67,14 @@ from pivf.api import (
     as_float,
     hookimpl,
     inference,
+    prediction_time,
     read_recipes,
+    valid_prediction_time,
 )
 from pivf.plugins.objectives import RECIPES
 
-__all__ = ["HgnObjective", "MSE_SCALE", "pivf_objectives", "valid_prediction_time"]
+__all__ = ["HgnObjective", "MSE_SCALE", "pivf_objectives"]
 
-#: normalised per-frame error above which a prediction is no longer valid (VPT)
-VPT_THRESHOLD = 0.025
 #: the papers report pixel MSE in units of 1e-4
 MSE_SCALE = 1e4
 LAMBDA_MIN, LAMBDA_MAX = 1e-10, 1e10
@@ -243,30 +243,13 @@ class HgnObjective(Objective[HgnParams]):
         ahead = self.input_steps - self.first_frame  # first decoded frame past the last input frame
         metrics["vpt"] = valid_prediction_time(decoded[:, ahead:], frames[:, self.input_steps:])
         if controls is None:
-            metrics["vpt_backward"] = self._backward_vpt(pipeline, frames)
+            metrics["vpt_backward"] = prediction_time(pipeline, frames, self.input_steps, backward=True)
         energy = pipeline.physics.energy(out.q, out.p)  # (1 + steps, B)
         metrics["h_std"] = energy.std(0, correction=0)
         metrics["h_rel_std"] = metrics["h_std"] / energy.mean(0).abs().clamp_min(1e-12)
         if out.encoded.kl is not None:
             metrics["kl"] = out.encoded.kl
         return metrics
-
-    def _backward_vpt(self, pipeline: Pipeline, frames: Tensor) -> Tensor:
-        """VPT back in time from the state inferred at the last frame (see the module docs), (B,)."""
-        unseen = frames.shape[1] - self.input_steps
-        encoded = pipeline.encode(frames[:, -self.input_steps:])
-        q, _ = pipeline.rollout(encoded.q0, encoded.p0, frames.shape[1] - 1, dt=-pipeline.dt)
-        return valid_prediction_time(pipeline.decode(q[self.input_steps:]), frames[:, :unseen].flip(1))
-
-
-def valid_prediction_time(prediction: Tensor, target: Tensor, threshold: float = VPT_THRESHOLD) -> Tensor:
-    """Leading frames of each sequence whose error mean((gt−pred)²)/mean(gt²) stays ≤ ``threshold``.
-
-    Inputs (B, T, C, H, W); returns (B,) integers in 0..T. A later frame that happens to fall back
-    under the threshold does not count: the prediction already failed once.
-    """
-    error = (prediction - target).pow(2).flatten(2).mean(-1) / target.pow(2).flatten(2).mean(-1).clamp_min(1e-12)
-    return (error <= threshold).long().cumprod(1).sum(1)
 
 
 @hookimpl

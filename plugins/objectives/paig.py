@@ -46,8 +46,12 @@ from pivf.api import (
     ObjectiveParams,
     Pipeline,
     PipelineOutput,
+    as_float,
     frame_sse,
     hookimpl,
+    inference,
+    median_time,
+    prediction_time,
     read_recipes,
     state_sse,
 )
@@ -112,7 +116,7 @@ class PaigObjective(Objective[PaigParams]):
     description = "PAIG: reconstruct the encoded frames and predict the next ones (pred + α·recons)"
     states = ("objects",)
     headline = ("recons", "pred", "extrap")
-    recipes = read_recipes(RECIPES, "paig", ("fast", "paper"))
+    recipes = read_recipes(RECIPES, "paig", ("fast", "paper", "keypoints"))
     CHECK_EVERY = 25
     GRACE_STEPS = 100
     MAX_WARMUP_FACTOR = 3
@@ -203,9 +207,27 @@ class PaigObjective(Objective[PaigParams]):
             p.warmup_steps if steps_done > p.warmup_steps else None)
         return {"objects_found": found, "prediction_from": started}
 
+    def evaluate(self, pipeline: Pipeline, data: Tensor, batch_size: int,
+                 controls: Tensor | None = None) -> dict[str, float]:
+        """The mean losses and, for data recorded without controls, the median valid prediction
+        time forward and backward (``vpt``, ``vpt_backward``; core/kernel/vpt.py), HGN's measure of
+        how long the rollout stays on the video."""
+        metrics = super().evaluate(pipeline, data, batch_size, controls)
+        if controls is not None:
+            return metrics
+        times: dict[str, list[Tensor]] = {"vpt": [], "vpt_backward": []}
+        with inference(pipeline):
+            for start in range(0, data.shape[0], batch_size):
+                chunk = as_float(data[start:start + batch_size])
+                times["vpt"].append(prediction_time(pipeline, chunk, self.input_steps))
+                times["vpt_backward"].append(prediction_time(pipeline, chunk, self.input_steps, backward=True))
+        return {**metrics, **{key: median_time(values) for key, values in times.items()}}
+
     def report(self, metrics: dict[str, float]) -> dict[str, float]:
-        """PAIG's losses read ``recons_loss``, ``pred_loss``, ``extrap_loss`` in metrics.json."""
-        return {f"{key}_loss": value for key, value in metrics.items() if key != "loss"}
+        """PAIG's losses read ``recons_loss``, ``pred_loss``, ``extrap_loss`` in metrics.json; the
+        prediction times keep their names."""
+        return {key if key.startswith("vpt") else f"{key}_loss": value for key, value in metrics.items()
+                if key != "loss"}
 
     def state_dict(self) -> dict[str, Any]:
         return {"prediction_from": self.prediction_from, "checked_from": self.checked_from}

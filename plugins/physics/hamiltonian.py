@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from pivf.api import ObjectParams, PhysicsSystem, PluginParams, StateKind, energy_gradient, floored_length, hookimpl
 from pivf.plugins.latent_image import check_angles, circle_features
 
-__all__ = ["Hamiltonian", "LatentHamiltonian", "pivf_physics"]
+__all__ = ["ACTIVATIONS", "Hamiltonian", "LatentHamiltonian", "MLPEnergy", "PairPotential", "pivf_physics"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"softplus": nn.Softplus, "tanh": nn.Tanh, "swish": nn.SiLU}
 
@@ -110,7 +110,7 @@ class HamiltonianParams(ObjectParams, LearnedHamiltonianParams):
         return self
 
 
-class _MLPEnergy(nn.Module):
+class MLPEnergy(nn.Module):
     """(..., *state) → (...,): an MLP over the flattened last ``state_dims`` dimensions, its first
     ``angles`` entries read as their cosines and sines (``circle_features``)."""
 
@@ -130,7 +130,7 @@ class _MLPEnergy(nn.Module):
         return self.net(circle_features(x.flatten(-self.state_dims), self.angles)).squeeze(-1)
 
 
-class _PairPotential(nn.Module):
+class PairPotential(nn.Module):
     """(..., N, D) → (...,): Σ_{i<j} φ(|q_i − q_j|) with φ one MLP of a distance.
 
     Objects that push and pull each other along the line between them (springs, gravity, charges)
@@ -143,7 +143,7 @@ class _PairPotential(nn.Module):
 
     def __init__(self, n_objects: int, hidden: list[int], activation: type[nn.Module]) -> None:
         super().__init__()
-        self.phi = _MLPEnergy(1, hidden, activation, state_dims=1)
+        self.phi = MLPEnergy(1, hidden, activation, state_dims=1)
         first, second = torch.triu_indices(n_objects, n_objects, offset=1)
         self.register_buffer("first", first, persistent=False)
         self.register_buffer("second", second, persistent=False)
@@ -161,8 +161,8 @@ class Hamiltonian(LearnedHamiltonian[HamiltonianParams]):
         p = self.params
         activation = ACTIVATIONS[p.activation]
         if reads == "q" and p.potential == "pairwise":
-            return _PairPotential(p.n_objects, p.hidden, activation)
-        return _MLPEnergy(p.n_objects * p.dim * len(reads), p.hidden, activation, state_dims=2)
+            return PairPotential(p.n_objects, p.hidden, activation)
+        return MLPEnergy(p.n_objects * p.dim * len(reads), p.hidden, activation, state_dims=2)
 
 
 # --- over latent maps --------------------------------------------------------------------------
@@ -225,7 +225,7 @@ class LatentHamiltonian(LearnedHamiltonian[LatentHamiltonianParams]):
         activation = ACTIVATIONS[p.activation]
         if p.latent == "vector":  # q leads the joined state, so its angles lead it too
             angles = p.angles if reads.startswith("q") else 0
-            return _MLPEnergy(channels + angles, p.hidden, activation, state_dims=1, angles=angles)
+            return MLPEnergy(channels + angles, p.hidden, activation, state_dims=1, angles=angles)
         return _ConvEnergy(channels, p.conv_channels, activation)
 
     def state_shape(self) -> tuple[int, ...]:

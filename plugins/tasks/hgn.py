@@ -57,14 +57,15 @@ class HgnParams(TaskParams):
 HTP = TypeVar("HTP", bound=HgnParams)
 
 
-def hgn_preset(degrees_of_freedom: int, angles: int = 0) -> dict[str, Any]:
+def hgn_preset(degrees_of_freedom: int, angles: int = 0, objects: int = 1) -> dict[str, Any]:
     """The HGN paper's setup (5 frames in, 29 predicted, a learned Hamiltonian, leapfrog) with a
     latent of the system's ``degrees_of_freedom``, the first ``angles`` of them angles: the
     objective's ``paper`` recipe widens it to HGN's 16 channels of maps (which have no angles), its
-    ``fast`` recipe keeps it as the length of the vectors q and p."""
+    ``fast`` recipe keeps it as the length of the vectors q and p. ``objects``: the balls drawn,
+    for models that track them (PAIG's encoder)."""
     latent = {"latent_channels": degrees_of_freedom, "angles": angles}
     return {
-        "data": {"image_size": 32, "n_objects": 1, "input_steps": 5, "pred_steps": 29, "extrap_steps": 30,
+        "data": {"image_size": 32, "n_objects": objects, "input_steps": 5, "pred_steps": 29, "extrap_steps": 30,
                  "dt": 0.125},
         "physics": {"name": "hamiltonian_latent", **latent},
         "integrator": {"name": "leapfrog", "substeps": 1},
@@ -174,7 +175,7 @@ class TwoBodyTask(HgnTask[TBTP]):
     name = "two_body"
     description = "HGN two-body gravity (g=1, unit masses), near-circular orbits"
     physics = "gravity"
-    preset = hgn_preset(degrees_of_freedom=4)
+    preset = hgn_preset(degrees_of_freedom=4, objects=2)
     ground_truth = {"g": 1.0}
     Params = TwoBodyParams
 
@@ -215,7 +216,7 @@ class ThreeBodyParams(TwoBodyParams):
 class ThreeBodyTask(TwoBodyTask[ThreeBodyParams]):
     name = "three_body"
     description = "HGN three-body gravity (g=1, unit masses), chaotic"
-    preset = hgn_preset(degrees_of_freedom=6)
+    preset = hgn_preset(degrees_of_freedom=6, objects=3)
 
 
 class DoublePendulumParams(HgnParams):
@@ -232,7 +233,7 @@ class DoublePendulumTask(PendulumTask[DoublePendulumParams]):
     name = "double_pendulum"
     description = "double pendulum (m=1, l=1, g=3) from its true Hamiltonian, chaotic"
     physics = "double_pendulum"
-    preset = hgn_preset(degrees_of_freedom=2, angles=2)
+    preset = hgn_preset(degrees_of_freedom=2, angles=2, objects=2)
 
 
 @hookimpl
