@@ -102,7 +102,9 @@ def frames(task: Task, n: int, length: int, seed: int, stream: int, device: str 
     """uint8 (≤ RENDER_BATCH, length, H, W, C) arrays that concatenate to n sequences. When ``beside``
     is given, each chunk's object positions, float32 (chunk, length, K, 2), are appended to its
     "positions" list, the inputs of a task recorded under controls (chunk, length, m) to "controls",
-    and under the camera's jitter each frame's shift (chunk, length, 2) to "shake". Frames pass
+    the true states of a task that keeps them (``Task.states_beside``), float64 (chunk, length,
+    *state), to "q" and "p", and under the camera's jitter each frame's shift (chunk, length, 2) to
+    "shake". Frames pass
     through the camera of the task's ``nuisance`` (``nuisance.Camera``) when it has one."""
     camera = Camera(task.params.nuisance, seed) if task.params.nuisance else None
     for chunk, start in enumerate(range(0, n, task.chunk_size)):
@@ -113,6 +115,9 @@ def frames(task: Task, n: int, length: int, seed: int, stream: int, device: str 
             beside.setdefault("positions", []).append(trajectory.positions.to("cpu", torch.float32).numpy())
             if trajectory.controls is not None:
                 beside.setdefault("controls", []).append(trajectory.controls.to("cpu", torch.float32).numpy())
+            if task.states_beside:
+                beside.setdefault("q", []).append(trajectory.q.to("cpu", torch.float64).numpy())
+                beside.setdefault("p", []).append(trajectory.p.to("cpu", torch.float64).numpy())
         for first in range(0, len(trajectory), RENDER_BATCH):
             part = trajectory[first:first + RENDER_BATCH]
             with single_threaded(device):
@@ -214,7 +219,7 @@ def _write_file(task: Task, role: Role, out_dir: Path, counts: dict[str, int], s
             writer.write(key, (n, length, size, size, channels), chunks)
             for what, parts in beside.items():
                 stored = np.concatenate(parts)
-                writer.write(beside_key(key, what), stored.shape, [stored], np.float32)
+                writer.write(beside_key(key, what), stored.shape, [stored], stored.dtype.type)
     sidecar = Sidecar.model_validate({**_made_by(task, role, counts, seed, device), "sha256": sha256_file(path)})
     atomic_write_text(sidecar_path(path), sidecar.model_dump_json(indent=2) + "\n")
     return path

@@ -6,7 +6,9 @@ each object appears in each frame, in pixels (x = column, y = row). They are for
 diagnostics (is an object where the encoder says?); training never reads them, and files without
 them (the original ones) load the same. Video recorded under controls holds ``<split>_controls``:
 float32 (N, T, m), the input applied from each frame to the next (the last one is recorded too and
-drives nothing); training reads them.
+drives nothing); training reads them. A task whose states come from another engine (dm_control)
+also stores its true states, ``<split>_q`` and ``<split>_p``: float64 (N, T, *state), for
+comparing a model's states with them.
 
 ``np.savez_compressed`` needs every array in memory at once. The writer here emits each array's
 .npy header and then its bytes chunk by chunk into the zip member, so generating a dataset holds
@@ -146,7 +148,7 @@ def check_claimed_sizes(path: Path) -> None:
 
 
 def beside_key(split: str, what: str) -> str:
-    """The member holding ``what`` ("positions", "controls") beside a split's frames:
+    """The member holding ``what`` ("positions", "controls", "q", "p") beside a split's frames:
     (``train_x``, "positions") → ``train_positions``."""
     return f"{split.removesuffix('_x')}_{what}"
 

@@ -167,6 +167,9 @@ class Task(Plugin[TP]):
     n_controls: ClassVar[int] = 0
     #: sequences simulated and written at a time; fixed per task so a seed gives the same bytes
     chunk_size: ClassVar[int] = 1000
+    #: store the true states q, p beside the frames (``<split>_q``, ``<split>_p``, float64): a task
+    #: whose states are not pivf's own physics keeps them for whoever compares a model with them
+    states_beside: ClassVar[bool] = False
     #: file-name stem with ``{field}`` slots filled from params, ground truth and ``length``
     #: (see ``names.NameTemplate``); empty means ``<name>_sl{length}``
     name_template: ClassVar[str] = ""

@@ -18,7 +18,7 @@ import atexit
 import functools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -44,7 +44,7 @@ from pivf.api import (
 from pivf.plugins.tasks.paig import paig_preset
 
 __all__ = ["Angular", "MujocoMotorPendulum", "MujocoPendulum", "MujocoPendulumEnvironment", "MujocoSpring",
-           "frame_cost", "mujoco_problem", "pivf_tasks", "wrap"]
+           "advance_states", "frame_cost", "geom_positions", "mujoco_problem", "pivf_tasks", "wrap"]
 
 BACKEND_ENV = "MUJOCO_GL"
 _PROBE_XML = '<mujoco><worldbody><geom type="sphere" size="1"/></worldbody></mujoco>'
@@ -99,6 +99,50 @@ def project(points: np.ndarray, camera_position: np.ndarray, camera_rotation: np
     focal = 0.5 * size / math.tan(math.radians(fovy_degrees) / 2)
     depth = -local[..., 2]
     return np.stack((size / 2 + focal * local[..., 0] / depth, size / 2 - focal * local[..., 1] / depth), -1)
+
+
+def geom_positions(model: Any, data: Any, camera: str | int, geoms: Sequence[str], size: int) -> np.ndarray:
+    """(K, 2) pixel positions, in a square image from ``camera``, of the centres of ``geoms`` in a
+    forwarded ``MjData``."""
+    camera_id = model.camera(camera).id
+    ids = [model.geom(name).id for name in geoms]
+    return project(data.geom_xpos[ids], data.cam_xpos[camera_id], data.cam_xmat[camera_id].reshape(3, 3),
+                   model.cam_fovy[camera_id], size)
+
+
+def advance_states(mujoco: ModuleType, model: Any, trajectory: Trajectory, offsets: list[float], dt: float,
+                   step: float, positions: Callable[[Any], np.ndarray]) -> list[Trajectory]:
+    """``Task.advance`` for a MuJoCo model stepped by ``step``: from each frame's state, under the
+    frame's input, to each offset exactly (the timestep shortened where ``step`` does not divide the
+    way, and restored after); ``positions`` reads the objects' pixels from a forwarded ``MjData``."""
+    data = mujoco.MjData(model)
+    n, t, k = trajectory.positions.shape[:3]
+    q, p = trajectory.q.cpu().numpy(), trajectory.p.cpu().numpy()
+    controls = None if trajectory.controls is None else trajectory.controls.cpu().numpy()
+    states = [(np.empty_like(q), np.empty_like(p), np.empty((n, t, k, 2))) for _ in offsets]
+    try:
+        for i in range(n):
+            for j in range(t):
+                mujoco.mj_resetData(model, data)
+                data.qpos[:], data.qvel[:] = q[i, j], p[i, j]
+                if controls is not None:
+                    data.ctrl[:] = controls[i, j]
+                now = 0.0
+                for (later_q, later_p, seen), offset in zip(states, offsets, strict=True):
+                    span = (offset - now) * dt
+                    if span > 0:
+                        steps = max(1, math.ceil(span / step - 1e-9))
+                        model.opt.timestep = span / steps
+                        mujoco.mj_step(model, data, nstep=steps)
+                        now = offset
+                    mujoco.mj_forward(model, data)
+                    later_q[i, j], later_p[i, j], seen[i, j] = data.qpos, data.qvel, positions(data)
+    finally:
+        model.opt.timestep = step
+    device = trajectory.q.device
+    return [Trajectory(torch.from_numpy(later_q).to(device), torch.from_numpy(later_p).to(device),
+                       torch.from_numpy(seen).to(device, trajectory.positions.dtype), trajectory.controls)
+            for later_q, later_p, seen in states]
 
 
 def mujoco_preset(physics: dict[str, Any], n_objects: int, dt: float) -> dict[str, Any]:
@@ -196,10 +240,7 @@ class MujocoTask(Task[MTP]):
     def positions(self, data: Any) -> np.ndarray:
         """(K, 2) pixel positions of the tracked geoms in a forwarded ``MjData``."""
         _, model = self._engine()
-        camera = model.camera(self.camera).id
-        geoms = [model.geom(name).id for name in self.tracked_geoms]
-        return project(data.geom_xpos[geoms], data.cam_xpos[camera], data.cam_xmat[camera].reshape(3, 3),
-                       model.cam_fovy[camera], self.params.image_size)
+        return geom_positions(model, data, self.camera, self.tracked_geoms, self.params.image_size)
 
     def sample_controls(self, n: int, length: int, generator: torch.Generator) -> Tensor | None:
         """Inputs (n, length, m) to record sequences under; None for a task without actuators."""
@@ -292,38 +333,9 @@ class MujocoTask(Task[MTP]):
         return torch.from_numpy(frames).to(device), torch.from_numpy(weight).to(device)
 
     def advance(self, trajectory: Trajectory, offsets: list[float]) -> list[Trajectory]:
-        """MuJoCo from each frame's state, under the frame's input, to each offset exactly (its timestep
-        shortened where ``dt / substeps`` does not divide the way)."""
         mujoco, model = self._engine()
-        data = mujoco.MjData(model)
-        n, t = trajectory.q.shape[:2]
-        q, p = trajectory.q.cpu().numpy(), trajectory.p.cpu().numpy()
-        controls = None if trajectory.controls is None else trajectory.controls.cpu().numpy()
-        step = self.params.dt / self.params.substeps
-        states = [(np.empty_like(q), np.empty_like(p), np.empty((n, t, len(self.tracked_geoms), 2))) for _ in offsets]
-        try:
-            for i in range(n):
-                for j in range(t):
-                    mujoco.mj_resetData(model, data)
-                    data.qpos[:], data.qvel[:] = q[i, j], p[i, j]
-                    if controls is not None:
-                        data.ctrl[:] = controls[i, j]
-                    now = 0.0
-                    for (later_q, later_p, seen), offset in zip(states, offsets, strict=True):
-                        span = (offset - now) * self.params.dt
-                        if span > 0:
-                            steps = max(1, math.ceil(span / step - 1e-9))
-                            model.opt.timestep = span / steps
-                            mujoco.mj_step(model, data, nstep=steps)
-                            now = offset
-                        mujoco.mj_forward(model, data)
-                        later_q[i, j], later_p[i, j], seen[i, j] = data.qpos, data.qvel, self.positions(data)
-        finally:
-            model.opt.timestep = step
-        device = trajectory.q.device
-        return [Trajectory(torch.from_numpy(later_q).to(device), torch.from_numpy(later_p).to(device),
-                           torch.from_numpy(seen).to(device, trajectory.positions.dtype), trajectory.controls)
-                for later_q, later_p, seen in states]
+        return advance_states(mujoco, model, trajectory, offsets, self.params.dt,
+                              self.params.dt / self.params.substeps, self.positions)
 
 
 # --- the pendulum ------------------------------------------------------------------------------------
