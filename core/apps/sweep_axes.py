@@ -36,7 +36,7 @@ class Axes:
     grid: dict[str, list[Any]] = field(default_factory=dict)
 
     def describe(self) -> str:
-        axes = {"integrators": self.integrators, "seeds": self.seeds, **self.grid}
+        axes: dict[str, list[Any]] = {"integrators": self.integrators, "seeds": self.seeds, **self.grid}
         return "; ".join(f"{name}: {', '.join(map(str, values))}" for name, values in axes.items())
 
 
