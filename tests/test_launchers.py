@@ -56,6 +56,7 @@ def local_summary(data_file, tmp_path_factory) -> dict[str, dict[str, str]]:
     return summary(out)
 
 
+@pytest.mark.slow(seconds=25)
 def test_the_local_sweep_keys_runs_by_every_axis(local_summary):
     assert sorted(local_summary) == sorted(RUNS)
     assert {row["training.lr"] for row in local_summary.values()} == {"0.001", "0.003"}
