@@ -6,18 +6,17 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 import yaml
 from typer.core import TyperGroup
 
 from pivf.cli.data import data_app
-from pivf.cli.options import file_to_write, finite, flag_name, name_values, with_config_flags
+from pivf.cli.options import file_to_write, finite, flag_name, name_values, parse_duration, with_config_flags
 from pivf.core.kernel.config import ExperimentConfig
 from pivf.core.kernel.errors import PivfUserError
 
-T = TypeVar("T")
 _state = {"debug": False}
 #: an error echoes at most this much of what it quotes (a value can be megabytes)
 MAX_MESSAGE = 500
@@ -314,55 +313,98 @@ def control_command(
     typer.echo(text)
 
 
+
 @app.command("compare")
 @with_config_flags
 def compare_command(
     config: ExperimentConfig,
-    integrators: Annotated[str, typer.Option(help="comma-separated integrators, e.g. euler,leapfrog,yoshida,rk4")]
-        = "euler,leapfrog,yoshida,rk4",
-    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
-    jobs: Annotated[int, typer.Option(help="runs trained at once (separate processes; they share the GPU)")] = 1,
+    resolve: Callable[[list[str]], ExperimentConfig],
+    integrators: Annotated[str | None, typer.Option(help="comma-separated integrators [default: "
+                                                         "euler,leapfrog,yoshida,rk4]")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [default: 0]")] = None,
+    grid: Annotated[list[str] | None, typer.Option(help="a sweep axis over any setting: section.field=v1,v2 "
+                                                        "(repeatable; every combination is trained), e.g. "
+                                                        "training.lr=1e-3,3e-3 or data.task=spring_color,"
+                                                        "pendulum")] = None,
+    sweep: Annotated[Path | None, typer.Option(help="YAML or TOML sweep file: integrators, seeds and grid "
+                                                    "({section.field: [values]})")] = None,
+    jobs: Annotated[int | None, typer.Option(help="runs trained at once [default: local 1 (in this process), "
+                                                  "slurm and ray as many as the cluster takes]")] = None,
     report: Annotated[Path | None, typer.Option(help="only rebuild the summary of this finished sweep")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="train again the runs that already finished in "
                                                                 "OUT (by default they are skipped)")] = False,
+    launcher: Annotated[str, typer.Option(help="local (processes here), slurm (submitit; pivf[slurm]) or ray "
+                                               "(pivf[ray])", rich_help_panel="Launcher")] = "local",
+    cpus_per_run: Annotated[int, typer.Option(min=1, help="CPUs each run asks for (slurm, ray)",
+                                              rich_help_panel="Launcher")] = 1,
+    gpus_per_run: Annotated[int, typer.Option(min=0, help="GPUs each run asks for; above 1 the run trains "
+                                                          "data-parallel under torchrun, one process per GPU",
+                                              rich_help_panel="Launcher")] = 0,
+    nodes_per_run: Annotated[int, typer.Option(min=1, help="machines each run trains on, under torchrun "
+                                                           "(slurm)", rich_help_panel="Launcher")] = 1,
+    partition: Annotated[str | None, typer.Option(help="SLURM partition", rich_help_panel="Launcher")] = None,
+    time: Annotated[str | None, typer.Option(help="time limit of each job, e.g. 2h or 90m [default: 24h]",
+                                             rich_help_panel="Launcher")] = None,
+    slurm_param: Annotated[list[str] | None, typer.Option(help="another sbatch option: key=value (repeatable), "
+                                                               "e.g. account=myproject, qos=high, mem=32G",
+                                                          rich_help_panel="Launcher")] = None,
+    submitit_cluster: Annotated[str | None, typer.Option(help="slurm (default) or local: submitit runs the "
+                                                              "same job files on this machine, a dry run",
+                                                         rich_help_panel="Launcher")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="a running Ray cluster: auto or HOST:PORT [default: "
+                                                         "a Ray instance on this machine, --jobs workers]",
+                                                    rich_help_panel="Launcher")] = None,
 ) -> None:
-    """Train one physics with several integrators (and seeds) and summarise them.
+    """Train several integrators, seeds and settings, and summarise them.
 
-    Runs land in OUT/<physics>/<integrator>/seed<k> (--out), so `tensorboard --logdir OUT` overlays one
-    curve per integrator; OUT gets a custom-scalars layout, summary.csv, summary.md and summary.png.
-    Run again into the same OUT, it skips the runs that finished and restarts the others. If a run
-    fails, the others are stopped and the summary covers the runs that finished.
+    Runs land in OUT/<physics>/<integrator>/seed<k> (--out), with a key=value folder per --grid axis
+    before seed<k>, so `tensorboard --logdir OUT` overlays one curve per run; OUT gets a
+    custom-scalars layout, summary.csv, summary.md and summary.png. Run again into the same OUT, it
+    skips the runs that finished and restarts the others. With the local launcher a failed run stops
+    the others; on SLURM or Ray the others go on. The summary covers the runs that finished.
     """
     from pivf.core.apps import compare
+    from pivf.core.apps.launch import LaunchSettings
+    from pivf.core.apps.launch import launcher as load_launcher
+    from pivf.core.apps.sweep_axes import read_axes
     from pivf.core.kernel.paths import make_dir
 
     if report is not None:
         compare.write_summary(report, log=typer.echo)
         return
-    names = _distinct_list(integrators, "--integrators", str)
-    seed_list = _distinct_list(seeds, "--seeds", int)
-    if jobs < 1:
+    axes = read_axes(integrators, seeds, grid, sweep)
+    if jobs is not None and jobs < 1:
         raise PivfUserError(f"--jobs: must be at least 1, got {jobs}")
-    configs = compare.sweep_configs(config, names, seed_list, Path(config.logging.out).expanduser())
+    _only_with(launcher, {"--partition": ("slurm", partition), "--time": ("slurm", time),
+                          "--slurm-param": ("slurm", slurm_param), "--submitit-cluster": ("slurm", submitit_cluster),
+                          "--ray-address": ("ray", ray_address)})
+    settings = LaunchSettings(
+        jobs=jobs, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, nodes_per_run=nodes_per_run,
+        partition=partition, time_min=math.ceil(parse_duration(time, "--time") / 60) if time else None,
+        slurm_params=tuple(_key_value(item, "--slurm-param") for item in slurm_param or []),
+        submitit_cluster=submitit_cluster or "slurm", ray_address=ray_address)
+    chosen = load_launcher(launcher, settings)
+    out_path = Path(config.logging.out).expanduser()
+    configs = compare.sweep_configs(resolve, config, axes, out_path)
     out = make_dir(config.logging.out, "--out")
-    plan = compare.plan_sweep(configs, overwrite, log=typer.echo)
-    compare.write_layout(out, config, names)
-    failure = compare.run_sweep(plan, jobs, log=typer.echo)
-    compare.finish_sweep(out, failure, log=typer.echo)
+    plan = compare.plan_sweep(configs, out_path, overwrite, log=typer.echo)
+    compare.write_layout(out, configs, axes)
+    failures = compare.run_sweep(plan, chosen, settings, out, log=typer.echo)
+    compare.finish_sweep(out, failures, log=typer.echo)
 
 
-def _distinct_list(text: str, option: str, convert: Callable[[str], T]) -> list[T]:
-    """``a,b,c`` → items, each once: an item listed twice would put two runs in one folder."""
-    try:
-        items = [convert(part.strip()) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise PivfUserError(f"{option}: expected a comma-separated list, got '{text}'") from None
-    if not items:
-        raise PivfUserError(f"{option}: the list is empty")
-    twice = next((item for i, item in enumerate(items) if item in items[:i]), None)
-    if twice is not None:
-        raise PivfUserError(f"{option}: '{twice}' is listed twice")
-    return items
+def _only_with(launcher: str, options: dict[str, tuple[str, object]]) -> None:
+    """An option of another launcher than the chosen one is a mistake, not something to ignore."""
+    for option, (owner, value) in options.items():
+        if value is not None and launcher != owner:
+            raise PivfUserError(f"{option}: only with --launcher {owner} (the launcher is {launcher})")
+
+
+def _key_value(item: str, option: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise PivfUserError(f"{option}: expected key=value, got '{item}'")
+    return key.strip(), value.strip()
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
 ``with_config_flags`` appends these options to a command's signature and hands the command a fully
 resolved ``ExperimentConfig`` instead, so every command layers config sources the same way; a command
 that also takes ``given`` learns which of these flags were on its command line, one that takes
-``sources`` which layer set each field (``resolve_with_sources``).
+``sources`` which layer set each field (``resolve_with_sources``), one that takes ``resolve`` gets
+the config again with more ``--set`` items after the command line's (a sweep's grid points).
 """
 from __future__ import annotations
 
@@ -95,8 +96,8 @@ def with_config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     hints = typing.get_type_hints(command, include_extras=True)
     parameters = inspect.signature(command).parameters
     own = [p.replace(annotation=hints[name]) for name, p in parameters.items()
-           if name not in ("config", "given", "sources")]
-    wants_given, wants_sources = "given" in parameters, "sources" in parameters
+           if name not in ("config", "given", "sources", "resolve")]
+    wants_given, wants_sources, wants_resolve = "given" in parameters, "sources" in parameters, "resolve" in parameters
     shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
               for name, (_, annotation) in _FLAGS.items()]
 
@@ -108,6 +109,9 @@ def with_config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
         config, sources = config_from_flags(shared_values)
         if wants_sources:
             kwargs["sources"] = sources
+        if wants_resolve:
+            kwargs["resolve"] = lambda sets: config_from_flags({**shared_values,
+                                                                "set": [*(shared_values["set"] or []), *sets]})[0]
         return command(config, **kwargs)
 
     wrapper.__signature__ = inspect.Signature(own + shared)  # type: ignore[attr-defined]
