@@ -150,3 +150,13 @@ def test_a_rollout_loss_reaches_the_potential_the_masses_and_the_rods():
 def test_a_rod_the_scene_cannot_have_is_refused(rods):
     with pytest.raises((ConfigError, PluginParamsError), match="rod"):
         pivf.physics("keypoint_hamiltonian", n_objects=2, rods=rods)
+
+
+def test_smooth_solvers_are_refused_for_rods_and_move_free_objects():
+    from pivf.core.kernel.config import resolve_config
+
+    flags = {"objective.name": "paig", "training.recipe": "keypoints", "integrator.name": "dopri5"}
+    with pytest.raises(ConfigError, match="cannot apply the hard constraints"):
+        resolve_config(task="pendulum", flags=flags)
+    free = resolve_config(task="two_body", flags=flags, overrides=["physics.rods=[]"])
+    assert free.integrator.name == "dopri5"

@@ -616,9 +616,9 @@ def check_compatibility(config: ExperimentConfig) -> None:
     reg = registry()
     physics = reg.get("physics", config.physics.name)
     integrator = reg.get("integrator", config.integrator.name)
-    if physics.has_constraints and not integrator.supports_constraints:
+    if physics.constrained(config.physics.params) and not integrator.supports_constraints:
         raise ConfigError(
-            f"integrator '{integrator.name}' cannot apply the hard constraints (wall bounces) of physics "
+            f"integrator '{integrator.name}' cannot apply the hard constraints (wall bounces, rods) of physics "
             f"'{physics.name}'; use one of: "
             f"{', '.join(n for n in reg.names('integrator') if reg.get('integrator', n).supports_constraints)}")
     check_shared_fields(config)

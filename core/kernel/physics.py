@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol, cast
+from typing import Any, ClassVar, Literal, Protocol, cast
 
 import torch
 from pydantic import Field
@@ -86,6 +86,12 @@ class PhysicsSystem(Plugin[P], nn.Module):
     #: the dimension of each of ``learned_parameters`` in pixels and the data's time unit ("px",
     #: "1/s^2", "px^3/s^2"), so a dataset with a known scale reports them in metres (``core.kernel.units``)
     units: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def constrained(cls, params: dict[str, Any]) -> bool:
+        """Whether a system of these params has constraints (``has_constraints``, unless the params
+        can switch them off), asked before anything is built: smooth solvers are refused for it."""
+        return cls.has_constraints
 
     # --- the equations of motion -------------------------------------------------------------
     def hamiltonian(self, q: Tensor, p: Tensor) -> Tensor:

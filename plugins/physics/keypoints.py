@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, field_validator
@@ -105,6 +105,11 @@ class KeypointHamiltonian(PhysicsSystem[KeypointHamiltonianParams]):
         activation = ACTIVATIONS[p.activation]
         self.potential: nn.Module = (PairPotential(p.n_objects, p.hidden, activation) if p.potential == "pairwise"
                                      else MLPEnergy(p.n_objects * p.dim, p.hidden, activation, state_dims=2))
+
+    @classmethod
+    def constrained(cls, params: dict[str, Any]) -> bool:
+        """Free objects (``rods: []``) have no constraints, so smooth ODE solvers may move them."""
+        return params.get("rods", "auto") != []
 
     def _declared(self) -> Tensor:
         """The rods the params name (all zero for ``auto``, which ``prepare`` fills in)."""
