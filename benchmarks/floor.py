@@ -95,6 +95,32 @@ def spec_of(value: Any) -> Any:
     return TensorSpec(tuple(value.shape), tuple(value.stride()), value.dtype) if isinstance(value, Tensor) else value
 
 
+@dataclass(frozen=True)
+class Stopwatch:
+    """Seconds on ``clock``, the device synchronised at both ends: wall-clock time, or the process's
+    CPU time, which a single-threaded run on a CPU shared with other jobs does not spend waiting."""
+
+    device: torch.device
+    clock: Callable[[], float] = time.perf_counter
+
+    def start(self) -> float:
+        synchronize(self.device)
+        return self.clock()
+
+    def since(self, started: float) -> float:
+        synchronize(self.device)
+        return self.clock() - started
+
+    def times(self, run: Callable[[], Any], repeats: int) -> list[float]:
+        """The seconds of each of ``repeats`` calls of ``run``."""
+        seconds = []
+        for _ in range(repeats):
+            started = self.start()
+            run()
+            seconds.append(self.since(started))
+        return seconds
+
+
 class PartTracker:
     """Which part of the step is running: a stack of forward scopes, and in backward the part whose
     forward created the autograd node being run (the node's pre-hook sets it)."""
@@ -156,20 +182,18 @@ class NodeRecorder(TorchFunctionMode):
 class OperatorTimer(TorchDispatchMode):
     """Times, counts and costs every aten operator, charged to the tracker's current part."""
 
-    def __init__(self, tracker: PartTracker, device: torch.device) -> None:
+    def __init__(self, tracker: PartTracker, watch: Stopwatch) -> None:
         super().__init__()
-        self.tracker, self.device = tracker, device
+        self.tracker, self.watch = tracker, watch
         self.parts = {part: PartFigures() for part in PARTS}
         self.kernels: dict[str, Kernel] = {}
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
-        synchronize(self.device)
-        started = time.perf_counter()
+        started = self.watch.start()
         out = func(*args, **kwargs)
-        synchronize(self.device)
         figures = self.parts[self.tracker.current]
-        figures.seconds += time.perf_counter() - started
+        figures.seconds += self.watch.since(started)
         figures.ops += 1
         formula = FLOP_FORMULAS.get(func.overloadpacket)
         if formula is not None:
@@ -183,7 +207,7 @@ class OperatorTimer(TorchDispatchMode):
         return out
 
 
-def instrumented_step(step: TrainingStep) -> OperatorTimer:
+def instrumented_step(step: TrainingStep, watch: Stopwatch) -> OperatorTimer:
     """One training step with its operators charged to the parts."""
     tracker = PartTracker()
     pipeline = step.pipeline
@@ -191,7 +215,7 @@ def instrumented_step(step: TrainingStep) -> OperatorTimer:
     tracker.watch_module("decoder", pipeline.decoder)
     rollout = pipeline.integrator.rollout
     pipeline.integrator.rollout = tracker.wrap("rollout", rollout)  # type: ignore[method-assign]
-    timer = OperatorTimer(tracker, step.device)
+    timer = OperatorTimer(tracker, watch)
     try:
         with timer:
             with NodeRecorder(tracker):
@@ -212,34 +236,25 @@ def counted_flops(step: TrainingStep) -> int:
     return counter.get_total_flops()
 
 
-def seconds_of(run: Callable[[], Any], repeats: int, device: torch.device) -> list[float]:
-    """Wall-clock seconds of each of ``repeats`` calls, the device synchronised around each."""
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        started = time.perf_counter()
-        run()
-        synchronize(device)
-        times.append(time.perf_counter() - started)
-    return times
 
 
-def replay(kernel: Kernel, repeats: int, device: torch.device) -> float:
+def replay(kernel: Kernel, repeats: int, watch: Stopwatch) -> float:
     """The kernel's best time on fresh tensors of its shapes, layouts and dtypes (one untimed call first)."""
-    args, kwargs = tree_map(lambda v: v.fresh(device) if isinstance(v, TensorSpec) else v, (kernel.args, kernel.kwargs))
+    args, kwargs = tree_map(lambda v: v.fresh(watch.device) if isinstance(v, TensorSpec) else v,
+                            (kernel.args, kernel.kwargs))
     with torch.no_grad():
         kernel.op(*args, **kwargs)
-        return min(seconds_of(lambda: kernel.op(*args, **kwargs), repeats, device))
+        return min(watch.times(lambda: kernel.op(*args, **kwargs), repeats))
 
 
-def peak_rate(device: torch.device, repeats: int) -> float:
+def peak_rate(repeats: int, watch: Stopwatch) -> float:
     """FLOP/s of the best float32 square matrix product: the machine's attainable peak (a GPU needs
     larger products than a CPU to reach it)."""
     rates = []
-    for n in (4096, 8192) if device.type == "cuda" else (512, 1024, 2048):
-        a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+    for n in (4096, 8192) if watch.device.type == "cuda" else (512, 1024, 2048):
+        a, b = torch.rand(n, n, device=watch.device), torch.rand(n, n, device=watch.device)
         a @ b
-        rates.append(2 * n**3 / min(seconds_of(lambda a=a, b=b: a @ b, repeats, device)))
+        rates.append(2 * n**3 / min(watch.times(lambda a=a, b=b: a @ b, repeats)))
     return max(rates)
 
 
@@ -260,27 +275,28 @@ def machine(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def measure(step: TrainingStep, steps: int, warmup: int, repeats: int, passes: int) -> dict[str, Any]:
+def measure(step: TrainingStep, steps: int, warmup: int, repeats: int, passes: int, cpu_time: bool) -> dict[str, Any]:
     """Every figure of the report, as a JSON-ready dict."""
     device = step.device
+    watch = Stopwatch(device, time.process_time if cpu_time else time.perf_counter)
     for _ in range(warmup):
         step()
     total_flops = counted_flops(step)
-    timer, *others = [instrumented_step(step) for _ in range(passes)]
+    timer, *others = [instrumented_step(step, watch) for _ in range(passes)]
     for name, figures in timer.parts.items():  # each part at its quickest pass: the least disturbed
         figures.seconds = min([figures.seconds, *(other.parts[name].seconds for other in others)])
-    step_seconds = statistics.median(seconds_of(step, steps, device))
+    step_seconds = statistics.median(watch.times(step, steps))
     for kernel in timer.kernels.values():
-        kernel.best = replay(kernel, repeats, device)
+        kernel.best = replay(kernel, repeats, watch)
         for part, calls in kernel.part_calls.items():
             timer.parts[part].kernel_floor += calls * kernel.best
-    peak = peak_rate(device, repeats)
+    peak = peak_rate(repeats, watch)
     parts = {name: {**asdict(figures), "peak_floor": figures.flops / peak} for name, figures in timer.parts.items()}
     operators = sum(figures.seconds for figures in timer.parts.values())
     batch = step.batch.shape[0]
     kernels = sorted(timer.kernels.values(), key=lambda k: -k.flops * k.calls)
     return {
-        "machine": machine(device), "device": str(device),
+        "machine": machine(device), "device": str(device), "clock": "cpu" if cpu_time else "wall",
         "config": {"task": step.config.data.task, "recipe": step.config.training.recipe, "batch": batch,
                    "frames": step.objective.train_length, "encoder": step.config.encoder.name,
                    "physics": step.config.physics.name, "decoder": step.config.decoder.name},
@@ -303,7 +319,7 @@ def table(report: dict[str, Any]) -> str:
     m, c = report["machine"], report["config"]
     lines = [f"machine: {m['cpu']} ({', '.join(m['flags']) or 'no avx2/avx512/amx'}; torch {m['torch']} "
              f"{m['capability']}, {m['threads']} threads){' GPU ' + m['gpu'] if 'gpu' in m else ''}, "
-             f"device {report['device']}",
+             f"device {report['device']}, {report['clock']} clock",
              f"step: task {c['task']}, recipe {c['recipe']}, batch {c['batch']}, {c['frames']} frames "
              f"({c['encoder']} → {c['physics']} → {c['decoder']})",
              f"peak (best float32 matrix product): {report['peak_flops_per_s'] / 1e9:.1f} GFLOP/s; "
@@ -339,9 +355,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--repeats", type=int, default=5, help="replays of each kernel (the best counts)")
     parser.add_argument("--passes", type=int, default=3, help="instrumented steps (each part's quickest counts)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time on the process's CPU clock, not the wall clock: for a CPU shared with other "
+                             "jobs, with OMP_NUM_THREADS=1")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
-    report = measure(build_step(args), args.steps, args.warmup, args.repeats, args.passes)
+    report = measure(build_step(args), args.steps, args.warmup, args.repeats, args.passes, args.cpu_time)
     print(table(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=1))

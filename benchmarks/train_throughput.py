@@ -5,7 +5,9 @@ clipping where the preset clips, the preset's optimiser) on a fixed batch held o
 Warm-up steps come first (allocator, cuDNN autotuning, compilation); the clock runs only over the
 timed steps, with the device synchronised just before and after them.
 
-Besides sequences per second it prints the peak memory: allocated on a GPU, resident on a CPU.
+Besides sequences per second it prints the peak memory (allocated on a GPU, resident on a CPU) and
+sequences per second of the process's CPU time: on a CPU shared with other jobs, with one thread
+(``OMP_NUM_THREADS=1``), the figure that waiting for a core does not change.
 
 ``--compile`` compiles the encoder and decoder (``training.compile``; a learned Hamiltonian's double
 backward cannot be compiled); ``--bf16`` runs the vision networks' convolutions under bfloat16
@@ -116,18 +118,19 @@ def main() -> None:
     for _ in range(args.warmup):
         step()
     synchronize(device)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
         loss = step()
     synchronize(device)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     if not torch.isfinite(loss):
         raise SystemExit("the loss is not finite; the figure would be meaningless")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"train_throughput task={args.task} device={name} physics={config.physics.name} "
           f"integrator={config.integrator.name} batch={batch_size} frames={step.objective.train_length} "
           f"compile={args.compile or False} bf16={args.bf16}: {args.steps * batch_size / elapsed:.2f} sequences/s "
-          f"({args.steps} steps in {elapsed:.3f} s; peak memory {peak_memory_mib(device):.0f} MiB)")
+          f"({args.steps} steps in {elapsed:.3f} s; peak memory {peak_memory_mib(device):.0f} MiB); "
+          f"{args.steps * batch_size / cpu:.2f} sequences per CPU-second")
 
 
 def peak_memory_mib(device: torch.device) -> float:
