@@ -5,7 +5,7 @@
 # against grid_sample; the spring_color recovery on 3 seeds. Writes gpu_results/ (in $OUT when set).
 #
 #   bash benchmarks/gpu_suite.sh                         # on a GPU machine
-#   bash benchmarks/gpu_suite.sh --device cpu --quick    # the same path in about a minute on a CPU
+#   bash benchmarks/gpu_suite.sh --device cpu --quick    # the same path in under two minutes on a CPU
 #
 # --quick takes two steps per figure, one seed for 10 s on a small dataset and no compilation: it
 # checks that the suite runs, and its figures mean nothing. A figure that fails is written as FAILED

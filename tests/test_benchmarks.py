@@ -13,7 +13,7 @@ import pytest
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_suite.sh"
 
 
-@pytest.mark.slow(seconds=70)
+@pytest.mark.slow(seconds=105)
 def test_the_gpu_suite_runs_end_to_end_on_the_cpu_path(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}  # the worker's share of the cores
     result = subprocess.run(["bash", str(SUITE), "--device", "cpu", "--quick"], capture_output=True, text=True,
