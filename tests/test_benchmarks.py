@@ -47,7 +47,7 @@ def test_the_floor_counts_a_known_convolution_and_puts_every_part_under_the_meas
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, str(FLOOR), "--task", "spring_color", "--set", "training.recipe=paper",
                              "--device", "cpu", "--batch-size", "2", "--steps", "1", "--warmup", "1", "--passes", "2",
-                             "--repeats", "3", "--json", str(report_file)],
+                             "--repeats", "3", "--cpu-time", "--json", str(report_file)],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(report_file.read_text())
