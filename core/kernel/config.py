@@ -39,6 +39,9 @@ else:
 DEFAULT_TASK = "spring_color"
 
 
+#: ``torch.compile`` modes ``training.compile`` accepts besides true and false
+CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -104,8 +107,10 @@ class TrainingConfig(Section):
     seed: int = Field(0, ge=0, lt=2**64, description="seed of the initial weights and of the batches")
     device: str = Field("auto", description="'auto', 'cpu', 'cuda' or 'cuda:N'")
     eval_every: int = Field(10, ge=1, description="epochs between validations")
-    compile: bool = Field(False, description="torch.compile the encoder and decoder (docs/BENCHMARKS.md: slower "
-                                             "than eager for PAIG on a 2-core CPU; measure it on your device)")
+    compile: bool | CompileMode = Field(False, description="torch.compile the encoder and decoder: true (mode "
+                                        "default) or a torch.compile mode; reduce-overhead replays CUDA graphs on a "
+                                        "GPU (docs/BENCHMARKS.md: slower than eager for PAIG on a 2-core CPU; "
+                                        "measure it on your device)")
     bf16: bool = Field(False, description="run the vision networks' convolutions under bfloat16 autocast; positions "
                                           "and physics stay float32 (faster on CPUs with AMX and on recent GPUs; "
                                           "docs/BENCHMARKS.md)")

@@ -47,11 +47,12 @@ class Pipeline(nn.Module):
         self.dt = dt
         self.bf16 = False  # vision under bfloat16 autocast; positions stay float32 (``training.bf16``)
 
-    def compile_vision(self) -> None:
-        """``torch.compile`` the encoder and decoder in place (their weights and checkpoints are
-        unchanged); the rollout stays eager, as a learned Hamiltonian's double backward needs."""
-        self.encoder.compile()
-        self.decoder.compile()
+    def compile_vision(self, mode: str = "default") -> None:
+        """``torch.compile`` the encoder and decoder in place, in ``mode`` (their weights and
+        checkpoints are unchanged); the rollout stays eager, as a learned Hamiltonian's double
+        backward needs."""
+        self.encoder.compile(mode=mode)
+        self.decoder.compile(mode=mode)
 
     def prepare(self, frames: Tensor) -> None:
         """Data-dependent initialisation before a new run's first step: the encoder's

@@ -47,8 +47,10 @@ def make_optimizer(name: str, params: Iterable[Tensor] | Iterable[dict[str, Any]
     """``params`` may be parameter groups (dicts), each with its own ``lr``; ``lr`` is the default."""
     if name == "rmsprop_tf":
         return TFRMSprop(params, lr=lr)
+    # foreach: one call per operation for all parameters, not one per parameter (torch's default
+    # on a GPU, not on a CPU); the same arithmetic, so the same weights
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-10)
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-10, foreach=True)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, foreach=True)
     raise ValueError(f"unknown optimizer '{name}'")

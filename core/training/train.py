@@ -85,7 +85,7 @@ class Trainer:
         self.stop = StopRules(RunPlan.of(tcfg, len(self.data.train), self.world), tcfg, stop_when)
         self.pipeline = build_pipeline(config).to(self.device)
         if tcfg.compile:
-            self.pipeline.compile_vision()
+            self.pipeline.compile_vision("default" if tcfg.compile is True else tcfg.compile)
         self.objective = build_objective(config)
         self.params = [p for p in self.pipeline.parameters() if p.requires_grad]
         broadcast_parameters(self.params, self.world)

@@ -122,13 +122,15 @@ class SpatialTransformerDecoder(Decoder[SpatialTransformerParams]):
             return self._render(full_precision(q))
 
     def _render(self, q: Tensor) -> Tensor:
-        warped = self.warp(q)
-        mask_logits = warped[:, :, 0] - MASK_OFFSET  # exactly −5 outside each template
-        contents = warped[:, :, 1:]
+        # split, not indexing: the backward of a split is one concatenation, where an index's or a
+        # slice's backward fills a zero tensor the size of the whole input
+        mask_logits, contents = self.warp(q).split([1, self.params.channels], dim=2)
+        mask_logits = mask_logits.squeeze(2) - MASK_OFFSET  # exactly −5 outside each template
         background_logit = torch.full_like(mask_logits[:, :1], BACKGROUND_LOGIT)
         masks = torch.softmax(torch.cat([mask_logits, background_logit], dim=1), dim=1)
+        object_masks, background_mask = masks.split([mask_logits.shape[1], 1], dim=1)
         background = torch.sigmoid(self.background()).to(q.dtype)
-        return (masks[:, :-1].unsqueeze(2) * contents).sum(1) + masks[:, -1:] * background
+        return (object_masks.unsqueeze(2) * contents).sum(1) + background_mask * background
 
 
 def sampling_weights(q: Tensor, sigma: Tensor, size: int, source: int) -> Tensor:
