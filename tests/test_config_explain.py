@@ -58,7 +58,7 @@ RECORDED_RECIPES = {
         "paper": {"encoder": {"name": "paig_unet", "coordinates": "mlp", "velocity": "mlp", "colour_path": 0.0}},
         "keypoints": {"data": {"pred_steps": 10}, "encoder": {"background": "median"},
                       "physics": {"name": "keypoint_hamiltonian"}, "integrator": {"name": "leapfrog", "substeps": 4},
-                      "decoder": {"name": "spatial_transformer"}},
+                      "decoder": {"name": "spatial_transformer"}, "objective": {"backward_share": 0.5}},
     },
     "hgn": {
         "paper": {section: {"name": name, "latent": "maps", "latent_channels": 16, "angles": 0}
@@ -173,7 +173,7 @@ def test_show_leaves_out_the_derived_copies():
     shown = json.loads(result.stdout)
     assert "input_steps" not in shown["encoder"] and "pred_steps" not in shown["objective"]
     assert shown["data"]["input_steps"] == 4 and shown["encoder"]["dim"] == 2
-    assert sum(len(fields) for fields in shown.values()) == 68  # of 79: 11 copies of data settings
+    assert sum(len(fields) for fields in shown.values()) == 69  # of 80: 11 copies of data settings
 
 
 @pytest.mark.parametrize("item, message", [

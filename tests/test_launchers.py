@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import submitit  # noqa: F401  here, not first under CliRunner: its logging keeps the stderr of its first import
 from typer.testing import CliRunner
 
 from pivf.cli.main import app

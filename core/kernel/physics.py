@@ -144,6 +144,12 @@ class PhysicsSystem(Plugin[P], nn.Module):
         that what only the motion tells (ω², damping) is learned against the right geometry.
         Default: nothing."""
 
+    def objects_found(self, positions: Tensor) -> None:
+        """Called once when training has found every object, with where the trained encoder puts
+        them in the last batch: positions (B, T, K, dim) in pixels. For a physics that reads its
+        structure from the positions (which objects hang from a pivot, which are joined), where a
+        data-prepared encoder's early guesses can be too rough. Default: nothing."""
+
     def physical_quantities(self, gravity: float) -> dict[str, Quantity]:
         """Physical quantities the learned parameters give with the local ``gravity`` (m/s²) known,
         which no pixel scale gives: a pendulum's length from its timing. Default: none."""

@@ -13,6 +13,12 @@ nearly linear motions; ``latent_weight`` adds the squared distance between the r
 and the encoder's (detached) positions of the same frames, a gradient on the physics that does not
 depend on rendered and true objects overlapping.
 
+With ``backward_share`` (DeepMind's forward-backward training) that share of each batch after
+warm-up is inferred from the window's last input frames and rolled back in time instead: a
+rollout trained forwards alone need not hold backwards (``vpt_backward``) even when the physics is
+reversible. When prediction starts, the physics hears where the trained encoder finds the objects
+(``PhysicsSystem.objects_found``).
+
 With ``discovery_share`` > 0 the warm-up also watches object discovery (plugins/discovery.py) every
 ``CHECK_EVERY`` steps: of the slots that explain less than that share of what the best slot
 explains, the one explaining least is re-initialised (then left alone for ``GRACE_STEPS``), and
@@ -76,6 +82,9 @@ class PaigParams(ObjectiveParams):
                                                         "encoded states of the predicted frames")
     guided_reset: bool = Field(False, description="re-initialise an idle slot towards the colour the "
                                "reconstruction misses most, instead of at random")
+    backward_share: float = Field(0.0, ge=0, lt=1, description="share of each training batch whose state is "
+                                  "inferred from the window's last input frames and rolled back in time over the "
+                                  "predicted horizon (DeepMind's forward-backward training; time-reversible data)")
     warmup_frames: int | Literal["inputs"] | None = Field(
         None, description="frames per sequence encoded and reconstructed during warm-up (the first ones): a number, "
                           "inputs (the input frames), or empty (the whole training window); fewer frames make "
@@ -162,14 +171,26 @@ class PaigObjective(Objective[PaigParams]):
         horizon = self.horizon(step)
         warmup_frames = self.params.warmup_length
         window = frames[:, : self.train_length if horizon or warmup_frames is None else warmup_frames]
-        out = pipeline(window, steps=horizon, controls=controls)
-        self.last_batch = (out.encoded.positions.detach(), window)
-        losses = frame_losses(out, window, self.input_steps, horizon)
+        backward = round(self.params.backward_share * len(window)) if horizon and controls is None else 0
+        forward = window[backward:]
+        out = pipeline(forward, steps=horizon, controls=controls)
+        self.last_batch = (out.encoded.positions.detach(), forward)
+        losses = frame_losses(out, forward, self.input_steps, horizon)
+        if backward:
+            losses["pred"] = (losses["pred"] * len(forward)
+                              + self.backward_prediction(pipeline, window[:backward], horizon) * backward) / len(window)
         if horizon > 0 and self.params.latent_weight > 0:
             targets = out.encoded.positions[:, self.input_steps:self.input_steps + horizon].detach()
             losses["latent"] = state_sse(out.q[1:].transpose(0, 1), targets)
         losses["loss"] = self._weighted(losses)
         return losses
+
+    def backward_prediction(self, pipeline: Pipeline, window: Tensor, horizon: int) -> Tensor:
+        """pred of the window's state at its last frame, inferred from its last input frames in their
+        order and rolled back ``horizon`` frames with −dt, against the frames before it."""
+        encoded = pipeline.encode(window[:, -self.input_steps:])
+        q, _ = pipeline.rollout(encoded.q0, encoded.p0, horizon, dt=-pipeline.dt)
+        return frame_sse(pipeline.decode(q[1:]), window[:, :-1].flip(1)[:, :horizon])
 
     def after_step(self, pipeline: Pipeline, steps_done: int) -> tuple[bool, list[str]]:
         p = self.params
@@ -181,6 +202,7 @@ class PaigObjective(Objective[PaigParams]):
         at_limit = steps_done >= self.MAX_WARMUP_FACTOR * p.warmup_steps
         if steps_done >= p.warmup_steps and (result.found or at_limit):
             self.prediction_from = steps_done
+            pipeline.physics.objects_found(self.last_batch[0].float())
             messages.append(f"step {steps_done}: prediction starts (objects "
                             f"{'found' if result.found else 'not all found, warm-up at its limit'})")
             return False, messages

@@ -16,7 +16,8 @@ lengths neither grow nor shrink. After every integrator substep (``constrain``),
 back onto the rods (mass-weighted corrections along each rod, a few sweeps, SHAKE's way) and the
 velocities lose their part along them (v ← v − M⁻¹Jᵀ(J M⁻¹ Jᵀ)⁻¹ J v), as the rods' impulses would.
 
-Which rods, ``rods``: ``auto`` finds them in ``prepare``, from where the encoder finds the objects:
+Which rods, ``rods``: ``auto`` finds them in ``prepare``, from where the encoder finds the objects
+(before training, and again from the trained encoder once every object is found):
 an object whose positions trace one circle hangs from a pivot (``fit_circle``, which also gives
 the pivot and the length), two objects whose distance keeps within ``rigid_spread`` of its median
 are joined. A list names them instead (``[pivot-0, 0-1]``: a double pendulum; ``[]``: free objects,
@@ -201,6 +202,9 @@ class KeypointHamiltonian(PhysicsSystem[KeypointHamiltonianParams]):
         """Each rod's pivot and length from the positions (B, T, N, D) where the data shows them, and
         with ``rods: auto`` which rods there are (see the module docs)."""
         auto = self.params.rods == "auto"
+        if auto:
+            self.active.zero_()
+            self._list_active()
         for k, (near, far) in enumerate(self.rods):
             if near is None:
                 found = fit_circle(positions[..., far, :].reshape(-1, positions.shape[-1]))
@@ -216,6 +220,11 @@ class KeypointHamiltonian(PhysicsSystem[KeypointHamiltonianParams]):
             spread = 1.4826 * float((distance - median).abs().median())
             if median >= MIN_ROD_PX and spread <= self.params.rigid_spread * median:
                 self._set_rod(k, median, auto)
+
+    def objects_found(self, positions: Tensor) -> None:
+        """The rods again from the trained encoder's positions: the data-prepared encoder's can miss
+        small or overlapping objects."""
+        self.prepare(positions)
 
     def _set_rod(self, k: int, length: float, auto: bool) -> None:
         self.log_lengths[k] = math.log(length)
