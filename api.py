@@ -59,7 +59,7 @@ from pivf.core.kernel.plugin import PluginParams
 from pivf.core.kernel.recipes import Recipe, read_recipes
 from pivf.core.kernel.units import Quantity
 from pivf.core.kernel.velocity_fit import Backward, fit_velocity, largest_step_last_sign
-from pivf.core.kernel.vpt import VPT_THRESHOLD, median_time, prediction_time, valid_prediction_time
+from pivf.core.kernel.vpt import VPT_THRESHOLD, median_time, prediction_time, still_time, valid_prediction_time
 
 __all__ = [
     # marking hooks
@@ -79,5 +79,5 @@ __all__ = [
     "fit_velocity", "full_precision", "glorot_init", "largest_step_last_sign", "mlp",
     # objective helpers
     "as_float", "frame_sse", "inference", "predict", "read_recipes", "rollout_frames", "sample", "state_sse",
-    "VPT_THRESHOLD", "median_time", "prediction_time", "valid_prediction_time",
+    "VPT_THRESHOLD", "median_time", "prediction_time", "still_time", "valid_prediction_time",
 ]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import pivf
-from pivf.api import valid_prediction_time
+from pivf.api import still_time, valid_prediction_time
 from pivf.core.data.frames import as_float
 from pivf.core.kernel.build import build_objective
 from pivf.core.kernel.config import resolve_config
@@ -387,6 +387,12 @@ def test_valid_prediction_time_counts_leading_valid_frames():
     ])
     prediction = target + offsets[:, :, None, None, None]
     assert valid_prediction_time(prediction, target).tolist() == [6, 2, 0]
+
+
+def test_a_still_picture_is_valid_while_the_scene_has_not_moved_enough():
+    frames = torch.full((2, 8, 1, 2, 2), 0.5)
+    frames[0, 5:, 0, 0, 0] = 0.7  # input frames 0..2; a pixel changes at frame 5: 0.04/4 > 0.025·0.25
+    assert still_time(frames, input_steps=3).tolist() == [2, 5]
 
 
 def test_evaluate_reports_the_papers_metrics(frames):

@@ -5,7 +5,9 @@ A predicted frame is valid while its error mean((truth − prediction)²)/mean(t
 the encoder sees the first ``input_steps`` frames and the state it infers at the last of them is
 rolled forward; backward, it sees the last ``input_steps`` frames (in their order) and the state at
 the last frame is rolled back with −dt over the frames it did not see. Any pipeline has both, so
-PAIG's and HGN's runs are scored alike.
+PAIG's and HGN's runs are scored alike. ``still_time`` is the VPT of no model at all, the last
+input frame held: where small objects move over a large backdrop it is far above 0, and a model's
+VPT means something only above it.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from torch import Tensor
 
 from pivf.core.kernel.pipeline import Pipeline
 
-__all__ = ["VPT_THRESHOLD", "median_time", "prediction_time", "valid_prediction_time"]
+__all__ = ["VPT_THRESHOLD", "median_time", "prediction_time", "still_time", "valid_prediction_time"]
 
 #: normalised per-frame error above which a prediction is no longer valid
 VPT_THRESHOLD = 0.025
@@ -41,6 +43,12 @@ def prediction_time(pipeline: Pipeline, frames: Tensor, input_steps: int, backwa
     encoded = pipeline.encode(frames[:, :input_steps])
     q, _ = pipeline.rollout(encoded.q0, encoded.p0, unseen)
     return valid_prediction_time(pipeline.decode(q[1:]), frames[:, input_steps:])
+
+
+def still_time(frames: Tensor, input_steps: int) -> Tensor:
+    """(B,) VPT of the last input frame held still over the frames after it."""
+    held = frames[:, input_steps - 1:input_steps].expand_as(frames[:, input_steps:])
+    return valid_prediction_time(held, frames[:, input_steps:])
 
 
 def median_time(times: list[Tensor]) -> float:

@@ -44,7 +44,8 @@ mean((gt−pred)²)/mean(gt²) stays ≤ 0.025, and ``vpt_rel`` that as a fracti
 frames; ``vpt_backward`` is the same for time run backwards: the encoder sees the *last*
 ``input_steps`` frames (in their order), and the state it infers at the last frame is integrated
 with −dt back to the first frame, so the encoder and the dynamics are tested on a reversal they
-were not trained on unless ``backward_share`` is set (unactuated data only); ``h_std`` is the std
+were not trained on unless ``backward_share`` is set (unactuated data only); ``vpt_still`` is the
+VPT of the last input frame held still, the floor a model's VPT must clear; ``h_std`` is the std
 of the energy along each forward rollout, averaged over sequences, and ``h_rel_std`` the same
 divided by |mean energy|. ``loss`` (what model selection minimises) is ``mse``.
 """
@@ -69,6 +70,7 @@ from pivf.api import (
     inference,
     prediction_time,
     read_recipes,
+    still_time,
     valid_prediction_time,
 )
 from pivf.plugins.objectives import RECIPES
@@ -226,7 +228,7 @@ class HgnObjective(Objective[HgnParams]):
                 parts.append(self.sequence_metrics(pipeline, as_float(data[rows]), **given))
         per_sequence = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
         predicted = data.shape[1] - self.input_steps
-        medians = {key: per_sequence.pop(key).double().quantile(0.5) for key in ("vpt", "vpt_backward")
+        medians = {key: per_sequence.pop(key).double().quantile(0.5) for key in ("vpt", "vpt_backward", "vpt_still")
                    if key in per_sequence}
         metrics = {key: value.double().mean() for key, value in per_sequence.items()}
         metrics.update(loss=metrics["mse"], vpt_rel=medians["vpt"] / predicted, **medians)
@@ -242,6 +244,7 @@ class HgnObjective(Objective[HgnParams]):
             metrics["extrap_mse"] = error[:, window:].mean(1) * MSE_SCALE
         ahead = self.input_steps - self.first_frame  # first decoded frame past the last input frame
         metrics["vpt"] = valid_prediction_time(decoded[:, ahead:], frames[:, self.input_steps:])
+        metrics["vpt_still"] = still_time(frames, self.input_steps)
         if controls is None:
             metrics["vpt_backward"] = prediction_time(pipeline, frames, self.input_steps, backward=True)
         energy = pipeline.physics.energy(out.q, out.p)  # (1 + steps, B)

@@ -60,6 +60,7 @@ from pivf.api import (
     prediction_time,
     read_recipes,
     state_sse,
+    still_time,
 )
 from pivf.plugins.discovery import contributions, missing_colour, reset_slot
 from pivf.plugins.objectives import RECIPES
@@ -233,16 +234,17 @@ class PaigObjective(Objective[PaigParams]):
                  controls: Tensor | None = None) -> dict[str, float]:
         """The mean losses and, for data recorded without controls, the median valid prediction
         time forward and backward (``vpt``, ``vpt_backward``; core/kernel/vpt.py), HGN's measure of
-        how long the rollout stays on the video."""
+        how long the rollout stays on the video, beside that of a still picture (``vpt_still``)."""
         metrics = super().evaluate(pipeline, data, batch_size, controls)
         if controls is not None:
             return metrics
-        times: dict[str, list[Tensor]] = {"vpt": [], "vpt_backward": []}
+        times: dict[str, list[Tensor]] = {"vpt": [], "vpt_backward": [], "vpt_still": []}
         with inference(pipeline):
             for start in range(0, data.shape[0], batch_size):
                 chunk = as_float(data[start:start + batch_size])
                 times["vpt"].append(prediction_time(pipeline, chunk, self.input_steps))
                 times["vpt_backward"].append(prediction_time(pipeline, chunk, self.input_steps, backward=True))
+                times["vpt_still"].append(still_time(chunk, self.input_steps))
         return {**metrics, **{key: median_time(values) for key, values in times.items()}}
 
     def report(self, metrics: dict[str, float]) -> dict[str, float]:
