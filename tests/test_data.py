@@ -26,6 +26,7 @@ PAIG_TASKS = ["bouncing_balls", "spring_color", "spring_color_half", "3bp_color"
 HGN_TASKS = ["mass_spring", "damped_spring", "pendulum", "two_body", "three_body", "double_pendulum"]
 # listed even where unavailable (tests/test_mujoco.py)
 MUJOCO_TASKS = ["mujoco_pendulum", "mujoco_pendulum_motor", "mujoco_spring"]
+DM_CONTROL_TASKS = ["dm_pendulum", "dm_cartpole", "dm_acrobot"]
 N = 6
 HGN_BACKGROUND = torch.tensor([81.0, 88.0, 93.0])
 
@@ -284,7 +285,7 @@ def test_cli_tasks_generate_info(tmp_path):
     assert listed.exit_code == 0
     names = [line.split()[0] for line in listed.stdout.splitlines()]
     third_party = {r["name"] for r in pivf.list_plugins("task") if r["distribution"] != "pivf"}
-    assert sorted(set(names) - third_party) == sorted(PAIG_TASKS + HGN_TASKS + MUJOCO_TASKS)
+    assert sorted(set(names) - third_party) == sorted(PAIG_TASKS + HGN_TASKS + MUJOCO_TASKS + DM_CONTROL_TASKS)
     made = runner.invoke(_cli(), ["data", "generate", "pendulum", "--out", str(tmp_path), "--n-train", "4",
                                   "--n-valid", "2", "--n-test", "2", "--set", "noise_std=0"])
     assert made.exit_code == 0, made.output

@@ -74,7 +74,8 @@ def test_tiny_run_learns_and_writes_a_complete_run_directory(tmp_path, one_threa
     assert {"param/k", "param/l", "valid/pred", "valid/recons", "perf/samples_per_s"} <= set(events.Tags()["scalars"])
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written == json.loads(json.dumps(metrics))
-    assert set(written["eval"]) == {"split", "pred_loss", "extrap_loss", "recons_loss"}
+    assert set(written["eval"]) == {"split", "pred_loss", "extrap_loss", "recons_loss", "vpt", "vpt_backward",
+                                    "vpt_still"}
     assert written["params"]["k"]["true"] == 4.0 and written["params"]["l"]["true"] == 6.0
     assert {"rollouts", "energy"} <= set(events.Tags()["images"])
     for name in ("config.yaml", "rollouts.png", "energy.png", "templates.png", "checkpoints/best.pt",
